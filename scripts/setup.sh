@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: Debian packages (when root), npm packages, build.
+# Safe to run before every command; each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the tests and benchmarks compare against or check with. Installed only when missing.
+DEB_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools qemu-utils pigz bmap-tools hyperfine time)
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    # Update the lists once per machine; a failed install retries with fresh lists.
+    stamp=/var/lib/apt/periodic/sparse-image-tools-update-stamp
+    if [ ! -f "$stamp" ]; then apt-get update -qq && mkdir -p "$(dirname "$stamp")" && touch "$stamp"; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+  else
+    echo "setup: not root: cannot install ${missing[*]}; tests that need them will say so and skip" >&2
+  fi
+fi
+
+# npm packages: reinstall only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Compile TypeScript (incremental: fast when nothing changed).
+npx tsc -p tsconfig.json
+chmod +x dist/cli/*.js

@@ -1,0 +1,56 @@
+/**
+ * One error type for every user-facing failure. The `code` is stable (callers and tests branch on
+ * it, never on the message); the exit code comes from the command's table, so sparsecopy keeps
+ * v0.10's numbers and new failure classes get new numbers of their own.
+ */
+export const SPARSECOPY_EXIT_CODES = {
+  USAGE: 1, // bad option, bad size
+  SOURCE_OPEN: 2, // cannot open the source
+  DEST_OPEN: 3, // cannot open or create the destination
+  SEEK: 4, // seek failed, or --seek past the end of a device
+  MEMORY: 5, // kept for compatibility: allocation failure
+  DEST_CHECK_READ: 6, // reading the destination to check for zeros failed
+  DEST_CHECK_SEEK: 7, // kept for compatibility: repositioning after a check read failed
+  SPARSE_SKIP: 8, // kept for compatibility: skipping a zero block failed
+  WRITE: 9, // writing the destination failed
+  TRUNCATE: 10, // setting the destination's final length failed
+  FIRST_BLOCK_NOT_ZERO: 11, // --check found data in the destination's first block
+  MORE_THAN_MAX: 12, // -e: the source holds more than --max
+  SAME_FILE: 13, // source and destination are the same file or device
+  DEST_IN_USE: 14, // destination device is mounted or held open exclusively (use --force)
+  DOES_NOT_FIT: 15, // the source does not fit in the destination device
+  SOURCE_READ: 16, // reading the source failed
+  INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
+} as const;
+
+export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES;
+
+export class ToolError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; exitCode?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ToolError';
+    this.code = code;
+    this.exitCode = options?.exitCode ?? SPARSECOPY_EXIT_CODES[code];
+  }
+}
+
+/** The OS's short reason ("No such file or directory") from a Node system error, else its message. */
+export function describeSystemError(err: unknown): string {
+  if (err && typeof err === 'object') {
+    const e = err as { code?: string; message?: string; syscall?: string };
+    if (e.code && typeof e.message === 'string') {
+      // Node formats "ENOENT: no such file or directory, open '/x'": keep the reason only.
+      const m = /^[A-Z0-9]+: ([^,]+)/.exec(e.message);
+      if (m?.[1]) return m[1];
+    }
+    if (typeof e.message === 'string') return e.message;
+  }
+  return String(err);
+}
+
+export function systemErrorCode(err: unknown): string | undefined {
+  return err && typeof err === 'object' ? (err as { code?: string }).code : undefined;
+}

@@ -1,0 +1,135 @@
+/**
+ * The few system calls Node does not expose, reached through ffi-rs: lseek(SEEK_DATA/SEEK_HOLE)
+ * and the block-device ioctls. Loaded lazily; when ffi-rs cannot load (another libc, a missing
+ * prebuilt binary) every function reports "unsupported" and callers fall back to plain I/O.
+ */
+import { createRequire } from 'node:module';
+
+type FfiModule = typeof import('ffi-rs');
+interface Libc {
+  lseek(fd: number, offset: number, whence: number): { value: number; errno: number };
+  ioctlBuffer(fd: number, request: number, arg: Buffer): { value: number; errno: number };
+  ioctlInt(fd: number, request: number, arg: number): { value: number; errno: number };
+}
+
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+const ENXIO = 6;
+const EINVAL = 22;
+const ENOTTY = 25;
+const EOPNOTSUPP = 95;
+
+// <linux/fs.h> request numbers on x86-64 / arm64 (_IOR/_IO encodings).
+const BLKGETSIZE64 = 0x80081272;
+const BLKSSZGET = 0x1268;
+const BLKRRPART = 0x125f;
+const BLKDISCARD = 0x1277;
+const BLKZEROOUT = 0x127f;
+
+let libc: Libc | null | undefined;
+
+function loadLibc(): Libc | null {
+  if (libc !== undefined) return libc;
+  try {
+    const ffi = createRequire(import.meta.url)('ffi-rs') as FfiModule;
+    ffi.open({ library: 'libc', path: 'libc.so.6' });
+    const { DataType } = ffi;
+    const call = (funcName: string, paramsType: import('ffi-rs').FieldType[], paramsValue: unknown[]) => {
+      const r = ffi.load({ library: 'libc', funcName, retType: DataType.I64, paramsType, paramsValue, errno: true }) as unknown as {
+        value: number;
+        errnoCode: number;
+      };
+      return { value: r.value, errno: r.value < 0 ? r.errnoCode : 0 };
+    };
+    libc = {
+      lseek: (fd, offset, whence) => call('lseek', [DataType.I32, DataType.I64, DataType.I32], [fd, offset, whence]),
+      // U8Array arguments are passed as a pointer into the Buffer's own memory, so the kernel's
+      // output lands in it.
+      ioctlBuffer: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.U8Array], [fd, request, arg]),
+      ioctlInt: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.I64], [fd, request, arg]),
+    };
+  } catch {
+    libc = null;
+  }
+  return libc;
+}
+
+export function ffiAvailable(): boolean {
+  return loadLibc() !== null;
+}
+
+/**
+ * Where the next data or hole starts at or after `offset`, following qemu's find_allocation()
+ * contract for lseek:
+ *   SEEK_DATA returns d >= offset      -> data starts at d (offset..d is a hole)
+ *   SEEK_DATA fails with ENXIO         -> no data from offset to the end (trailing hole)
+ *   SEEK_HOLE returns h >= offset      -> data runs to h (there is always a virtual hole at EOF)
+ *   EINVAL / EOPNOTSUPP / no FFI       -> unknown: the caller treats the whole range as data
+ * "Unsupported" is not a failure: the caller falls back to reading and scanning.
+ */
+export type SeekResult = { kind: 'offset'; offset: number } | { kind: 'end' } | { kind: 'unsupported' };
+
+function seekTo(fd: number, offset: number, whence: number): SeekResult {
+  const lib = loadLibc();
+  if (!lib) return { kind: 'unsupported' };
+  const r = lib.lseek(fd, offset, whence);
+  if (r.value >= 0) return { kind: 'offset', offset: r.value };
+  if (r.errno === ENXIO) return { kind: 'end' };
+  if (r.errno === EINVAL || r.errno === EOPNOTSUPP) return { kind: 'unsupported' };
+  throw Object.assign(new Error(`lseek failed with errno ${r.errno}`), { errno: r.errno });
+}
+
+export const seekData = (fd: number, offset: number): SeekResult => seekTo(fd, offset, SEEK_DATA);
+export const seekHole = (fd: number, offset: number): SeekResult => seekTo(fd, offset, SEEK_HOLE);
+
+/** Size in bytes of an open block device (BLKGETSIZE64), or null when it cannot be asked. */
+export function blockDeviceSize(fd: number): number | null {
+  const lib = loadLibc();
+  if (!lib) return null;
+  const out = Buffer.alloc(8);
+  if (lib.ioctlBuffer(fd, BLKGETSIZE64, out).value < 0) return null;
+  const size = out.readBigUInt64LE(0);
+  return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : null;
+}
+
+/** Logical sector size of an open block device (BLKSSZGET), or null. */
+export function blockSectorSize(fd: number): number | null {
+  const lib = loadLibc();
+  if (!lib) return null;
+  const out = Buffer.alloc(4);
+  if (lib.ioctlBuffer(fd, BLKSSZGET, out).value < 0) return null;
+  return out.readUInt32LE(0);
+}
+
+export type IoctlOutcome = { ok: true } | { ok: false; errno: number; unsupported: boolean };
+
+function outcome(r: { value: number; errno: number }): IoctlOutcome {
+  if (r.value >= 0) return { ok: true };
+  return { ok: false, errno: r.errno, unsupported: r.errno === ENOTTY || r.errno === EOPNOTSUPP || r.errno === EINVAL };
+}
+
+/** Ask the kernel to re-read the partition table of an open whole-disk device. */
+export function rereadPartitionTable(fd: number): IoctlOutcome {
+  const lib = loadLibc();
+  if (!lib) return { ok: false, errno: ENOTTY, unsupported: true };
+  return outcome(lib.ioctlInt(fd, BLKRRPART, 0));
+}
+
+function rangeIoctl(fd: number, request: number, offset: number, length: number): IoctlOutcome {
+  const lib = loadLibc();
+  if (!lib) return { ok: false, errno: ENOTTY, unsupported: true };
+  const range = Buffer.alloc(16);
+  range.writeBigUInt64LE(BigInt(offset), 0);
+  range.writeBigUInt64LE(BigInt(length), 8);
+  return outcome(lib.ioctlBuffer(fd, request, range));
+}
+
+/** Make a byte range of a block device read as zeros (BLKZEROOUT). */
+export const zeroOutRange = (fd: number, offset: number, length: number): IoctlOutcome =>
+  rangeIoctl(fd, BLKZEROOUT, offset, length);
+
+/** Discard a byte range of a block device (BLKDISCARD); contents afterwards are device-defined. */
+export const discardRange = (fd: number, offset: number, length: number): IoctlOutcome =>
+  rangeIoctl(fd, BLKDISCARD, offset, length);
+
+export const ERRNO = { EBUSY: 16, EINVAL, ENXIO, ENOTTY, EOPNOTSUPP } as const;

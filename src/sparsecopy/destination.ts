@@ -1,0 +1,184 @@
+/**
+ * Opening the destination so that a failure never damages it:
+ *  - a new file, or one being replaced (the default, truncating mode), is written under a
+ *    temporary name in the same directory and renamed over the final name only on success;
+ *  - an existing file with --overlay, and a block device, are written in place, after every check
+ *    that can refuse the copy has passed;
+ *  - a pipe, character device or "-" (stdout) is a plain byte stream.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
+import { findDeviceUse } from '../io/device-use.js';
+import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
+
+export interface DestinationRequest {
+  path: string;
+  overlay: boolean;
+  /** Open devices even when mounted or in use. */
+  force: boolean;
+}
+
+export interface OpenedDestination {
+  name: string;
+  kind: 'file' | 'block' | 'stream';
+  fd: number;
+  stat: fs.Stats | null;
+  /** Bytes at the start that may hold old data (0 for a new or truncated file). */
+  oldLength: number;
+  /** Capacity of a block device; null when unbounded. */
+  capacity: number | null;
+  sectorSize: number;
+  /** Smallest unit a skipped zero run must cover to save space (the filesystem or device block). */
+  holeUnit: number;
+  /** Make the result visible under its final name (rename a temporary file). */
+  commit(): void;
+  /** Close, and remove a temporary file: the final name is left as it was. */
+  discard(): void;
+}
+
+function destinationError(name: string, err: unknown, what = 'cannot open destination'): ToolError {
+  return new ToolError('DEST_OPEN', `sparsecopy: ${name}: ${what}: ${describeSystemError(err)}`, { cause: err });
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.statSync(p);
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return null;
+    throw destinationError(p, err);
+  }
+}
+
+export function openDestination(request: DestinationRequest): OpenedDestination {
+  const name = request.path;
+  if (name === '-') return streamDestination('stdout', 1, null, false);
+  const stat = statOrNull(name);
+  const kind = stat ? kindOf(stat) : 'file';
+  switch (kind) {
+    case 'directory':
+      throw new ToolError('DEST_OPEN', `sparsecopy: ${name}: cannot open destination: is a directory`);
+    case 'block':
+      return blockDestination(name, stat!, request.force);
+    case 'pipe':
+    case 'char':
+    case 'other': {
+      let fd: number;
+      try {
+        fd = fs.openSync(name, fs.constants.O_WRONLY);
+      } catch (err) {
+        throw destinationError(name, err);
+      }
+      return streamDestination(name, fd, stat, true);
+    }
+    case 'file':
+      return request.overlay && stat ? overlayDestination(name, stat) : replacementDestination(name, stat);
+  }
+}
+
+function streamDestination(name: string, fd: number, stat: fs.Stats | null, owned: boolean): OpenedDestination {
+  const close = (): void => {
+    if (owned) fs.closeSync(fd);
+  };
+  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, holeUnit: 0, commit: close, discard: close };
+}
+
+function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedDestination {
+  if (!force) {
+    const use = findDeviceUse(stat.rdev);
+    if (use.inUse) {
+      throw new ToolError('DEST_IN_USE', `sparsecopy: ${name}: device is in use (${use.reason}); refusing to write (use --force to override)`);
+    }
+  }
+  let fd: number;
+  try {
+    // O_EXCL on a block device is an exclusive claim: it fails with EBUSY while mounted or held,
+    // and keeps anyone from mounting it while we write.
+    fd = fs.openSync(name, fs.constants.O_RDWR | (force ? 0 : fs.constants.O_EXCL));
+  } catch (err) {
+    if (systemErrorCode(err) === 'EBUSY') {
+      throw new ToolError('DEST_IN_USE', `sparsecopy: ${name}: device is in use (opened exclusively elsewhere); refusing to write (use --force to override)`);
+    }
+    throw destinationError(name, err);
+  }
+  const capacity = deviceSize(fd);
+  const close = (): void => fs.closeSync(fd);
+  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), holeUnit: 4096, commit: close, discard: close };
+}
+
+function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
+  let fd: number;
+  try {
+    fd = fs.openSync(name, fs.constants.O_RDWR);
+  } catch (err) {
+    throw destinationError(name, err);
+  }
+  const close = (): void => fs.closeSync(fd);
+  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, holeUnit: filesystemBlockSize(name), commit: close, discard: close };
+}
+
+function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
+  // Write next to the real file (through a symlink), so the rename stays on one filesystem and
+  // replaces the file, not the link.
+  let finalPath = name;
+  if (stat) {
+    try {
+      finalPath = fs.realpathSync(name);
+    } catch (err) {
+      throw destinationError(name, err);
+    }
+  }
+  const dir = path.dirname(finalPath);
+  const tempPath = path.join(dir, `.${path.basename(finalPath)}.sparsecopy-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fd: number;
+  try {
+    fd = fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, stat ? stat.mode & 0o7777 : 0o666);
+  } catch (err) {
+    throw destinationError(name, err, 'cannot create destination');
+  }
+  let open = true;
+  const closeOnce = (): void => {
+    if (open) fs.closeSync(fd);
+    open = false;
+  };
+  return {
+    name,
+    kind: 'file',
+    fd,
+    stat,
+    oldLength: 0,
+    capacity: null,
+    sectorSize: 512,
+    holeUnit: filesystemBlockSize(dir),
+    commit: () => {
+      if (stat) {
+        try {
+          // Keep the replaced file's owner, as truncating it in place (v0.10) did.
+          fs.fchownSync(fd, stat.uid, stat.gid);
+        } catch {
+          /* not permitted for a non-root user: the new file is theirs, as cp would leave it */
+        }
+      }
+      closeOnce();
+      try {
+        fs.renameSync(tempPath, finalPath);
+      } catch (err) {
+        fs.rmSync(tempPath, { force: true });
+        throw destinationError(name, err, 'cannot rename the finished copy into place');
+      }
+    },
+    discard: () => {
+      closeOnce();
+      fs.rmSync(tempPath, { force: true });
+    },
+  };
+}
+
+function filesystemBlockSize(p: string): number {
+  try {
+    return fs.statfsSync(p).bsize || 4096;
+  } catch {
+    return 4096;
+  }
+}

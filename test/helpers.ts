@@ -1,0 +1,111 @@
+/**
+ * Shared test fixtures: temporary directories, sparse files built from an extent map, the CLI run
+ * as a real process, and loop devices (attached and detached by exact name).
+ */
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const SPARSECOPY = path.join(ROOT, 'dist/cli/sparsecopy.js');
+
+export function makeTempDir(prefix = 'sc-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A piece of a fixture: data at an offset (holes elsewhere). */
+export interface Piece {
+  offset: number;
+  data: Buffer;
+}
+
+/** Writes a sparse file of `size` bytes holding `pieces`; everything else is a hole. */
+export function writeSparseFile(file: string, size: number, pieces: Piece[]): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (const p of pieces) fs.writeSync(fd, p.data, 0, p.data.length, p.offset);
+    fs.ftruncateSync(fd, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Deterministic non-zero-heavy bytes (no byte is guaranteed zero, a few are). */
+export function patternBytes(length: number, seed = 1): Buffer {
+  const b = Buffer.alloc(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = (x & 0xff) | 1; // never zero: a data block is never mistaken for a hole
+  }
+  return b;
+}
+
+/** Bytes actually allocated on disk (st_blocks * 512). */
+export function allocatedBytes(file: string): number {
+  return fs.statSync(file).blocks * 512;
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(script: string, args: string[], options: { input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): CliResult {
+  const r: SpawnSyncReturns<Buffer> = spawnSync(process.execPath, [script, ...args], {
+    input: options.input,
+    env: { ...process.env, ...options.env },
+    maxBuffer: 1 << 30,
+  });
+  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+export const sparsecopy = (args: string[], options?: { input?: Buffer | string }): CliResult => runCli(SPARSECOPY, args, options);
+
+/** The last line of stderr, where the summary lives. */
+export function lastLine(text: string): string {
+  const lines = text.trimEnd().split('\n');
+  return lines[lines.length - 1] ?? '';
+}
+
+export function parseSummary(stderr: string): { total: number; real: number; sparse: number; nonzerodest: number } {
+  const m = /^sparsecopy: total bytes = (\d+) \(real = (\d+), sparse = (\d+)\), nonzerodest = (\d+)$/.exec(lastLine(stderr));
+  if (!m) throw new Error(`no summary line in: ${stderr}`);
+  return { total: Number(m[1]), real: Number(m[2]), sparse: Number(m[3]), nonzerodest: Number(m[4]) };
+}
+
+/** Why loop-device tests cannot run here, or null when they can. */
+export function loopUnavailableReason(): string | null {
+  if (process.getuid?.() !== 0) return 'loop devices need root';
+  if (!fs.existsSync('/dev/loop-control')) return 'no /dev/loop-control';
+  try {
+    execFileSync('losetup', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'losetup is not installed';
+  }
+  return null;
+}
+
+/** Attaches `file` to a free loop device and returns its exact name. */
+export function attachLoop(file: string): string {
+  return execFileSync('losetup', ['-f', '--show', file]).toString().trim();
+}
+
+export function detachLoop(device: string): void {
+  execFileSync('losetup', ['-d', device]);
+}
+
+/** Runs `body` with `file` attached to a loop device, detaching that exact device afterwards. */
+export async function withLoop<T>(file: string, body: (device: string) => Promise<T> | T): Promise<T> {
+  const device = attachLoop(file);
+  try {
+    return await body(device);
+  } finally {
+    detachLoop(device);
+  }
+}
