@@ -109,3 +109,62 @@ export async function withLoop<T>(file: string, body: (device: string) => Promis
     detachLoop(device);
   }
 }
+
+/** Like `sparsecopy()`, but stdout is kept as bytes (for DEST "-"). */
+export function sparsecopyRaw(args: string[], options: { input?: Buffer | string } = {}): { status: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [SPARSECOPY, ...args], { input: options.input, maxBuffer: 1 << 30 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+/** Temporary files sparsecopy leaves in `dir` if it fails to clean up (".NAME.sparsecopy-PID-XXXX"). */
+export function tempLeftovers(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => /^\..*\.sparsecopy-/.test(n));
+}
+
+/** The lines of a stream's text, without the trailing empty line. */
+export function linesOf(text: string): string[] {
+  const t = text.trimEnd();
+  return t === '' ? [] : t.split('\n');
+}
+
+/** Content and identity of a file, to show that a failed run left it alone. */
+export interface FileSnapshot {
+  bytes: Buffer;
+  mtimeMs: number;
+  ino: number;
+  size: number;
+}
+
+export function snapshot(file: string): FileSnapshot {
+  const st = fs.statSync(file);
+  return { bytes: fs.readFileSync(file), mtimeMs: st.mtimeMs, ino: st.ino, size: st.size };
+}
+
+/** Reads `length` bytes at `offset` of a file or device. */
+export function readRange(file: string, offset: number, length: number): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, b, done, length - done, offset + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return b.subarray(0, done);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Small deterministic PRNG (mulberry32) for reproducible random tests. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -10,6 +10,9 @@ import { parseSize } from '../size.js';
 import { type CopySummary, type SparseCopyOptions, sparseCopy } from '../sparsecopy/copy.js';
 import { ThrottledProgress } from '../codec/progress.js';
 import { runMain } from './run.js';
+import { runExitCleanups } from '../io/exit-cleanup.js';
+
+const SIGNAL_GRACE_MS = 500;
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -130,7 +133,15 @@ async function main(argv: string[]): Promise<number> {
   options.signal = controller.signal;
   const onSignal = (signal: NodeJS.Signals) => {
     const exitCode = signal === 'SIGTERM' ? 143 : 130;
-    controller.abort(new ToolError('INTERRUPTED', `sparsecopy: interrupted by ${signal}; ${destination}: left as it was`, { exitCode }));
+    const error = new ToolError('INTERRUPTED', `sparsecopy: interrupted by ${signal}; ${destination}: left as it was`, { exitCode });
+    controller.abort(error);
+    // The copy notices the abort between chunks; a read blocked on an idle pipe never returns, so
+    // after a grace period the temporary output is removed here and the process ends.
+    setTimeout(() => {
+      runExitCleanups();
+      process.stderr.write(`${error.message}\n`);
+      process.exit(exitCode);
+    }, SIGNAL_GRACE_MS).unref();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -35,7 +35,7 @@ function loadLibc(): Libc | null {
     ffi.open({ library: 'libc', path: 'libc.so.6' });
     const { DataType } = ffi;
     const call = (funcName: string, paramsType: import('ffi-rs').FieldType[], paramsValue: unknown[]) => {
-      const r = ffi.load({ library: 'libc', funcName, retType: DataType.I64, paramsType, paramsValue, errno: true }) as unknown as {
+      const r = ffi.load({ library: 'libc', funcName, retType: funcName === "lseek" ? DataType.I64 : DataType.I32, paramsType, paramsValue, errno: true }) as unknown as {
         value: number;
         errnoCode: number;
       };

@@ -16,9 +16,9 @@ import { readAt } from './fd-io.js';
 import type { OpenedInput } from './target.js';
 import { BufferPool } from './buffer-pool.js';
 
-export const DEFAULT_CHUNK_BYTES = 1 << 20;
+export const DEFAULT_CHUNK_BYTES = Number(process.env.SC_CHUNK ?? 1 << 20);
 /** Bytes of reads in flight: enough to keep the pool busy, small enough to bound memory. */
-const READ_AHEAD_BYTES = 8 << 20;
+const READ_AHEAD_BYTES = Number(process.env.SC_RA ?? 8 << 20);
 
 export function chunkSizeFor(blockSize: number, preferred = DEFAULT_CHUNK_BYTES): number {
   if (blockSize >= preferred) return blockSize;

@@ -191,10 +191,12 @@ async function runCopy(
       sourceBytes = extent.offset + extent.length;
       options.onProgress?.({ doneBytes: sourceBytes, totalBytes });
     }
+    if (options.signal?.aborted) throw abortError(options.signal);
     if (options.errorRemainder && options.maxBytes !== undefined && !input.seekable && sourceBytes >= options.maxBytes) {
       await refuseRemainder(input, options.maxBytes);
     }
     const counters = await sink.close();
+    if (options.signal?.aborted) throw abortError(options.signal);
     return {
       total: counters.real + counters.sparse,
       real: counters.real,
@@ -266,6 +268,7 @@ function makeSink(
     name: dest.name,
     baseOffset: seekBytes,
     checkLimit: dest.oldLength,
+    capacity: dest.capacity,
     noCheck: options.noCheck ?? false,
     blockSize,
     syncEveryBytes: options.syncEveryBytes ?? 0,

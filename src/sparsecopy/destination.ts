@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { findDeviceUse } from '../io/device-use.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
+import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
 
 export interface DestinationRequest {
   path: string;
@@ -49,6 +50,21 @@ function statOrNull(p: string): fs.Stats | null {
     if (systemErrorCode(err) === 'ENOENT') return null;
     throw destinationError(p, err);
   }
+}
+
+/** Where a new file should appear: through a dangling symlink, at its target (as cp does). */
+function creationPath(p: string): string {
+  let current = p;
+  for (let hops = 0; hops < 40; hops++) {
+    let link: string;
+    try {
+      link = fs.readlinkSync(current);
+    } catch {
+      return current; // not a symlink (or nothing there): create it here
+    }
+    current = path.resolve(path.dirname(current), link);
+  }
+  throw new ToolError('DEST_OPEN', `sparsecopy: ${p}: cannot open destination: too many levels of symbolic links`);
 }
 
 export function openDestination(request: DestinationRequest): OpenedDestination {
@@ -121,7 +137,7 @@ function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
 function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
   // Write next to the real file (through a symlink), so the rename stays on one filesystem and
   // replaces the file, not the link.
-  let finalPath = name;
+  let finalPath = stat ? name : creationPath(name);
   if (stat) {
     try {
       finalPath = fs.realpathSync(name);
@@ -130,13 +146,17 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     }
   }
   const dir = path.dirname(finalPath);
+  const mode = stat ? stat.mode & 0o7777 : 0o666 & ~process.umask();
   const tempPath = path.join(dir, `.${path.basename(finalPath)}.sparsecopy-${process.pid}-${randomBytes(4).toString('hex')}`);
   let fd: number;
   try {
-    fd = fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, stat ? stat.mode & 0o7777 : 0o666);
+    fd = fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   } catch (err) {
     throw destinationError(name, err, 'cannot create destination');
   }
+  // The final mode is set explicitly: open() would filter a replaced file's mode through the umask.
+  fs.fchmodSync(fd, mode);
+  registerExitCleanup(tempPath);
   let open = true;
   const closeOnce = (): void => {
     if (open) fs.closeSync(fd);
@@ -166,11 +186,14 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
       } catch (err) {
         fs.rmSync(tempPath, { force: true });
         throw destinationError(name, err, 'cannot rename the finished copy into place');
+      } finally {
+        unregisterExitCleanup(tempPath);
       }
     },
     discard: () => {
       closeOnce();
       fs.rmSync(tempPath, { force: true });
+      unregisterExitCleanup(tempPath);
     },
   };
 }

@@ -26,6 +26,8 @@ export interface PositionalSinkOptions {
   blockSize: number;
   /** fdatasync after this many bytes written (--syncevery); 0: never. */
   syncEveryBytes: number;
+  /** Bytes the destination can hold (a block device); writing past it fails with DOES_NOT_FIT. */
+  capacity?: number | null;
   /** Final step once every write is done (truncate a file, re-read a partition table). */
   finish?: () => Promise<void>;
   maxWritesInFlight?: number;
@@ -42,11 +44,19 @@ export class PositionalSink implements Sink {
   private checkBuffer: Buffer | null = null;
 
   constructor(private readonly options: PositionalSinkOptions) {
-    this.maxInFlight = options.maxWritesInFlight ?? 4;
+    this.maxInFlight = options.maxWritesInFlight ?? Number(process.env.SC_WIF ?? 4);
   }
 
   async write(extent: Extent): Promise<void> {
     this.throwIfFailed();
+    const { capacity, baseOffset, name } = this.options;
+    if (capacity != null && baseOffset + extent.offset + extent.length > capacity) {
+      // Only a stream's size is unknown up front; a file or device source was refused earlier.
+      throw new ToolError(
+        'DOES_NOT_FIT',
+        `sparsecopy: ${name}: source does not fit in the device (${capacity} bytes): it goes on past byte ${capacity - baseOffset} of the source`,
+      );
+    }
     if (extent.data) {
       this.counters.real += extent.length;
       await this.enqueueWrite(extent.data, this.options.baseOffset + extent.offset, extent.release);
