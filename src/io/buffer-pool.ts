@@ -1,5 +1,7 @@
+import { allocAligned } from './aligned.js';
+
 /**
- * Reusable chunk buffers. Allocating a fresh 1 MiB buffer per chunk leaves the garbage collector
+ * Reusable chunk buffers, page-aligned so that a block device opened with O_DIRECT can take them. Allocating a fresh 1 MiB buffer per chunk leaves the garbage collector
  * hundreds of megabytes behind (RSS over 400 MB on a 2 GiB copy); recycling keeps memory at
  * (read-ahead + writes in flight) chunks.
  */
@@ -12,7 +14,8 @@ export class BufferPool {
   ) {}
 
   acquire(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
+    // Last in, first out: the most recently released buffer is likeliest still in the CPU cache.
+    return this.free.pop() ?? allocAligned(this.bufferBytes);
   }
 
   release(buffer: Buffer): void {

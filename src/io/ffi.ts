@@ -10,6 +10,7 @@ interface Libc {
   lseek(fd: number, offset: number, whence: number): { value: number; errno: number };
   ioctlBuffer(fd: number, request: number, arg: Buffer): { value: number; errno: number };
   ioctlInt(fd: number, request: number, arg: number): { value: number; errno: number };
+  addressOf(buf: Buffer): number;
 }
 
 const SEEK_DATA = 3;
@@ -47,6 +48,9 @@ function loadLibc(): Libc | null {
       // output lands in it.
       ioctlBuffer: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.U8Array], [fd, request, arg]),
       ioctlInt: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.I64], [fd, request, arg]),
+      // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
+      addressOf: (buf) =>
+        ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
     };
   } catch {
     libc = null;
@@ -81,6 +85,12 @@ function seekTo(fd: number, offset: number, whence: number): SeekResult {
 
 export const seekData = (fd: number, offset: number): SeekResult => seekTo(fd, offset, SEEK_DATA);
 export const seekHole = (fd: number, offset: number): SeekResult => seekTo(fd, offset, SEEK_HOLE);
+
+/** Address of a Buffer's first byte, or null without FFI. */
+export function bufferAddress(buf: Buffer): number | null {
+  const lib = loadLibc();
+  return lib ? lib.addressOf(buf) : null;
+}
 
 /** Size in bytes of an open block device (BLKGETSIZE64), or null when it cannot be asked. */
 export function blockDeviceSize(fd: number): number | null {

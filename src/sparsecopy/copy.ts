@@ -269,6 +269,8 @@ function makeSink(
     baseOffset: seekBytes,
     checkLimit: dest.oldLength,
     capacity: dest.capacity,
+    directFd: dest.directFd,
+    directAlignment: Math.max(512, dest.sectorSize),
     noCheck: options.noCheck ?? false,
     blockSize,
     syncEveryBytes: options.syncEveryBytes ?? 0,

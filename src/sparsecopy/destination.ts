@@ -31,6 +31,11 @@ export interface OpenedDestination {
   /** Capacity of a block device; null when unbounded. */
   capacity: number | null;
   sectorSize: number;
+  /**
+   * A second descriptor on a block device opened with O_DIRECT, for aligned writes: they skip the
+   * page cache, which otherwise doubles the work (and the final flush) on the way to the device.
+   */
+  directFd: number | null;
   /** Smallest unit a skipped zero run must cover to save space (the filesystem or device block). */
   holeUnit: number;
   /** Make the result visible under its final name (rename a temporary file). */
@@ -97,7 +102,7 @@ function streamDestination(name: string, fd: number, stat: fs.Stats | null, owne
   const close = (): void => {
     if (owned) fs.closeSync(fd);
   };
-  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, holeUnit: 0, commit: close, discard: close };
+  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, commit: close, discard: close };
 }
 
 function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedDestination {
@@ -119,8 +124,18 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
     throw destinationError(name, err);
   }
   const capacity = deviceSize(fd);
-  const close = (): void => fs.closeSync(fd);
-  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), holeUnit: 4096, commit: close, discard: close };
+  let directFd: number | null = null;
+  try {
+    // No O_EXCL here: the exclusive claim is already held through `fd`.
+    directFd = fs.openSync(name, fs.constants.O_RDWR | fs.constants.O_DIRECT);
+  } catch {
+    directFd = null; // a device without O_DIRECT support: buffered writes only
+  }
+  const close = (): void => {
+    if (directFd !== null) fs.closeSync(directFd);
+    fs.closeSync(fd);
+  };
+  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, commit: close, discard: close };
 }
 
 function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
@@ -131,7 +146,7 @@ function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
     throw destinationError(name, err);
   }
   const close = (): void => fs.closeSync(fd);
-  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, holeUnit: filesystemBlockSize(name), commit: close, discard: close };
+  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), commit: close, discard: close };
 }
 
 function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
@@ -170,6 +185,7 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     oldLength: 0,
     capacity: null,
     sectorSize: 512,
+    directFd: null,
     holeUnit: filesystemBlockSize(dir),
     commit: () => {
       if (stat) {
