@@ -47,7 +47,8 @@ if (cases.includes('d')) {
         '(d) ext4 image -> blank 2 GiB loop device',
         [
           { name: 'sparsecopy -n (device known blank)', prepare: blank, run: `${sc} -n '${src}' '${dev}'` },
-          { name: 'dd conv=sparse bs=1M oflag=direct', prepare: blank, run: `dd if='${src}' of='${dev}' bs=1M conv=sparse oflag=direct status=none` },
+          { name: 'dd conv=sparse bs=1M oflag=direct (no final flush)', prepare: blank, run: `dd if='${src}' of='${dev}' bs=1M conv=sparse oflag=direct status=none` },
+          { name: 'dd conv=sparse,fsync bs=1M oflag=direct (flushes, as sparsecopy does)', prepare: blank, run: `dd if='${src}' of='${dev}' bs=1M conv=sparse,fsync oflag=direct status=none` },
           { name: 'sparsecopy (default: check zeros against the device)', prepare: blank, run: `${sc} '${src}' '${dev}'` },
         ],
         rounds,
