@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const WORK = process.env.BENCH_WORK ?? path.join(ROOT, 'bench/work');
-export const SPARSECOPY = path.join(ROOT, 'dist/cli/sparsecopy.js');
+export const SPARSECOPY = path.join(ROOT, 'dist/bin/sparsecopy.mjs');
 
 export function have(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;

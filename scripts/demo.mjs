@@ -27,7 +27,7 @@ try {
   show('   input (fully allocated):', full);
 
   console.log(`3. sparsecopy --json ${path.basename(full)} ${path.basename(sparse)}`);
-  const r = spawnSync(process.execPath, [path.join(root, 'dist/cli/sparsecopy.js'), '--json', full, sparse], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [path.join(root, 'dist/bin/sparsecopy.mjs'), '--json', full, sparse], { encoding: 'utf8' });
   process.stderr.write(`${r.stderr.trimEnd().replace(/^/gm, '   ')}\n`);
   if (r.status !== 0) process.exit(r.status ?? 1);
   const summary = JSON.parse(r.stdout);

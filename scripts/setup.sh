@@ -29,6 +29,5 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-# Compile TypeScript (incremental: fast when nothing changed).
-npx tsc -p tsconfig.json
-chmod +x dist/cli/*.js
+# Compile TypeScript (incremental: fast when nothing changed), then bundle the commands.
+npm run --silent build

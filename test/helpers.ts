@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const SPARSECOPY = path.join(ROOT, 'dist/cli/sparsecopy.js');
+export const SPARSECOPY = path.join(ROOT, 'dist/bin/sparsecopy.mjs');
 
 export function makeTempDir(prefix = 'sc-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * sparsecopy: command-line compatible with sparsecopy v0.10. Parses options into typed library
  * options and prints; the copy itself is src/sparsecopy/copy.ts.
