@@ -24,7 +24,7 @@ import { BufferPool } from './buffer-pool.js';
  */
 export const DEFAULT_CHUNK_BYTES = 512 << 10;
 /** Reads queued ahead of the consumer: enough to overlap the writes, few enough to stay cached. */
-const READ_AHEAD_BYTES = 2 << 20;
+const READ_AHEAD_BYTES = 4 << 20;
 
 export function chunkSizeFor(blockSize: number, preferred = DEFAULT_CHUNK_BYTES): number {
   if (blockSize >= preferred) return blockSize;
