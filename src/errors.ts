@@ -20,6 +20,8 @@ export const SPARSECOPY_EXIT_CODES = {
   DEST_IN_USE: 14, // destination device is mounted or held open exclusively (use --force)
   DOES_NOT_FIT: 15, // the source does not fit in the destination device
   SOURCE_READ: 16, // reading the source failed
+  DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
+  CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 

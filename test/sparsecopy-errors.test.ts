@@ -159,9 +159,9 @@ describe('a failed copy leaves the old destination as it was', () => {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
-    // Nothing is written: the copy waits on an empty pipe.
-    for (let i = 0; i < 1000 && tempLeftovers(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(tempLeftovers(dir)).toHaveLength(1);
+    // Nothing is written: the copy waits on an empty pipe (sniffing it for the gzip magic, before
+    // the destination is opened). Let it get there; a delay, not an assertion.
+    await new Promise((r) => setTimeout(r, 500));
     child.kill('SIGTERM');
     // Give the signal time to be handled before the input ends (a delay, not an assertion).
     await new Promise((r) => setTimeout(r, 300));

@@ -3,10 +3,12 @@
  * options and prints; the copy itself is src/sparsecopy/copy.ts.
  */
 import { createRequire } from 'node:module';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ToolError } from '../errors.js';
 import { parseSize } from '../size.js';
 import { type CopySummary, type SparseCopyOptions, sparseCopy } from '../sparsecopy/copy.js';
+import { ZERO_POLICIES, type ZeroPolicy } from '../sparsecopy/sink.js';
+import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
 import { runMain } from './run.js';
 import { runExitCleanups } from '../io/exit-cleanup.js';
@@ -17,6 +19,7 @@ const { version } = createRequire(import.meta.url)('../../package.json') as { ve
 
 const HELP_TAIL = `
 SOURCE can be "-" for stdin; SOURCE or DEST can be block devices, DEST can be "-" for stdout.
+A SOURCE starting with the gzip magic is decompressed (concatenated members too) unless --raw.
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -26,7 +29,8 @@ Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open desti
 failed, 9 write failed, 10 truncate failed, 11 --check found a non-zero first block, 12 more
 data than --max with -e, 13 source and destination are the same, 14 destination device mounted
 or in use (see --force), 15 source does not fit on the device, 16 reading the source failed,
-130/143 interrupted (temporary output removed).
+17 digest mismatch (--verify-*), 18 corrupt gzip input (truncated, bad CRC or length, trailing
+garbage), 130/143 interrupted (temporary output removed).
 `;
 
 interface RawOptions {
@@ -44,6 +48,16 @@ interface RawOptions {
   syncevery?: string;
   json?: boolean;
   force?: boolean;
+  raw?: boolean;
+  gzip?: boolean;
+  gzipLevel?: string;
+  md5?: boolean;
+  sha256?: boolean;
+  verifyMd5?: string;
+  verifySha256?: string;
+  pad?: string;
+  zero?: ZeroPolicy;
+  progressFormat?: 'bar' | 'json';
   debug?: boolean;
 }
 
@@ -65,6 +79,16 @@ function buildCommand(): Command {
     .option('-c, --check', 'Check the first block in the destination is zero, else abort')
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
+    .option('--raw', 'Copy a gzip SOURCE as it is (no transparent decompression, no implied gzip output)')
+    .option('--gzip', 'Write DEST as a gzip stream (implied by a DEST ending in .gz); --gzip=LEVEL sets 1-9')
+    .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
+    .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
+    .option('--sha256', 'Print the SHA-256 of the uncompressed bytes (sha256sum format) after the copy')
+    .option('--verify-md5 <HEX>', 'Fail (exit 17) unless the uncompressed bytes have this MD5')
+    .option('--verify-sha256 <HEX>', 'Fail (exit 17) unless the uncompressed bytes have this SHA-256')
+    .option('--pad <SIZE>', 'Round the logical size up to a multiple of SIZE with zeros (e.g. --pad 4K)')
+    .addOption(new Option('--zero <POLICY>', 'Zeros over possible destination data: compare (default), skip, zeroout, write').choices(ZERO_POLICIES))
+    .addOption(new Option('--progress-format <FORMAT>').hideHelp().choices(['bar', 'json']))
     .option('--json', 'Print a machine-readable summary (JSON) on stdout')
     .option('--force', 'Write to a block device even if it is mounted or in use')
     .option('--debug', 'Show stack traces of errors')
@@ -81,11 +105,16 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
   const blockSize = raw.blocksize === undefined ? 512 : parseSize(raw.blocksize, 512, 'block size');
   if (blockSize <= 0) throw new ToolError('USAGE', `sparsecopy: bad block size ${blockSize}`);
   const size = (text: string | undefined, what: string) => (text === undefined ? undefined : parseSize(text, blockSize, what));
+  if (raw.nocheck && raw.zero !== undefined && raw.zero !== 'skip') {
+    throw new ToolError('USAGE', `sparsecopy: -n (skip the blank check) contradicts --zero=${raw.zero}`);
+  }
+  const pad = size(raw.pad, 'pad size');
+  if (pad === 0) throw new ToolError('USAGE', 'sparsecopy: bad pad size 0');
   return {
     source,
     destination,
     overlay: raw.overlay ?? false,
-    noCheck: raw.nocheck ?? false,
+    zeroPolicy: raw.nocheck ? 'skip' : (raw.zero ?? 'compare'),
     maxBytes: size(raw.max ?? raw.maxwrite, 'max size'),
     errorRemainder: raw.errorremainder ?? false,
     blockSize,
@@ -94,7 +123,54 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     checkFirstBlock: raw.check ?? false,
     syncEveryBytes: size(raw.syncevery, 'sync interval') ?? 0,
     force: raw.force ?? false,
+    raw: raw.raw ?? false,
+    gzipLevel: gzipLevelOf(destination, raw),
+    digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
+    verify: {
+      ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),
+      ...(raw.verifySha256 !== undefined ? { sha256: hexDigest(raw.verifySha256, 64, '--verify-sha256') } : {}),
+    },
+    padBytes: pad,
   };
+}
+
+const DEFAULT_GZIP_LEVEL = 6;
+
+/** gzip output: --gzip[=LEVEL], or a DEST ending in .gz (unless --raw asks for bytes as they are). */
+function gzipLevelOf(destination: string, raw: RawOptions): number | undefined {
+  if (raw.gzipLevel !== undefined) {
+    const level = Number(raw.gzipLevel);
+    if (!Number.isInteger(level) || level < 1 || level > 9) throw new ToolError('USAGE', `sparsecopy: bad gzip level '${raw.gzipLevel}': expected 1 to 9`);
+    return level;
+  }
+  if (raw.gzip) return DEFAULT_GZIP_LEVEL;
+  if (!raw.raw && /\.gz$/i.test(destination)) return DEFAULT_GZIP_LEVEL;
+  return undefined;
+}
+
+function hexDigest(text: string, length: number, option: string): string {
+  const hex = text.trim().toLowerCase();
+  if (!new RegExp(`^[0-9a-f]{${length}}$`).test(hex)) throw new ToolError('USAGE', `sparsecopy: bad ${option} value '${text}': expected ${length} hex digits`);
+  return hex;
+}
+
+/**
+ * `--gzip=9` and `--progress=json` take an optional value, which commander would otherwise take
+ * from the next argument (the SOURCE): rewrite the "=" forms into hidden options first.
+ */
+export function normalizeArgv(argv: string[]): string[] {
+  return argv.flatMap((arg) => {
+    const gzip = /^--gzip=(.*)$/.exec(arg);
+    if (gzip) return ['--gzip', '--gzip-level', gzip[1] ?? ''];
+    const progress = /^--progress=(.*)$/.exec(arg);
+    if (progress) return ['--progress', '--progress-format', progress[1] ?? ''];
+    return [arg];
+  });
+}
+
+/** The name md5sum would print: the uncompressed image's, so `md5sum -c` checks it. */
+function digestName(destination: string, compressedOutput: boolean): string {
+  return compressedOutput ? destination.replace(/\.gz$/i, '') : destination;
 }
 
 export function formatSummaryLine(s: CopySummary): string {
@@ -104,7 +180,7 @@ export function formatSummaryLine(s: CopySummary): string {
 async function main(argv: string[]): Promise<number> {
   const command = buildCommand();
   try {
-    command.parse(argv);
+    command.parse(normalizeArgv(argv));
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here with 0; every parse error is a usage error (1).
@@ -117,9 +193,10 @@ async function main(argv: string[]): Promise<number> {
   const options = toCopyOptions(source, destination, raw);
 
   const quiet = raw.quiet ?? false;
-  // v0.10 drew progress only on a terminal; a bar in a log file is noise.
-  const progress = raw.progress && process.stderr.isTTY ? new ThrottledProgress(process.stderr) : null;
-  let last = { doneBytes: 0, totalBytes: null as number | null };
+  // v0.10 drew progress only on a terminal (a bar in a log file is noise); JSON is for programs.
+  const format = raw.progressFormat ?? 'bar';
+  const progress = raw.progress && (format === 'json' || process.stderr.isTTY) ? new ThrottledProgress(process.stderr, format) : null;
+  let last = { doneBytes: 0, totalBytes: null as number | null, outputBytes: 0 };
   options.onProgress = (p) => {
     last = p;
     progress?.update(p);
@@ -150,6 +227,12 @@ async function main(argv: string[]): Promise<number> {
   if (raw.json) {
     const json = JSON.stringify({ source, destination, ...summary });
     (destination === '-' ? process.stderr : process.stdout).write(`${json}\n`);
+  }
+  const textOut = destination === '-' ? process.stderr : process.stdout;
+  const name = digestName(destination, summary.compressed);
+  for (const algorithm of ['md5', 'sha256'] as DigestAlgorithm[]) {
+    const hex = summary.digests[algorithm];
+    if (hex && options.digests?.includes(algorithm)) textOut.write(`${hex}  ${name}\n`);
   }
   if (!quiet) process.stderr.write(`${formatSummaryLine(summary)}\n`);
   return 0;

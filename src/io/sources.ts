@@ -164,7 +164,15 @@ export async function* streamSource(input: OpenedInput, options: SourceReadOptio
     return p;
   };
   let offset = 0;
-  let next = readChunk(0);
+  if (input.pending) {
+    // Bytes a format sniffer already read: they are the start of the stream.
+    const first = input.pending.subarray(0, Math.min(input.pending.length, limit));
+    input.pending = null;
+    options.onRead?.(first.length);
+    if (first.length > 0) yield { offset: 0, length: first.length, data: first };
+    offset = first.length;
+  }
+  let next = readChunk(offset);
   while (next) {
     const { buffer, length, wanted } = await next;
     if (length === 0) return;

@@ -28,6 +28,8 @@ export interface OpenedInput {
   startOffset: number;
   /** Whether positional reads work (files and block devices). */
   seekable: boolean;
+  /** Bytes already read from a stream (by sniffing its format); they come first. */
+  pending: Buffer | null;
   close(): void;
 }
 
@@ -55,6 +57,7 @@ export function openInput(path: string): OpenedInput {
       size: size === null ? null : Math.max(0, size - startOffset),
       startOffset,
       seekable: kind === 'file' || kind === 'block',
+      pending: null,
       close: () => {
         if (!isStdin) fs.closeSync(fd);
       },

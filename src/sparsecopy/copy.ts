@@ -1,90 +1,36 @@
 /**
- * The copy pipeline: source extents -> zero detection -> sink, with v0.10's option semantics.
- * Everything that can refuse the copy is checked before the first byte is written.
+ * The copy pipeline: source extents (a file's data and holes, a stream, or a gzip stream being
+ * inflated) -> digests -> zero detection -> a sink (sparse file, block device, byte stream, or a
+ * gzip stream), with v0.10's option semantics. Everything that can refuse the copy is checked
+ * before the first byte is written, and a destination file appears under its final name only when
+ * everything, digests included, succeeded.
  */
-import { ToolError, describeSystemError } from '../errors.js';
+import { ToolError } from '../errors.js';
+import { type DigestAlgorithm, DigestSet } from '../codec/digest.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
-import { readAt, ftruncate, fdatasync } from '../io/fd-io.js';
-import { rereadPartitionTable, ERRNO } from '../io/ffi.js';
-import { type OpenedInput, openInput, sameTarget } from '../io/target.js';
-import { chunkSizeFor, sourceExtents } from '../io/sources.js';
-import { isZeroRange } from '../extent/zero-runs.js';
+import type { Extent } from '../extent/extent.js';
+import type { OpenedInput } from '../io/target.js';
+import { sameTarget } from '../io/target.js';
 import { type OpenedDestination, openDestination } from './destination.js';
-import { PositionalSink } from './positional-sink.js';
-import { StreamSink } from './stream-sink.js';
-import type { Sink } from './sink.js';
+import { type CopyInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
+import type { CopySummary, SparseCopyOptions } from './options.js';
+import { checkFirstBlock, makeSink } from './sinks.js';
 
-export interface SparseCopyOptions {
-  source: string;
-  destination: string;
-  /** Overlay an existing destination file instead of replacing it (-o). */
-  overlay?: boolean;
-  /** Trust the destination to be zero where zeros are skipped (-n). */
-  noCheck?: boolean;
-  /** Copy at most this many bytes of the source (-m). */
-  maxBytes?: number;
-  /** Fail with MORE_THAN_MAX when the source holds more than maxBytes (-e). */
-  errorRemainder?: boolean;
-  /** Zero-detection block size in bytes (-b). */
-  blockSize?: number;
-  /** Destination byte offset where the source lands (-s). */
-  seekBytes?: number;
-  /** Final length of a regular-file destination (-f). */
-  finalSize?: number;
-  /** Refuse unless the destination's first block (at the seek position) is zero (-c). */
-  checkFirstBlock?: boolean;
-  /** fdatasync every this many bytes written (-y). */
-  syncEveryBytes?: number;
-  /** Write to a block device even when it is mounted or in use. */
-  force?: boolean;
-  /** Read chunk size (tuning and tests). */
-  chunkBytes?: number;
-  /** Walk holes with SEEK_DATA (default); false reads and scans everything. */
-  useHoleMap?: boolean;
-  onProgress?: (progress: CopyProgress) => void;
-  onWarning?: (message: string) => void;
-  signal?: AbortSignal;
-}
-
-export interface CopyProgress {
-  /** Source bytes done (data and holes). */
-  doneBytes: number;
-  /** Source bytes to copy, when known. */
-  totalBytes: number | null;
-}
-
-export interface CopySummary {
-  /** Source bytes copied: real + sparse (v0.10's "total bytes"). */
-  total: number;
-  real: number;
-  sparse: number;
-  nonzerodest: number;
-  /** Bytes actually read from the source (holes are never read). */
-  bytesRead: number;
-  /** Bytes written to the destination. */
-  bytesWritten: number;
-  /** Source bytes skipped as holes or zero blocks. */
-  bytesSkipped: number;
-  /** Destination bytes read back to check for zeros. */
-  bytesChecked: number;
-  seconds: number;
-}
-
-const BLKRRPART_RETRIES = 40;
-const BLKRRPART_RETRY_MS = 250;
+export type { CopyProgress, CopySummary, SparseCopyOptions } from './options.js';
 
 export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummary> {
   const started = performance.now();
   const blockSize = options.blockSize ?? 512;
-  const seekBytes = options.seekBytes ?? 0;
   if (!(blockSize > 0)) throw new ToolError('USAGE', `sparsecopy: bad block size ${blockSize}`);
+  refuseIncompatibleOptions(options);
 
   const input = openSource(options.source);
   try {
-    const dest = prepareDestination(input, options);
+    const source = await describeInput(input, options);
+    const dest = prepareDestination(source, options);
     let committed = false;
     try {
-      const summary = await runCopy(input, dest, options, blockSize, seekBytes);
+      const summary = await runCopy(source, dest, options, blockSize);
       dest.commit();
       committed = true;
       return { ...summary, seconds: (performance.now() - started) / 1000 };
@@ -96,27 +42,26 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
   }
 }
 
-function openSource(path: string): OpenedInput {
-  try {
-    return openInput(path);
-  } catch (err) {
-    throw new ToolError('SOURCE_OPEN', `sparsecopy: ${path === '-' ? 'stdin' : path}: cannot open source: ${describeSystemError(err)}`, {
-      cause: err,
-    });
-  }
+function refuseIncompatibleOptions(options: SparseCopyOptions): void {
+  if (options.gzipLevel === undefined) return;
+  const clash = options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
+  if (clash) throw new ToolError('USAGE', `sparsecopy: ${clash} cannot be used with gzip output (${options.destination})`);
+  if (!(options.gzipLevel >= 1 && options.gzipLevel <= 9)) throw new ToolError('USAGE', `sparsecopy: bad gzip level ${options.gzipLevel}: expected 1 to 9`);
 }
 
 /** Opens the destination after the checks that need nothing open, and runs the ones that do. */
-function prepareDestination(input: OpenedInput, options: SparseCopyOptions): OpenedDestination {
+function prepareDestination(source: CopyInput, options: SparseCopyOptions): OpenedDestination {
+  const { input } = source;
   const seekBytes = options.seekBytes ?? 0;
-  const copyBytes = input.size === null ? null : Math.min(input.size, options.maxBytes ?? Infinity);
-  if (options.errorRemainder && options.maxBytes !== undefined && input.size !== null && input.size > options.maxBytes) {
-    throw new ToolError(
-      'MORE_THAN_MAX',
-      `sparsecopy: ${input.name}: holds ${input.size} bytes, more than --max ${options.maxBytes}; nothing written`,
-    );
+  if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && input.size !== null && input.size > options.maxBytes) {
+    throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${input.name}: holds ${input.size} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
-  const dest = openDestination({ path: options.destination, overlay: options.overlay ?? false, force: options.force ?? false });
+  const dest = openDestination({
+    path: options.destination,
+    overlay: options.overlay ?? false,
+    force: options.force ?? false,
+    compressed: options.gzipLevel !== undefined,
+  });
   try {
     if (dest.stat && sameTarget(input.stat, dest.stat)) {
       throw new ToolError('SAME_FILE', `sparsecopy: ${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
@@ -124,17 +69,7 @@ function prepareDestination(input: OpenedInput, options: SparseCopyOptions): Ope
     if (dest.kind === 'stream' && seekBytes > 0) {
       throw new ToolError('SEEK', `sparsecopy: ${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
     }
-    if (dest.capacity !== null) {
-      if (seekBytes > dest.capacity) {
-        throw new ToolError('SEEK', `sparsecopy: ${dest.name}: --seek ${seekBytes} is past the end of the device (${dest.capacity} bytes)`);
-      }
-      if (copyBytes !== null && seekBytes + copyBytes > dest.capacity) {
-        throw new ToolError(
-          'DOES_NOT_FIT',
-          `sparsecopy: ${dest.name}: source ${input.name} (${copyBytes} bytes at offset ${seekBytes}) does not fit in the device (${dest.capacity} bytes); nothing written`,
-        );
-      }
-    }
+    if (dest.capacity !== null) refuseIfTooLarge(source, dest, options, seekBytes, dest.capacity);
     return dest;
   } catch (err) {
     dest.discard();
@@ -142,70 +77,92 @@ function prepareDestination(input: OpenedInput, options: SparseCopyOptions): Ope
   }
 }
 
-async function checkFirstBlock(dest: OpenedDestination, seekBytes: number, blockSize: number): Promise<void> {
-  if (dest.kind === 'stream' || seekBytes >= dest.oldLength) return;
-  const buffer = Buffer.alloc(Math.min(blockSize, dest.oldLength - seekBytes));
-  let got: number;
-  try {
-    got = await readAt(dest.fd, buffer, buffer.length, seekBytes);
-  } catch (err) {
-    throw new ToolError('DEST_CHECK_READ', `sparsecopy: ${dest.name}: check read failed at byte ${seekBytes}: ${describeSystemError(err)}`, { cause: err });
+function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, seekBytes: number, capacity: number): void {
+  if (seekBytes > capacity) {
+    throw new ToolError('SEEK', `sparsecopy: ${dest.name}: --seek ${seekBytes} is past the end of the device (${capacity} bytes)`);
   }
-  if (!isZeroRange(buffer, 0, got)) {
-    throw new ToolError('FIRST_BLOCK_NOT_ZERO', `sparsecopy: ${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
+  const declared = minimumLength(source);
+  if (declared === null) return;
+  let length = Math.min(declared, options.maxBytes ?? Infinity);
+  if (options.padBytes) length = Math.ceil(length / options.padBytes) * options.padBytes;
+  if (seekBytes + length > capacity) {
+    const what = source.compressed ? `declares ${declared} uncompressed bytes` : `(${length} bytes at offset ${seekBytes})`;
+    throw new ToolError('DOES_NOT_FIT', `sparsecopy: ${dest.name}: source ${source.input.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
   }
 }
 
-async function runCopy(
-  input: OpenedInput,
-  dest: OpenedDestination,
-  options: SparseCopyOptions,
-  blockSize: number,
-  seekBytes: number,
-): Promise<Omit<CopySummary, 'seconds'>> {
+async function runCopy(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, blockSize: number): Promise<Omit<CopySummary, 'seconds'>> {
+  const seekBytes = options.seekBytes ?? 0;
   if (options.checkFirstBlock) await checkFirstBlock(dest, seekBytes, blockSize);
 
   let sourceBytes = 0;
   let bytesRead = 0;
-  const sink = makeSink(dest, options, blockSize, seekBytes, () => seekBytes + sourceBytes);
-  const totalBytes = input.size !== null ? Math.min(input.size, options.maxBytes ?? Infinity) : (options.maxBytes ?? null);
-  const extents = sourceExtents(input, {
-    chunkBytes: chunkSizeFor(blockSize, options.chunkBytes),
-    limitBytes: options.maxBytes,
-    useHoleMap: options.useHoleMap ?? true,
+  const digests = new DigestSet(digestsToCompute(options));
+  const { sink, bytesWritten: compressedBytesWritten } = makeSink(dest, options, blockSize, () => seekBytes + sourceBytes);
+  // With -e, a source whose length is not known up front is asked for one byte more than --max:
+  // seeing it is how the copy learns that more follows (v0.10's exit 12).
+  const probeRemainder = options.errorRemainder === true && options.maxBytes !== undefined && source.knownLength === null;
+  const extents = inputExtents(source, {
+    blockSize,
+    chunkBytes: options.chunkBytes,
+    maxBytes: probeRemainder ? options.maxBytes! + 1 : options.maxBytes,
+    useHoleMap: options.useHoleMap,
     onRead: (n) => (bytesRead += n),
   });
+  const report = (): void =>
+    options.onProgress?.({ doneBytes: source.compressed ? bytesRead : sourceBytes, totalBytes: source.progressTotal, outputBytes: sourceBytes });
+  // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
+  const splitForSink = dest.kind !== 'stream' || options.gzipLevel !== undefined;
 
+  const deliver = async (extent: Extent): Promise<void> => {
+    digests.update(extent); // before the sink may recycle the buffer
+    if (extent.data && splitForSink) {
+      const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
+      const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
+      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
+    } else {
+      await sink.write(extent);
+    }
+    sourceBytes = extent.offset + extent.length;
+  };
+
+  let remainderSeen = false;
   try {
-    for await (const extent of extents) {
+    for await (let extent of extents) {
       if (options.signal?.aborted) throw abortError(options.signal);
-      if (extent.data && dest.kind === 'stream') {
-        await sink.write(extent); // zeros are written to a stream anyway: no point scanning
-      } else if (extent.data) {
-        const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
-        const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
-        for (const run of splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
-      } else {
-        await sink.write(extent);
+      if (options.maxBytes !== undefined && extent.offset + extent.length > options.maxBytes) {
+        remainderSeen = true;
+        if (extent.offset >= options.maxBytes) break;
+        extent = clip(extent, options.maxBytes - extent.offset);
       }
-      sourceBytes = extent.offset + extent.length;
-      options.onProgress?.({ doneBytes: sourceBytes, totalBytes });
+      await deliver(extent);
+      report();
     }
     if (options.signal?.aborted) throw abortError(options.signal);
-    if (options.errorRemainder && options.maxBytes !== undefined && !input.seekable && sourceBytes >= options.maxBytes) {
-      await refuseRemainder(input, options.maxBytes);
+    if (probeRemainder && remainderSeen) {
+      throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.input.name}: more data after --max ${options.maxBytes} bytes`);
     }
+    const padded = paddingFor(sourceBytes, options.padBytes);
+    if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
     const counters = await sink.close();
     if (options.signal?.aborted) throw abortError(options.signal);
+    const digest = digests.digest();
+    verifyDigests(digest, options.verify ?? {}, dest);
     return {
       total: counters.real + counters.sparse,
       real: counters.real,
       sparse: counters.sparse,
       nonzerodest: counters.nonzerodest,
       bytesRead,
-      bytesWritten: counters.real,
+      bytesWritten: compressedBytesWritten() ?? counters.real,
       bytesSkipped: counters.sparse,
       bytesChecked: counters.checkedBytes,
+      zerosWritten: counters.zerosWritten,
+      zeroedOut: counters.zeroedOut,
+      padded,
+      decompressed: source.compressed,
+      compressed: options.gzipLevel !== undefined,
+      digests: digest,
     };
   } catch (err) {
     await sink.abort();
@@ -213,22 +170,39 @@ async function runCopy(
   }
 }
 
-/**
- * Whether the destination reads as zero from `destOffset` on: past the old end of a file, or on a
- * device the user declared blank (-n). Only there may short zero runs be written instead of
- * skipped, because doing so cannot change the bytes.
- */
-function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOptions, destOffset: number): boolean {
-  return destOffset >= dest.oldLength || (dest.kind === 'block' && (options.noCheck ?? false));
+function digestsToCompute(options: SparseCopyOptions): DigestAlgorithm[] {
+  const wanted = new Set<DigestAlgorithm>(options.digests ?? []);
+  for (const algorithm of Object.keys(options.verify ?? {})) wanted.add(algorithm as DigestAlgorithm);
+  return [...wanted];
 }
 
-/** -e on a stream: anything left after --max is an error (v0.10's exit 12). */
-async function refuseRemainder(input: OpenedInput, maxBytes: number): Promise<void> {
-  const probe = Buffer.alloc(1);
-  const got = await readAt(input.fd, probe, 1, null).catch(() => 0);
-  if (got > 0) {
-    throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${input.name}: more data after --max ${maxBytes} bytes`);
+function clip(extent: Extent, length: number): Extent {
+  return extent.data ? { ...extent, length, data: extent.data.subarray(0, length) } : { ...extent, length };
+}
+
+function paddingFor(length: number, pad: number | undefined): number {
+  if (!pad || pad <= 1) return 0;
+  return (pad - (length % pad)) % pad;
+}
+
+function verifyDigests(actual: Partial<Record<string, string>>, expected: Partial<Record<string, string>>, dest: OpenedDestination): void {
+  for (const [algorithm, want] of Object.entries(expected)) {
+    const got = actual[algorithm];
+    if (want === undefined || got === want.toLowerCase()) continue;
+    const outcome =
+      dest.kind === 'block' ? 'the data was written to the device and does not match' : dest.kind === 'stream' ? 'the output was already sent' : 'nothing written';
+    throw new ToolError('DIGEST_MISMATCH', `sparsecopy: ${dest.name}: ${algorithm} mismatch: expected ${want.toLowerCase()}, computed ${got}; ${outcome}`);
   }
+}
+
+/**
+ * Whether the destination reads as zero from `destOffset` on: past the old end of a file, or on a
+ * device whose zeros are skipped or written anyway. Only there may short zero runs be written
+ * with their data instead of skipped, because doing so cannot change the bytes.
+ */
+function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOptions, destOffset: number): boolean {
+  const policy = options.zeroPolicy ?? 'compare';
+  return destOffset >= dest.oldLength || (dest.kind === 'block' && (policy === 'skip' || policy === 'write'));
 }
 
 function abortError(signal: AbortSignal): ToolError {
@@ -236,63 +210,4 @@ function abortError(signal: AbortSignal): ToolError {
   return reason ?? new ToolError('INTERRUPTED', 'sparsecopy: interrupted; destination left as it was');
 }
 
-function makeSink(
-  dest: OpenedDestination,
-  options: SparseCopyOptions,
-  blockSize: number,
-  seekBytes: number,
-  endOffset: () => number,
-): Sink {
-  if (dest.kind === 'stream') return new StreamSink(dest.fd, dest.name);
-  const finish =
-    dest.kind === 'file'
-      ? async () => {
-          // lseek past the end does not extend a file: set the length explicitly, as v0.10 did.
-          const length = options.finalSize ?? Math.max(endOffset(), dest.oldLength);
-          try {
-            await ftruncate(dest.fd, length);
-          } catch (err) {
-            throw new ToolError('TRUNCATE', `sparsecopy: ${dest.name}: cannot set length to ${length}: ${describeSystemError(err)}`, { cause: err });
-          }
-        }
-      : async () => {
-          try {
-            await fdatasync(dest.fd);
-          } catch (err) {
-            throw new ToolError('WRITE', `sparsecopy: ${dest.name}: flush failed: ${describeSystemError(err)}`, { cause: err });
-          }
-          await rereadPartitions(dest, options.onWarning);
-        };
-  return new PositionalSink({
-    fd: dest.fd,
-    name: dest.name,
-    baseOffset: seekBytes,
-    checkLimit: dest.oldLength,
-    capacity: dest.capacity,
-    directFd: dest.directFd,
-    directAlignment: Math.max(512, dest.sectorSize),
-    noCheck: options.noCheck ?? false,
-    blockSize,
-    syncEveryBytes: options.syncEveryBytes ?? 0,
-    finish,
-  });
-}
-
-/**
- * BLKRRPART on the descriptor we still hold (v0.10 closed it first, so its re-read never
- * happened), retried while the kernel says EBUSY. A device that cannot re-read (a loop device
- * without partition scanning answers EINVAL, a partition answers EINVAL too) is reported only.
- */
-async function rereadPartitions(dest: OpenedDestination, warn?: (message: string) => void): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const result = rereadPartitionTable(dest.fd);
-    if (result.ok) return;
-    if (result.errno === ERRNO.EBUSY && attempt < BLKRRPART_RETRIES) {
-      await new Promise((r) => setTimeout(r, BLKRRPART_RETRY_MS));
-      continue;
-    }
-    const why = result.errno === ERRNO.EBUSY ? 'device busy' : result.errno === ERRNO.EINVAL ? 'not supported by this device (EINVAL)' : `errno ${result.errno}`;
-    warn?.(`sparsecopy: ${dest.name}: partition table not re-read: ${why}`);
-    return;
-  }
-}
+export type { OpenedInput };

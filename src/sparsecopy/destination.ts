@@ -19,6 +19,8 @@ export interface DestinationRequest {
   overlay: boolean;
   /** Open devices even when mounted or in use. */
   force: boolean;
+  /** The output is a gzip stream: always a new file (or a stream), never a device. */
+  compressed?: boolean;
 }
 
 export interface OpenedDestination {
@@ -81,6 +83,7 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
     case 'directory':
       throw new ToolError('DEST_OPEN', `sparsecopy: ${name}: cannot open destination: is a directory`);
     case 'block':
+      if (request.compressed) throw new ToolError('USAGE', `sparsecopy: ${name}: gzip output to a block device makes no sense; write the image itself`);
       return blockDestination(name, stat!, request.force);
     case 'pipe':
     case 'char':
@@ -94,7 +97,7 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
       return streamDestination(name, fd, stat, true);
     }
     case 'file':
-      return request.overlay && stat ? overlayDestination(name, stat) : replacementDestination(name, stat);
+      return request.overlay && stat && !request.compressed ? overlayDestination(name, stat) : replacementDestination(name, stat);
   }
 }
 

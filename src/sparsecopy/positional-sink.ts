@@ -17,7 +17,9 @@ import type { Extent } from '../extent/extent.js';
 import { isZeroRange } from '../extent/zero-runs.js';
 import { isAddressAligned } from '../io/aligned.js';
 import { ToolError, describeSystemError } from '../errors.js';
-import { type Sink, type SinkCounters, newCounters } from './sink.js';
+import { type Sink, type SinkCounters, type ZeroPolicy, newCounters } from './sink.js';
+import { allocAligned } from '../io/aligned.js';
+import { zeroOutRange } from '../io/ffi.js';
 
 export interface PositionalSinkOptions {
   fd: number;
@@ -27,8 +29,8 @@ export interface PositionalSinkOptions {
   baseOffset: number;
   /** Destination bytes below this offset may hold data and need checking before skipping zeros. */
   checkLimit: number;
-  /** Trust the destination to be zero where zeros are skipped (--nocheck). */
-  noCheck: boolean;
+  /** What to do with zeros below checkLimit. */
+  zeroPolicy: ZeroPolicy;
   /** Check granularity, in source coordinates (--blocksize). */
   blockSize: number;
   /** fdatasync after this many bytes written (--syncevery); 0: never. */
@@ -134,13 +136,59 @@ export class PositionalSink implements Sink {
     }
   }
 
-  /** Zeros at source [offset, offset+length): skip, or check the destination first. */
+  /** Zeros at source [offset, offset+length): a hole past the old end, the zero policy below it. */
   private async skipZeros(offset: number, length: number): Promise<void> {
-    const { baseOffset, checkLimit, noCheck } = this.options;
+    const { baseOffset, checkLimit, zeroPolicy } = this.options;
     const destStart = baseOffset + offset;
-    const checkedEnd = noCheck ? destStart : Math.min(destStart + length, Math.max(checkLimit, destStart));
-    if (checkedEnd > destStart) this.checkAndZero(offset, checkedEnd - destStart);
-    this.counters.sparse += length - (checkedEnd - destStart);
+    const coveredEnd = Math.min(destStart + length, Math.max(checkLimit, destStart));
+    const covered = zeroPolicy === 'skip' ? 0 : coveredEnd - destStart;
+    if (covered > 0) {
+      if (zeroPolicy === 'compare') this.checkAndZero(offset, covered);
+      else if (zeroPolicy === 'write') this.writeZeros(destStart, covered);
+      else this.zeroOut(destStart, covered);
+    }
+    this.counters.sparse += length - covered;
+  }
+
+  private zeroBuffer: Buffer | null = null;
+
+  /** Writes `length` zeros at destination `position` (aligned pieces go through O_DIRECT). */
+  private writeZeros(position: number, length: number): void {
+    this.zeroBuffer ??= allocAligned(WRITE_BATCH_BYTES).fill(0);
+    for (let done = 0; done < length; ) {
+      const piece = Math.min(this.zeroBuffer.length, length - done);
+      this.addToBatch(this.zeroBuffer.subarray(0, piece), position + done);
+      done += piece;
+    }
+    this.counters.real += length;
+    this.counters.zerosWritten += length;
+  }
+
+  private zeroOutUnsupported = false;
+
+  /** BLKZEROOUT on the sector-aligned middle of the range; zeros written at its ragged edges. */
+  private zeroOut(position: number, length: number): void {
+    const sector = this.options.directAlignment ?? 512;
+    const start = Math.ceil(position / sector) * sector;
+    const end = Math.floor((position + length) / sector) * sector;
+    if (this.zeroOutUnsupported || end <= start) {
+      this.writeZeros(position, length);
+      return;
+    }
+    this.flush(); // earlier writes in the batch may overlap nothing, but keep the device's order simple
+    const result = zeroOutRange(this.options.fd, start, end - start);
+    if (!result.ok) {
+      if (!result.unsupported) {
+        throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: BLKZEROOUT failed at byte ${start}: errno ${result.errno}`);
+      }
+      this.zeroOutUnsupported = true; // e.g. a regular file: write zeros from now on
+      this.writeZeros(position, length);
+      return;
+    }
+    this.counters.sparse += end - start;
+    this.counters.zeroedOut += end - start;
+    if (start > position) this.writeZeros(position, start - position);
+    if (position + length > end) this.writeZeros(end, position + length - end);
   }
 
   private checkAndZero(offset: number, length: number): void {

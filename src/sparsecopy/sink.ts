@@ -10,7 +10,22 @@ export interface SinkCounters {
   nonzerodest: number;
   /** Destination bytes read to check for zeros. */
   checkedBytes: number;
+  /** Zero bytes written because the zero policy says so (--zero=write, and zeroout's fallback). */
+  zerosWritten: number;
+  /** Zero bytes cleared with BLKZEROOUT instead of being written (--zero=zeroout). */
+  zeroedOut: number;
 }
+
+/**
+ * What to do with zeros that land where the destination may hold data (a block device, or an
+ * existing file with --overlay):
+ *  - compare: read the destination and write zeros only where it is not zero (v0.10's check);
+ *  - skip: trust the destination to be zero already (-n);
+ *  - zeroout: ask the device to zero the range (BLKZEROOUT), writing zeros where it cannot;
+ *  - write: write every zero.
+ */
+export type ZeroPolicy = 'compare' | 'skip' | 'zeroout' | 'write';
+export const ZERO_POLICIES: readonly ZeroPolicy[] = ['compare', 'skip', 'zeroout', 'write'];
 
 export interface Sink {
   /** Accepts extents in offset order; resolves when the sink can take more (backpressure). */
@@ -21,4 +36,4 @@ export interface Sink {
   abort(): Promise<void>;
 }
 
-export const newCounters = (): SinkCounters => ({ real: 0, sparse: 0, nonzerodest: 0, checkedBytes: 0 });
+export const newCounters = (): SinkCounters => ({ real: 0, sparse: 0, nonzerodest: 0, checkedBytes: 0, zerosWritten: 0, zeroedOut: 0 });

@@ -1,0 +1,60 @@
+/**
+ * The source side of a copy: open, sniff gzip, and choose the extent source.
+ */
+import { ToolError, describeSystemError } from '../errors.js';
+import type { ExtentSource } from '../extent/extent.js';
+import { chunkSizeFor, sourceExtents } from '../io/sources.js';
+import { type OpenedInput, openInput } from '../io/target.js';
+import { declaredUncompressedSize, gunzipSource, looksGzipped } from '../codec/gunzip-source.js';
+
+export interface CopyInput {
+  input: OpenedInput;
+  compressed: boolean;
+  /** Uncompressed bytes to copy when known before reading (after --max). */
+  knownLength: number | null;
+  /** Progress denominator: compressed size for gzip, else knownLength. */
+  progressTotal: number | null;
+}
+
+export function openSource(path: string): OpenedInput {
+  try {
+    return openInput(path);
+  } catch (err) {
+    throw new ToolError('SOURCE_OPEN', `sparsecopy: ${path === '-' ? 'stdin' : path}: cannot open source: ${describeSystemError(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+export async function describeInput(input: OpenedInput, options: { raw?: boolean; maxBytes?: number }): Promise<CopyInput> {
+  const compressed = !options.raw && (await looksGzipped(input));
+  const max = options.maxBytes ?? Infinity;
+  if (!compressed) {
+    const knownLength = input.size === null ? (options.maxBytes ?? null) : Math.min(input.size, max);
+    return { input, compressed, knownLength: input.size === null ? null : knownLength, progressTotal: knownLength };
+  }
+  return { input, compressed, knownLength: null, progressTotal: input.size };
+}
+
+/**
+ * A lower bound of the uncompressed size for checks made before writing: exact for a plain file or
+ * device; for a gzip file, its declared size (ISIZE) when it alone exceeds the bound in question
+ * (the true size is then at least as large).
+ */
+export function minimumLength(source: CopyInput): number | null {
+  if (!source.compressed) return source.knownLength;
+  return declaredUncompressedSize(source.input);
+}
+
+export function inputExtents(
+  source: CopyInput,
+  options: { blockSize: number; chunkBytes?: number; maxBytes?: number; useHoleMap?: boolean; onRead: (n: number) => void },
+): ExtentSource {
+  if (source.compressed) return gunzipSource(source.input, { limitBytes: options.maxBytes, onCompressedRead: options.onRead });
+  return sourceExtents(source.input, {
+    chunkBytes: chunkSizeFor(options.blockSize, options.chunkBytes),
+    limitBytes: options.maxBytes,
+    useHoleMap: options.useHoleMap ?? true,
+    onRead: options.onRead,
+  });
+}

@@ -1,0 +1,83 @@
+/** The typed options and results of a copy: what the CLI fills in and prints. */
+import type { DigestAlgorithm } from '../codec/digest.js';
+import type { ZeroPolicy } from './sink.js';
+
+export interface SparseCopyOptions {
+  source: string;
+  destination: string;
+  /** Overlay an existing destination file instead of replacing it (-o). */
+  overlay?: boolean;
+  /** Zeros over possible destination data: compare (default), skip (-n), zeroout, write (--zero). */
+  zeroPolicy?: ZeroPolicy;
+  /** Copy at most this many bytes of the (uncompressed) source (-m). */
+  maxBytes?: number;
+  /** Fail with MORE_THAN_MAX when the source holds more than maxBytes (-e). */
+  errorRemainder?: boolean;
+  /** Zero-detection block size in bytes (-b). */
+  blockSize?: number;
+  /** Destination byte offset where the source lands (-s). */
+  seekBytes?: number;
+  /** Final length of a regular-file destination (-f). */
+  finalSize?: number;
+  /** Refuse unless the destination's first block (at the seek position) is zero (-c). */
+  checkFirstBlock?: boolean;
+  /** fdatasync every this many bytes written (-y). */
+  syncEveryBytes?: number;
+  /** Write to a block device even when it is mounted or in use. */
+  force?: boolean;
+  /** Copy a gzip source as it is instead of decompressing it (--raw). */
+  raw?: boolean;
+  /** Write a gzip stream at this level (1-9); undefined: plain output. */
+  gzipLevel?: number;
+  /** Digests of the uncompressed bytes to compute in the same pass. */
+  digests?: DigestAlgorithm[];
+  /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */
+  verify?: Partial<Record<DigestAlgorithm, string>>;
+  /** Round the logical size up to a multiple of this many bytes with zeros (--pad). */
+  padBytes?: number;
+  /** Read chunk size (tuning and tests). */
+  chunkBytes?: number;
+  /** Walk holes with SEEK_DATA (default); false reads and scans everything. */
+  useHoleMap?: boolean;
+  onProgress?: (progress: CopyProgress) => void;
+  onWarning?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface CopyProgress {
+  /** Input bytes done: uncompressed source bytes, or compressed bytes read for a gzip source. */
+  doneBytes: number;
+  /** Input bytes in all, when known. */
+  totalBytes: number | null;
+  /** Uncompressed bytes produced so far. */
+  outputBytes: number;
+}
+
+export interface CopySummary {
+  /** Source bytes copied: real + sparse (v0.10's "total bytes"), padding included. */
+  total: number;
+  real: number;
+  sparse: number;
+  nonzerodest: number;
+  /** Bytes actually read from the source (holes are never read; compressed bytes for gzip). */
+  bytesRead: number;
+  /** Bytes written to the destination (compressed bytes for gzip output). */
+  bytesWritten: number;
+  /** Source bytes skipped as holes or zero blocks (emitted as precomputed blocks for gzip). */
+  bytesSkipped: number;
+  /** Destination bytes read back to check for zeros. */
+  bytesChecked: number;
+  /** Zeros written by the zero policy (--zero=write, or zeroout's fallback). */
+  zerosWritten: number;
+  /** Zeros cleared with BLKZEROOUT. */
+  zeroedOut: number;
+  /** Padding zeros added by --pad. */
+  padded: number;
+  /** The source was gzip and was decompressed. */
+  decompressed: boolean;
+  /** The destination is a gzip stream. */
+  compressed: boolean;
+  /** Lower-case hex digests of the uncompressed bytes. */
+  digests: Partial<Record<DigestAlgorithm, string>>;
+  seconds: number;
+}

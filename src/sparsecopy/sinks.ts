@@ -1,0 +1,99 @@
+/**
+ * Choosing and finishing the sink for a destination: a sparse file, a block device, a byte stream,
+ * or a gzip stream in a file or on stdout.
+ */
+import { ToolError, describeSystemError } from '../errors.js';
+import { isZeroRange } from '../extent/zero-runs.js';
+import { GzipSink } from '../codec/gzip-sink.js';
+import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
+import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
+import type { OpenedDestination } from './destination.js';
+import type { SparseCopyOptions } from './options.js';
+import { PositionalSink } from './positional-sink.js';
+import type { Sink } from './sink.js';
+import { StreamSink } from './stream-sink.js';
+
+const BLKRRPART_RETRIES = 40;
+const BLKRRPART_RETRY_MS = 250;
+
+export interface ChosenSink {
+  sink: Sink;
+  /** Bytes written when they differ from the logical bytes (compressed output), else null. */
+  bytesWritten: () => number | null;
+}
+
+export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, blockSize: number, endOffset: () => number): ChosenSink {
+  if (options.gzipLevel !== undefined) {
+    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null });
+    return { sink, bytesWritten: () => sink.compressedBytes };
+  }
+  if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name), bytesWritten: () => null };
+  const finish = dest.kind === 'file' ? () => setFinalLength(dest, options, endOffset()) : () => flushDevice(dest, options.onWarning);
+  const sink = new PositionalSink({
+    fd: dest.fd,
+    name: dest.name,
+    baseOffset: options.seekBytes ?? 0,
+    checkLimit: dest.oldLength,
+    zeroPolicy: options.zeroPolicy ?? 'compare',
+    blockSize,
+    syncEveryBytes: options.syncEveryBytes ?? 0,
+    capacity: dest.capacity,
+    directFd: dest.directFd,
+    directAlignment: Math.max(512, dest.sectorSize),
+    finish,
+  });
+  return { sink, bytesWritten: () => null };
+}
+
+/** lseek past the end does not extend a file: set the length explicitly, as v0.10 did. */
+async function setFinalLength(dest: OpenedDestination, options: SparseCopyOptions, end: number): Promise<void> {
+  const length = options.finalSize ?? Math.max(end, dest.oldLength);
+  try {
+    await ftruncate(dest.fd, length);
+  } catch (err) {
+    throw new ToolError('TRUNCATE', `sparsecopy: ${dest.name}: cannot set length to ${length}: ${describeSystemError(err)}`, { cause: err });
+  }
+}
+
+async function flushDevice(dest: OpenedDestination, warn?: (message: string) => void): Promise<void> {
+  try {
+    await fdatasync(dest.fd);
+  } catch (err) {
+    throw new ToolError('WRITE', `sparsecopy: ${dest.name}: flush failed: ${describeSystemError(err)}`, { cause: err });
+  }
+  await rereadPartitions(dest, warn);
+}
+
+/**
+ * BLKRRPART on the descriptor we still hold (v0.10 closed it first, so its re-read never
+ * happened), retried while the kernel says EBUSY. A device that cannot re-read (a loop device
+ * without partition scanning answers EINVAL, a partition answers EINVAL too) is reported only.
+ */
+async function rereadPartitions(dest: OpenedDestination, warn?: (message: string) => void): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const result = rereadPartitionTable(dest.fd);
+    if (result.ok) return;
+    if (result.errno === ERRNO.EBUSY && attempt < BLKRRPART_RETRIES) {
+      await new Promise((r) => setTimeout(r, BLKRRPART_RETRY_MS));
+      continue;
+    }
+    const why = result.errno === ERRNO.EBUSY ? 'device busy' : result.errno === ERRNO.EINVAL ? 'not supported by this device (EINVAL)' : `errno ${result.errno}`;
+    warn?.(`sparsecopy: ${dest.name}: partition table not re-read: ${why}`);
+    return;
+  }
+}
+
+/** -c: refuse unless the destination block where writing starts is zero. */
+export async function checkFirstBlock(dest: OpenedDestination, seekBytes: number, blockSize: number): Promise<void> {
+  if (dest.kind === 'stream' || seekBytes >= dest.oldLength) return;
+  const buffer = Buffer.alloc(Math.min(blockSize, dest.oldLength - seekBytes));
+  let got: number;
+  try {
+    got = await readAt(dest.fd, buffer, buffer.length, seekBytes);
+  } catch (err) {
+    throw new ToolError('DEST_CHECK_READ', `sparsecopy: ${dest.name}: check read failed at byte ${seekBytes}: ${describeSystemError(err)}`, { cause: err });
+  }
+  if (!isZeroRange(buffer, 0, got)) {
+    throw new ToolError('FIRST_BLOCK_NOT_ZERO', `sparsecopy: ${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
+  }
+}
