@@ -1,169 +1,304 @@
 /**
- * A sink that writes one gzip member: a sparse image's .gz in time that follows its data.
+ * A sink that writes one gzip member: a sparse image's .gz in time that follows its data, not its
+ * apparent size.
  *
- * Data is staged into pieces of about 1 MiB and each piece is compressed on its own on the thread
- * pool (zlib's async deflateRaw, several in flight: both cores), primed with the 32 KiB of output
- * before it as a dictionary and ended with a sync flush, so the pieces concatenate into one deflate
- * stream with pigz's ratio. Long zero runs never reach the compressor: after the flush that ends
- * the previous piece, precomputed blocks that expand to zeros are written (about 1 KiB per MiB,
- * see deflate-zeros.ts), and the CRC is extended over them arithmetically (crc32AppendZeros).
+ * Data is staged into pieces of PIECE_BYTES and each piece is compressed on its own on libuv's
+ * thread pool (zlib's async deflateRaw, up to MAX_PIECES_IN_FLIGHT at once: every core), primed
+ * with the 32 KiB of uncompressed output before it as a dictionary and ended with a sync flush, so
+ * the pieces concatenate into one deflate stream with nearly single-stream ratio (what pigz does).
+ * Outputs are written in order as soon as the head of the queue is done.
+ *
+ * Long zero runs never reach the compressor: after the flush that ends the previous piece, the
+ * precomputed unit from deflate-zeros.ts (about 1 KiB expanding to about 1 MiB of zeros) is written
+ * again and again, the same Buffer in batches of writev, then a fixed-Huffman remainder; the CRC is
+ * extended over them arithmetically (crc32AppendZeros). Short zero runs are cheaper compressed with
+ * the data around them than splitting the stream for them.
  */
 import zlib from 'node:zlib';
 import type { Extent } from '../extent/extent.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { writeAllSync } from '../io/write-sync.js';
-import type { Sink, SinkCounters } from '../sparsecopy/sink.js';
-import { newCounters } from '../sparsecopy/sink.js';
+import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 import { crc32, crc32AppendZeros } from './crc32.js';
-import { zeroRunPieces } from './deflate-zeros.js';
+import { fixedZeroRunBlock, zeroUnitBlock, ZERO_UNIT_BYTES } from './deflate-zeros.js';
 import { FINAL_EMPTY_BLOCK, gzipHeader, gzipTrailer } from './gzip-format.js';
 
 export interface GzipSinkOptions {
   fd: number;
+  /** Name used in messages. */
   name: string;
-  /** zlib level 1-9 (default 6, gzip's). */
+  /** zlib level 0-9 (default 6, gzip's). */
   level?: number;
-  /** Where the member starts in a regular file; null: sequential writes (pipes, stdout). */
+  /** Where the member starts in a regular file (positional writes); null: sequential writes (pipes, stdout). */
   position?: number | null;
 }
 
-const PIECE_BYTES = 1 << 20;
+/** Uncompressed bytes per independently compressed piece. */
+export const PIECE_BYTES = 1 << 20;
+/** Deflate's window: the dictionary each piece gets. */
 const WINDOW_BYTES = 32 << 10;
-/** Zero runs shorter than this are compressed with the data: splitting the stream costs more. */
-const MIN_ZERO_RUN_BYTES = 64 << 10;
-/** Pieces compressing at once: two cores, and enough queued to keep them busy. */
-const MAX_IN_FLIGHT = 4;
+/**
+ * Zero runs at least this long are emitted as precomputed blocks; shorter ones are compressed with
+ * the data (a stream split costs a sync flush, a new block header and a zlib set-up per piece).
+ */
+export const MIN_ZERO_RUN_BYTES = 64 << 10;
+/** Pieces compressing or waiting to be written at once: 2 cores, and one queued for each. */
+export const MAX_PIECES_IN_FLIGHT = 4;
+/** zlib's output buffer: large enough that a piece's output comes back in one round trip. */
+const OUTPUT_CHUNK_BYTES = 512 << 10;
+/** Zero units per writev call (IOV_MAX is 1024). */
+const UNITS_PER_WRITE = 1024;
+const SPARE_STAGING_BUFFERS = MAX_PIECES_IN_FLIGHT + 1;
 
-type Output = Buffer | Buffer[];
+const EMPTY = Buffer.alloc(0);
+/** The window after a long zero run (shared, never modified). */
+const ZERO_WINDOW = Buffer.alloc(WINDOW_BYTES);
+
+type Entry = { kind: 'piece'; done: boolean; out: Buffer | null; error: Error | null } | { kind: 'zeros'; length: number };
 
 export class GzipSink implements Sink {
   private readonly level: number;
   private readonly counters = newCounters();
-  private position: number | null;
+  /** Where the member starts (positional writes), or null (sequential writes). */
+  private readonly start: number | null;
   private written = 0;
-  private crc = 0;
+  private crcValue = 0;
+  /** Uncompressed bytes accepted so far: the next extent's expected offset. */
   private total = 0;
-  private staging = Buffer.allocUnsafe(PIECE_BYTES);
+  private staging: Buffer | null = null;
   private staged = 0;
-  /** The last up-to-32 KiB of uncompressed output, the next piece's dictionary. */
-  private window = Buffer.alloc(0);
-  private readonly queue: Promise<Output>[] = [];
+  private readonly spareStaging: Buffer[] = [];
+  /** The last up-to-32 KiB of uncompressed output: the next piece's dictionary. Never modified. */
+  private window: Buffer = EMPTY;
+  /** Outputs in stream order: compressed pieces and zero runs. */
+  private readonly queue: Entry[] = [];
+  private piecesQueued = 0;
+  private compressing = 0;
+  private waiters: (() => void)[] = [];
+  private failure: ToolError | null = null;
+  private headerWritten = false;
+  private closed = false;
+  private aborted = false;
+  private unitBatch: Buffer[] | null = null;
 
   constructor(private readonly options: GzipSinkOptions) {
-    this.level = options.level ?? 6;
-    this.position = options.position === undefined ? 0 : options.position;
-    this.emit(gzipHeader(this.level));
+    const level = options.level ?? 6;
+    if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, not ${level}`);
+    this.level = level;
+    this.start = options.position === undefined ? 0 : options.position;
   }
 
-  /** Compressed bytes written so far. */
+  /** Compressed bytes written so far (the whole member once closed). */
   get compressedBytes(): number {
     return this.written;
   }
 
+  /** CRC-32 of the uncompressed bytes accepted so far. */
+  get crc(): number {
+    return this.crcValue >>> 0;
+  }
+
+  /** Uncompressed bytes accepted so far. */
+  get uncompressedBytes(): number {
+    return this.total;
+  }
+
   async write(extent: Extent): Promise<void> {
-    if (extent.data) {
-      this.crc = crc32(extent.data, this.crc);
-      this.total += extent.length;
-      this.counters.real += extent.length;
-      await this.stage(extent.data);
+    if (this.aborted) {
       extent.release?.();
       return;
     }
-    extent.release?.();
-    this.crc = crc32AppendZeros(this.crc, extent.length);
-    this.total += extent.length;
-    if (extent.length < MIN_ZERO_RUN_BYTES) {
-      this.counters.real += extent.length;
-      await this.stageZeros(extent.length);
-      return;
+    try {
+      this.throwIfFailed();
+      if (this.closed) throw new Error('GzipSink: write after close');
+      if (extent.offset < this.total) throw new Error(`GzipSink: extent at ${extent.offset} goes back before ${this.total}`);
+      this.writeHeader();
+      // A gap before the extent is zeros too (merged with a zero extent into one run).
+      const gap = extent.offset - this.total;
+      if (extent.data) {
+        await this.zeros(gap);
+        await this.stage(extent.data);
+      } else {
+        await this.zeros(gap + extent.length);
+      }
+    } finally {
+      // Data is copied into the staging buffer: the extent's own bytes are not needed any more.
+      extent.release?.();
     }
-    await this.flushPiece();
-    this.queue.push(Promise.resolve(zeroRunOutput(extent.length)));
-    this.counters.sparse += extent.length;
-    this.window = Buffer.alloc(Math.min(WINDOW_BYTES, extent.length)); // the output now ends in zeros
-    await this.drain(MAX_IN_FLIGHT);
   }
 
+  async close(): Promise<SinkCounters> {
+    this.throwIfFailed();
+    if (this.closed || this.aborted) throw new Error('GzipSink: closed twice or after abort');
+    this.writeHeader();
+    await this.flushPiece();
+    while (this.queue.length > 0 && !this.failure) await this.changed();
+    this.throwIfFailed();
+    this.emit([FINAL_EMPTY_BLOCK, gzipTrailer(this.crcValue, this.total)]);
+    this.throwIfFailed();
+    this.closed = true;
+    return { ...this.counters };
+  }
+
+  async abort(): Promise<void> {
+    this.aborted = true;
+    this.wakeAll();
+    while (this.compressing > 0) await this.changed();
+    this.queue.length = 0;
+    this.piecesQueued = 0;
+    this.staging = null;
+    this.staged = 0;
+    this.spareStaging.length = 0;
+  }
+
+  private writeHeader(): void {
+    if (this.headerWritten) return;
+    this.headerWritten = true;
+    this.emit([gzipHeader({ level: this.level })]);
+    this.throwIfFailed();
+  }
+
+  /** Data: hashed, then copied into pieces. */
   private async stage(data: Buffer): Promise<void> {
+    this.crcValue = crc32(data, this.crcValue);
+    this.total += data.length;
+    this.counters.real += data.length;
     for (let done = 0; done < data.length; ) {
+      const staging = (this.staging ??= this.spareStaging.pop() ?? Buffer.allocUnsafeSlow(PIECE_BYTES));
       const n = Math.min(data.length - done, PIECE_BYTES - this.staged);
-      data.copy(this.staging, this.staged, done, done + n);
+      data.copy(staging, this.staged, done, done + n);
       this.staged += n;
       done += n;
       if (this.staged === PIECE_BYTES) await this.flushPiece();
     }
   }
 
-  private async stageZeros(length: number): Promise<void> {
-    for (let left = length; left > 0; ) {
-      const n = Math.min(left, PIECE_BYTES - this.staged);
-      this.staging.fill(0, this.staged, this.staged + n);
-      this.staged += n;
-      left -= n;
-      if (this.staged === PIECE_BYTES) await this.flushPiece();
-    }
-  }
-
-  /** Starts compressing the staged bytes as one piece. */
-  private async flushPiece(): Promise<void> {
-    if (this.staged === 0) return;
-    const piece = this.staging.subarray(0, this.staged);
-    const dictionary = this.window.length > 0 ? this.window : undefined;
-    this.window = Buffer.from(piece.subarray(Math.max(0, piece.length - WINDOW_BYTES)));
-    if (this.window.length < WINDOW_BYTES && dictionary) {
-      this.window = Buffer.concat([dictionary, this.window]).subarray(-WINDOW_BYTES);
-    }
-    const level = this.level;
-    const compressed = new Promise<Output>((resolve, reject) => {
-      zlib.deflateRaw(piece, { level, dictionary, finishFlush: zlib.constants.Z_SYNC_FLUSH }, (err, out) => (err ? reject(err) : resolve(out)));
-    });
-    compressed.catch(() => undefined);
-    this.queue.push(compressed);
-    this.staging = Buffer.allocUnsafe(PIECE_BYTES); // the piece is owned by the compressor now
-    this.staged = 0;
-    await this.drain(MAX_IN_FLIGHT);
-  }
-
-  /** Writes finished outputs, in order, until at most `limit` remain queued. */
-  private async drain(limit: number): Promise<void> {
-    while (this.queue.length > limit) {
-      let out: Output;
-      try {
-        out = await this.queue.shift()!;
-      } catch (err) {
-        throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: compression failed: ${describeSystemError(err)}`, { cause: err });
+  /** A run of zeros: precomputed blocks when long, else staged with the data. */
+  private async zeros(length: number): Promise<void> {
+    if (length <= 0) return;
+    this.crcValue = crc32AppendZeros(this.crcValue, length);
+    this.total += length;
+    if (length < MIN_ZERO_RUN_BYTES) {
+      this.counters.real += length;
+      for (let left = length; left > 0; ) {
+        const staging = (this.staging ??= this.spareStaging.pop() ?? Buffer.allocUnsafeSlow(PIECE_BYTES));
+        const n = Math.min(left, PIECE_BYTES - this.staged);
+        staging.fill(0, this.staged, this.staged + n);
+        this.staged += n;
+        left -= n;
+        if (this.staged === PIECE_BYTES) await this.flushPiece();
       }
-      this.emit(out);
+      return;
     }
+    this.counters.sparse += length;
+    await this.flushPiece(); // the units go after the flush that ends the staged data
+    this.window = length >= WINDOW_BYTES ? ZERO_WINDOW : slideWindow(this.window, Buffer.alloc(length));
+    const last = this.queue[this.queue.length - 1];
+    if (last?.kind === 'zeros') last.length += length;
+    else this.queue.push({ kind: 'zeros', length });
+    this.pump();
+    this.throwIfFailed();
   }
 
-  private emit(out: Output): void {
-    const buffers = Array.isArray(out) ? out : [out];
+  /** Starts compressing the staged bytes as one piece, once fewer than the maximum are in flight. */
+  private async flushPiece(): Promise<void> {
+    if (this.staged === 0 || !this.staging) return;
+    while (this.piecesQueued >= MAX_PIECES_IN_FLIGHT && !this.failure && !this.aborted) await this.changed();
+    this.throwIfFailed();
+    if (this.aborted) return;
+    const buffer = this.staging;
+    const piece = buffer.subarray(0, this.staged);
+    const dictionary = this.window.length > 0 ? this.window : undefined;
+    this.window = slideWindow(this.window, piece);
+    this.staging = null;
+    this.staged = 0;
+    const entry: Entry = { kind: 'piece', done: false, out: null, error: null };
+    this.queue.push(entry);
+    this.piecesQueued++;
+    this.compressing++;
+    const options: zlib.ZlibOptions = { level: this.level, finishFlush: zlib.constants.Z_SYNC_FLUSH, chunkSize: OUTPUT_CHUNK_BYTES };
+    if (dictionary) options.dictionary = dictionary;
+    zlib.deflateRaw(piece, options, (err, out) => {
+      this.compressing--;
+      entry.done = true;
+      entry.error = err;
+      entry.out = err ? null : out;
+      if (this.spareStaging.length < SPARE_STAGING_BUFFERS && !this.aborted) this.spareStaging.push(buffer);
+      this.pump();
+    });
+  }
+
+  /** Writes every finished output at the head of the queue, in order; then wakes waiters. */
+  private pump(): void {
+    while (!this.failure && !this.aborted && this.queue.length > 0) {
+      const head = this.queue[0]!;
+      if (head.kind === 'piece') {
+        if (!head.done) break;
+        this.queue.shift();
+        this.piecesQueued--;
+        if (head.error) {
+          this.failure = new ToolError('WRITE', `sparsecopy: ${this.options.name}: compression failed: ${describeSystemError(head.error)}`, {
+            cause: head.error,
+          });
+          break;
+        }
+        this.emit([head.out!]);
+      } else {
+        this.queue.shift();
+        this.emitZeros(head.length);
+      }
+    }
+    this.wakeAll();
+  }
+
+  private emitZeros(length: number): void {
+    const unit = zeroUnitBlock();
+    const batch = (this.unitBatch ??= new Array<Buffer>(UNITS_PER_WRITE).fill(unit));
+    let units = Math.floor(length / ZERO_UNIT_BYTES);
+    const rest = length - units * ZERO_UNIT_BYTES;
+    while (units > UNITS_PER_WRITE) {
+      if (!this.emit(batch)) return;
+      units -= UNITS_PER_WRITE;
+    }
+    const last = batch.slice(0, units);
+    if (rest > 0) last.push(fixedZeroRunBlock(rest));
+    if (last.length > 0) this.emit(last);
+  }
+
+  /** Writes buffers in order; a failure is kept for the next write()/close() to throw. */
+  private emit(buffers: Buffer[]): boolean {
+    if (this.failure) return false;
     try {
-      const n = writeAllSync(this.options.fd, buffers, this.position);
-      this.written += n;
-      if (this.position !== null) this.position += n;
+      this.written += writeAllSync(this.options.fd, buffers, this.start === null ? null : this.start + this.written);
+      return true;
     } catch (err) {
-      throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: write failed at byte ${this.written}: ${describeSystemError(err)}`, { cause: err });
+      const at = (this.start ?? 0) + this.written;
+      this.failure = new ToolError('WRITE', `sparsecopy: ${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, {
+        cause: err,
+      });
+      return false;
     }
   }
 
-  async close(): Promise<SinkCounters> {
-    await this.flushPiece();
-    await this.drain(0);
-    this.emit([FINAL_EMPTY_BLOCK, gzipTrailer(this.crc, this.total)]);
-    return { ...this.counters };
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
   }
 
-  async abort(): Promise<void> {
-    await Promise.allSettled(this.queue.splice(0));
+  /** Resolves at the next change of the queue (a piece done, a write done, an abort). */
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wakeAll(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
   }
 }
 
-/** The deflate bytes for `length` zeros: the precomputed unit repeated, then a remainder. */
-function zeroRunOutput(length: number): Buffer[] {
-  const { unit, unitRepeats, remainder } = zeroRunPieces(length);
-  const out = new Array<Buffer>(unitRepeats).fill(unit);
-  if (remainder) out.push(remainder);
-  return out;
+/** The last WINDOW_BYTES of (window || next), as a new buffer (dictionaries are never modified). */
+function slideWindow(window: Buffer, next: Buffer): Buffer {
+  if (next.length >= WINDOW_BYTES) return Buffer.from(next.subarray(next.length - WINDOW_BYTES));
+  const keep = Math.min(window.length, WINDOW_BYTES - next.length);
+  return Buffer.concat([window.subarray(window.length - keep), next]);
 }
