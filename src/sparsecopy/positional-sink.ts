@@ -20,6 +20,7 @@ import { ToolError, describeSystemError } from '../errors.js';
 import { type Sink, type SinkCounters, type ZeroPolicy, newCounters } from './sink.js';
 import { allocAligned } from '../io/aligned.js';
 import { zeroOutRange } from '../io/ffi.js';
+import { writeAllSync } from '../io/write-sync.js';
 
 export interface PositionalSinkOptions {
   fd: number;
@@ -47,7 +48,6 @@ export interface PositionalSinkOptions {
 
 const WRITE_BATCH_BYTES = 1 << 20;
 const CHECK_CHUNK_BYTES = 1 << 20;
-const MAX_IOV = 1024;
 
 export class PositionalSink implements Sink {
   private readonly counters = newCounters();
@@ -87,28 +87,19 @@ export class PositionalSink implements Sink {
     this.batchBytes += data.length;
     const syncEvery = this.options.syncEveryBytes;
     const batchLimit = syncEvery > 0 ? Math.min(WRITE_BATCH_BYTES, syncEvery) : WRITE_BATCH_BYTES;
-    if (this.batchBytes >= batchLimit || this.batch.length >= MAX_IOV) this.flush();
+    if (this.batchBytes >= batchLimit) this.flush();
   }
 
   /** Writes the batch (pwritev, retrying short writes) and releases its buffers. */
   private flush(): void {
     if (this.batchBytes === 0) return;
-    const { name } = this.options;
-    const fd = this.descriptorFor(this.batch, this.batchStart, this.batchBytes);
-    let position = this.batchStart;
-    let buffers = this.batch;
+    const { fd, buffers } = this.route(this.batch, this.batchStart, this.batchBytes);
     try {
-      while (buffers.length > 0) {
-        let written = buffers.length === 1 ? fs.writeSync(fd, buffers[0]!, 0, buffers[0]!.length, position) : fs.writevSync(fd, buffers, position);
-        position += written;
-        // Drop what was written; keep the unwritten tail of a partly written buffer.
-        let i = 0;
-        while (i < buffers.length && written >= buffers[i]!.length) written -= buffers[i++]!.length;
-        buffers = buffers.slice(i);
-        if (buffers.length > 0 && written > 0) buffers[0] = buffers[0]!.subarray(written);
-      }
+      writeAllSync(fd, buffers, this.batchStart);
     } catch (err) {
-      throw new ToolError('WRITE', `sparsecopy: ${name}: write failed at byte ${position}: ${describeSystemError(err)}`, { cause: err });
+      throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: write failed at bytes ${this.batchStart}..${this.batchStart + this.batchBytes}: ${describeSystemError(err)}`, {
+        cause: err,
+      });
     }
     for (const release of this.batchReleases) release();
     this.writtenSinceSync += this.batchBytes;
@@ -118,13 +109,22 @@ export class PositionalSink implements Sink {
     if (this.options.syncEveryBytes > 0 && this.writtenSinceSync >= this.options.syncEveryBytes) this.sync();
   }
 
-  /** The O_DIRECT descriptor when every piece of the write is aligned for it, else the buffered one. */
-  private descriptorFor(buffers: Buffer[], position: number, length: number): number {
+  private bounce: Buffer | null = null;
+
+  /**
+   * Where a write goes: through O_DIRECT when its offset and length are sector-aligned (its
+   * buffers as they are when aligned, else copied into an aligned bounce buffer: a memcpy costs far
+   * less than the page cache's double work on the way to a device), else the buffered descriptor.
+   */
+  private route(buffers: Buffer[], position: number, length: number): { fd: number; buffers: Buffer[] } {
     const { directFd, fd } = this.options;
     const alignment = this.options.directAlignment ?? 512;
-    if (directFd == null || position % alignment !== 0 || length % alignment !== 0) return fd;
-    for (const b of buffers) if (b.length % alignment !== 0 || !isAddressAligned(b, alignment)) return fd;
-    return directFd;
+    if (directFd == null || position % alignment !== 0 || length % alignment !== 0) return { fd, buffers };
+    if (buffers.every((b) => b.length % alignment === 0 && isAddressAligned(b, alignment))) return { fd: directFd, buffers };
+    if (!this.bounce || this.bounce.length < length) this.bounce = allocAligned(Math.max(length, 2 * WRITE_BATCH_BYTES));
+    let offset = 0;
+    for (const b of buffers) offset += b.copy(this.bounce, offset);
+    return { fd: directFd, buffers: [this.bounce.subarray(0, length)] };
   }
 
   private sync(): void {
