@@ -6,7 +6,7 @@
 // Prints one markdown table: MiB/s of *uncompressed* bytes (median of ROUNDS) and the ratio to the
 // node:zlib baseline of each operation (the first row of its group; > 1 means faster).
 //
-// Run: node bench/codecs.mjs            (ROUNDS=5 by default; about a minute on the 2-core VM)
+// Run: node bench/codecs.mjs            (ROUNDS=5 by default; about 80 s on the 2-core VM; per-round times on stderr)
 //
 // pako and crc-32 are deliberately not in package.json: they are only candidates. They are
 // installed here on demand with `npm install --no-save`, which leaves package.json and
@@ -120,6 +120,20 @@ const gzSlices = (size) => Array.from({ length: Math.ceil(gz.length / size) }, (
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers.
 // ---------------------------------------------------------------------------------------------
+/**
+ * This VM has 2 cores and other work may share them; a slow round is then not the codec's fault.
+ * Busy CPU seconds of the whole machine (/proc/stat, USER_HZ = 100) minus this process's own CPU
+ * time gives the other processes' load during a round, in cores; printed so noisy rows stand out.
+ */
+function machineBusySeconds() {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return (f.reduce((a, b) => a + b, 0) - f[3] - f[4]) / 100; // all but idle and iowait
+  } catch {
+    return NaN; // not Linux: the column shows n/a
+  }
+}
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -133,16 +147,30 @@ const median = (xs) => {
  */
 async function interleaved(contenders, rounds) {
   const secs = contenders.map(() => []);
+  const others = contenders.map(() => []);
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < contenders.length; k++) {
       const i = (k + round) % contenders.length;
+      const busy0 = machineBusySeconds();
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       const bytes = await contenders[i].run();
-      secs[i].push((performance.now() - t0) / 1000);
+      const wall = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      const other = Math.max(0, (machineBusySeconds() - busy0 - (cpu.user + cpu.system) / 1e6) / wall);
+      secs[i].push(wall);
+      others[i].push(other);
+      log(`  round ${round + 1}: ${wall.toFixed(3)} s (other processes ${other.toFixed(2)} cores)  ${contenders[i].name}`);
       if (bytes !== data.length) throw new Error(`${contenders[i].name}: ${bytes} bytes, expected ${data.length}`);
     }
   }
-  return contenders.map((c, i) => ({ name: c.name, seconds: median(secs[i]), min: Math.min(...secs[i]), max: Math.max(...secs[i]) }));
+  return contenders.map((c, i) => ({
+    name: c.name,
+    seconds: median(secs[i]),
+    min: Math.min(...secs[i]),
+    max: Math.max(...secs[i]),
+    other: median(others[i]),
+  }));
 }
 
 const rows = [];
@@ -150,7 +178,8 @@ function addRows(operation, results, note = () => '') {
   const baseline = data.length / MiB / results[0].seconds;
   for (const r of results) {
     const mibs = data.length / MiB / r.seconds;
-    rows.push({ operation, name: r.name, mibs, ratio: mibs / baseline, spread: `${r.min.toFixed(3)}-${r.max.toFixed(3)} s`, note: note(r) });
+    const other = r.other === undefined ? '-' : Number.isNaN(r.other) ? 'n/a' : r.other.toFixed(2);
+    rows.push({ operation, name: r.name, mibs, ratio: mibs / baseline, spread: `${r.min.toFixed(3)}-${r.max.toFixed(3)} s`, other, note: note(r) });
   }
 }
 
@@ -302,9 +331,10 @@ Node ${process.version}, zlib ${process.versions.zlib}, ${cpus.length} x ${cpus[
 Sample: 64 MiB from ${sample.source}; ${((100 * zeroBytes) / data.length).toFixed(1)}% zero bytes; gzip -6 (zlib.gzipSync): ${(gz.length / MiB).toFixed(2)} MiB (${((100 * gz.length) / data.length).toFixed(1)}%).
 MiB/s are of uncompressed bytes; inflate/deflate: median of ${ROUNDS} interleaved rounds of the whole 64 MiB (spread = min-max seconds per round);
 crc32: tinybench median latency of one 1 MiB call (spread scaled to 64 MiB). Ratio = MiB/s / MiB/s of the group's first row (node:zlib); > 1 is faster.
+"other load": median CPU (in cores, of ${cpus.length}) used by other processes during this row's rounds; well above 0 means that row was slowed by them.
 
-| operation | implementation | MiB/s | ratio to node:zlib | spread | notes |
-|---|---|---:|---:|---|---|`);
+| operation | implementation | MiB/s | ratio to node:zlib | spread | other load | notes |
+|---|---|---:|---:|---|---:|---|`);
 for (const r of rows) {
-  console.log(`| ${r.operation} | ${r.name} | ${r.mibs.toFixed(1)} | ${r.ratio.toFixed(2)} | ${r.spread} | ${r.note} |`);
+  console.log(`| ${r.operation} | ${r.name} | ${r.mibs.toFixed(1)} | ${r.ratio.toFixed(2)} | ${r.spread} | ${r.other} | ${r.note} |`);
 }

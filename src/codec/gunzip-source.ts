@@ -2,7 +2,7 @@
  * Transparent gzip input: sniff the magic, then decompress on the thread pool (node:zlib's async
  * Gunzip, which also checks every member's CRC-32 and length and follows concatenated members, as
  * pigz and `cat a.gz b.gz` make them), yielding the uncompressed bytes as extents for zero
- * detection. node:zlib beat pako by 2-3x here (see BENCHMARKS.md), so it is the inflater.
+ * detection. node:zlib inflates about 4x faster than pako here (bench/codecs.mjs, BENCHMARKS.md).
  */
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
