@@ -28,6 +28,12 @@ export interface Partition {
   attributes?: bigint;
   /** dos: the boot indicator (0x80). */
   bootable?: boolean;
+  /**
+   * dos logical partitions: LBA of the EBR that describes this partition. Set by the reader, so
+   * that a table read and written again keeps its EBRs in place; when absent, the writer puts the
+   * EBRs where sfdisk would (see align.ts logicalEbrLbas).
+   */
+  ebrLba?: number;
 }
 
 export interface PartitionTable {
