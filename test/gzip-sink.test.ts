@@ -415,24 +415,6 @@ describe('GzipSink', () => {
     expect(mismatches).toBe(0);
     expect(at).toBe(total);
   });
-
-  it.runIf(process.env.GZIP_SLOW_TESTS)('6 GiB case through gzip -dc | sha256sum (slow: gzip inflates zeros at ~200 MB/s)', async () => {
-    const data = textBytes(MiB, 20);
-    const before = 3 * GiB + 12_345;
-    const after = 3 * GiB + 7;
-    const r = await compress(extentsOf([before, data, after]));
-    const h = crypto.createHash('sha256');
-    const zeros = Buffer.alloc(64 * MiB);
-    const feedZeros = (n: number) => {
-      for (let left = n; left > 0; left -= zeros.length) h.update(zeros.subarray(0, Math.min(left, zeros.length)));
-    };
-    const child = spawnSync('sh', ['-c', `gzip -dc '${r.file}' | sha256sum`], { encoding: 'utf8' });
-    feedZeros(before);
-    h.update(data);
-    feedZeros(after);
-    expect(child.status).toBe(0);
-    expect(child.stdout.split(' ')[0]).toBe(h.digest('hex'));
-  }, 300_000);
 });
 
 /** Deterministic incompressible bytes (AES-CTR keystream of a seed). */
