@@ -25,7 +25,18 @@ export const SPARSECOPY_EXIT_CODES = {
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 
-export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES;
+/** ptable's exit codes (its own command, its own table). */
+export const PTABLE_EXIT_CODES = {
+  USAGE: 1,
+  DISK_OPEN: 2, // cannot open the disk or image
+  NO_TABLE: 3, // no MBR or GPT found
+  CHECK_FAILED: 4, // `ptable check` found errors
+  DISK_IO: 5, // reading or writing sectors failed, or the disk is too small
+  SCRIPT: 6, // the sfdisk script is invalid
+  NO_PARTITION: 7, // no such partition number
+} as const;
+
+export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES;
 
 export class ToolError extends Error {
   readonly code: ErrorCode;
@@ -35,7 +46,8 @@ export class ToolError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ToolError';
     this.code = code;
-    this.exitCode = options?.exitCode ?? SPARSECOPY_EXIT_CODES[code];
+    this.exitCode =
+      options?.exitCode ?? (code in SPARSECOPY_EXIT_CODES ? SPARSECOPY_EXIT_CODES[code as keyof typeof SPARSECOPY_EXIT_CODES] : PTABLE_EXIT_CODES[code as keyof typeof PTABLE_EXIT_CODES]);
   }
 }
 
