@@ -1,0 +1,40 @@
+/**
+ * From an sfdisk script to the table to write: parse it for the disk's size, then give every id
+ * the script leaves open a fresh random value, as sfdisk does (pure apart from the randomness).
+ */
+import { randomBytes } from 'node:crypto';
+import { ToolError } from '../errors.js';
+import { gptEntriesSectors } from './align.js';
+import { randomGuid } from './guid.js';
+import { formatDiskId } from './mbr.js';
+import type { PartitionTable } from './model.js';
+import { parseSfdiskScript } from './sfdisk-script.js';
+
+export interface ScriptTarget {
+  path: string;
+  sectorSize: number;
+  /** Current size in sectors; 0 for a new, empty image. */
+  diskSectors: number;
+}
+
+/** A new image's size from the script's own last-lba (gpt), when it has one. */
+function sizeFromHeaders(script: string, sectorSize: number): number | null {
+  const lastLba = /^\s*last-lba\s*:\s*(\d+)\s*$/m.exec(script);
+  if (!lastLba?.[1]) return null;
+  const tableLength = Number(/^\s*table-length\s*:\s*(\d+)\s*$/m.exec(script)?.[1] ?? 128);
+  return Number(lastLba[1]) + 1 + gptEntriesSectors(tableLength, sectorSize) + 1;
+}
+
+export function prepareScriptTable(script: string, target: ScriptTarget): PartitionTable {
+  let diskSectors = target.diskSectors;
+  if (diskSectors === 0) {
+    diskSectors = sizeFromHeaders(script, target.sectorSize) ?? 0;
+    if (diskSectors === 0) throw new ToolError('USAGE', `ptable: ${target.path}: empty or new image: give its size with --size (e.g. --size 2G)`);
+  }
+  const result = parseSfdiskScript(script, { sectorSize: target.sectorSize, diskSectors });
+  if (!result.ok) throw new ToolError('SCRIPT', `ptable: ${target.path}: script line ${result.error.line}: ${result.error.message}`);
+  const parsed = result.table;
+  const id = parsed.id ?? (parsed.label === 'gpt' ? randomGuid() : formatDiskId(randomBytes(4).readUInt32LE(0) || 1));
+  const partitions = parsed.partitions.map((p) => (parsed.label === 'gpt' && !p.uuid ? { ...p, uuid: randomGuid() } : p));
+  return { ...parsed, id, diskSectors, partitions };
+}
