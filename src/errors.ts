@@ -22,6 +22,7 @@ export const SPARSECOPY_EXIT_CODES = {
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
   CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage
+  NO_PARTITION: 19, // --from-partition/--to-partition: no table, or no such partition
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 
@@ -33,7 +34,7 @@ export const PTABLE_EXIT_CODES = {
   CHECK_FAILED: 4, // `ptable check` found errors
   DISK_IO: 5, // reading or writing sectors failed, or the disk is too small
   SCRIPT: 6, // the sfdisk script is invalid
-  NO_PARTITION: 7, // no such partition number
+  PARTITION_MISSING: 7, // no such partition number
 } as const;
 
 export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES;

@@ -171,7 +171,7 @@ function buildCommand(): Command {
         (disk) => {
           const number = Number(n);
           let table = loadTable(disk);
-          if (!table.partitions.some((p) => p.number === number)) throw new ToolError('NO_PARTITION', `ptable: ${path}: no partition ${n}`);
+          if (!table.partitions.some((p) => p.number === number)) throw new ToolError('PARTITION_MISSING', `ptable: ${path}: no partition ${n}`);
           if (table.label === "gpt") table = relocateBackup(table, disk.sectors); // a grown disk: use its new end
           commitTable(disk, growPartition(table, number));
         },

@@ -30,7 +30,8 @@ failed, 9 write failed, 10 truncate failed, 11 --check found a non-zero first bl
 data than --max with -e, 13 source and destination are the same, 14 destination device mounted
 or in use (see --force), 15 source does not fit on the device, 16 reading the source failed,
 17 digest mismatch (--verify-*), 18 corrupt gzip input (truncated, bad CRC or length, trailing
-garbage), 130/143 interrupted (temporary output removed).
+garbage), 19 no partition table or no such partition, 130/143 interrupted (temporary output
+removed).
 `;
 
 interface RawOptions {
@@ -58,6 +59,9 @@ interface RawOptions {
   pad?: string;
   zero?: ZeroPolicy;
   progressFormat?: 'bar' | 'json';
+  fromPartition?: string;
+  toPartition?: string;
+  relocateGpt?: boolean;
   debug?: boolean;
 }
 
@@ -89,6 +93,9 @@ function buildCommand(): Command {
     .option('--pad <SIZE>', 'Round the logical size up to a multiple of SIZE with zeros (e.g. --pad 4K)')
     .addOption(new Option('--zero <POLICY>', 'Zeros over possible destination data: compare (default), skip, zeroout, write').choices(ZERO_POLICIES))
     .addOption(new Option('--progress-format <FORMAT>').hideHelp().choices(['bar', 'json']))
+    .option('--from-partition <N>', 'Copy only partition N of SOURCE (its table is read from SOURCE, also a pipe or gzip)')
+    .option('--to-partition <N>', 'Write SOURCE into partition N of DEST (refused if larger than the partition)')
+    .option('--relocate-gpt', 'After the copy, move a GPT backup to the end of a larger DEST (sgdisk -e)')
     .option('--json', 'Print a machine-readable summary (JSON) on stdout')
     .option('--force', 'Write to a block device even if it is mounted or in use')
     .option('--debug', 'Show stack traces of errors')
@@ -131,7 +138,17 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
       ...(raw.verifySha256 !== undefined ? { sha256: hexDigest(raw.verifySha256, 64, '--verify-sha256') } : {}),
     },
     padBytes: pad,
+    fromPartition: partitionNumber(raw.fromPartition, '--from-partition'),
+    toPartition: partitionNumber(raw.toPartition, '--to-partition'),
+    relocateGpt: raw.relocateGpt ?? false,
   };
+}
+
+function partitionNumber(text: string | undefined, option: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new ToolError('USAGE', `sparsecopy: bad ${option} '${text}': expected a partition number (1, 2, ...)`);
+  return n;
 }
 
 const DEFAULT_GZIP_LEVEL = 6;

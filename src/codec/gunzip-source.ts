@@ -17,6 +17,8 @@ const GZIP_MAGIC_1 = 0x8b;
 /** Output chunk of the inflater: 1 MiB doubles node:zlib's throughput over the 16 KiB default. */
 const INFLATE_CHUNK_BYTES = 1 << 20;
 const COMPRESSED_READ_BYTES = 1 << 20;
+/** Inflated bytes allowed to wait for the consumer. */
+const INFLATE_AHEAD_BYTES = 16 << 20;
 const SNIFF_BYTES = 64 << 10;
 
 /** Whether the input starts with the gzip magic. A stream's first bytes are kept in `pending`. */
@@ -93,7 +95,9 @@ export interface GunzipProgress {
  */
 export async function* gunzipSource(input: OpenedInput, options: { limitBytes?: number; onCompressedRead?: (n: number) => void }): AsyncGenerator<Extent> {
   let compressedRead = 0;
-  const gunzip = zlib.createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
+  // A deep output buffer lets inflation run ahead while the consumer is busy (hashing on the
+  // other core, writing): without it the two take turns instead of overlapping.
+  const gunzip = zlib.createGunzip({ chunkSize: INFLATE_CHUNK_BYTES, readableHighWaterMark: INFLATE_AHEAD_BYTES } as zlib.ZlibOptions);
   const raw = Readable.from(
     compressedChunks(input, (n) => {
       compressedRead += n;

@@ -15,6 +15,9 @@ import { type OpenedDestination, openDestination } from './destination.js';
 import { type CopyInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
 import type { CopySummary, SparseCopyOptions } from './options.js';
 import { checkFirstBlock, makeSink } from './sinks.js';
+import { locateDestinationPartition, narrowSeekableInput, partitionOfStream, relocateGptAfterCopy } from './partitions.js';
+import { deviceSize } from '../io/target.js';
+import fs from 'node:fs';
 
 export type { CopyProgress, CopySummary, SparseCopyOptions } from './options.js';
 
@@ -26,11 +29,15 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
 
   const input = openSource(options.source);
   try {
-    const source = await describeInput(input, options);
-    const dest = prepareDestination(source, options);
+    let source = await describeInput(input, options);
+    if (options.fromPartition !== undefined && !source.compressed && input.seekable) {
+      narrowSeekableInput(input, options.fromPartition);
+      source = await describeInput(input, { ...options, raw: true });
+    }
+    const { dest, effective } = prepareDestination(source, options);
     let committed = false;
     try {
-      const summary = await runCopy(source, dest, options, blockSize);
+      const summary = await runCopy(source, dest, effective, blockSize);
       dest.commit();
       committed = true;
       return { ...summary, seconds: (performance.now() - started) / 1000 };
@@ -43,16 +50,22 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
 }
 
 function refuseIncompatibleOptions(options: SparseCopyOptions): void {
+  if (options.toPartition !== undefined && (options.seekBytes || options.gzipLevel !== undefined)) {
+    throw new ToolError('USAGE', `sparsecopy: --to-partition cannot be combined with ${options.seekBytes ? '--seek' : 'gzip output'}`);
+  }
   if (options.gzipLevel === undefined) return;
   const clash = options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
   if (clash) throw new ToolError('USAGE', `sparsecopy: ${clash} cannot be used with gzip output (${options.destination})`);
   if (!(options.gzipLevel >= 1 && options.gzipLevel <= 9)) throw new ToolError('USAGE', `sparsecopy: bad gzip level ${options.gzipLevel}: expected 1 to 9`);
 }
 
-/** Opens the destination after the checks that need nothing open, and runs the ones that do. */
-function prepareDestination(source: CopyInput, options: SparseCopyOptions): OpenedDestination {
+/**
+ * Opens the destination after the checks that need nothing open, and runs the ones that do. With
+ * --to-partition the destination's own table decides where the copy lands and how much fits.
+ */
+function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { dest: OpenedDestination; effective: SparseCopyOptions } {
   const { input } = source;
-  const seekBytes = options.seekBytes ?? 0;
+  const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
   if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && input.size !== null && input.size > options.maxBytes) {
     throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${input.name}: holds ${input.size} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
@@ -66,15 +79,26 @@ function prepareDestination(source: CopyInput, options: SparseCopyOptions): Open
     if (dest.stat && sameTarget(input.stat, dest.stat)) {
       throw new ToolError('SAME_FILE', `sparsecopy: ${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
     }
+    const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
+    const seekBytes = effective.seekBytes ?? 0;
     if (dest.kind === 'stream' && seekBytes > 0) {
       throw new ToolError('SEEK', `sparsecopy: ${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
     }
-    if (dest.capacity !== null) refuseIfTooLarge(source, dest, options, seekBytes, dest.capacity);
-    return dest;
+    if (dest.capacity !== null) refuseIfTooLarge(source, dest, effective, seekBytes, dest.capacity);
+    return { dest, effective };
   } catch (err) {
     dest.discard();
     throw err;
   }
+}
+
+/** --to-partition: the copy starts at the partition and may not pass its end. */
+function intoPartition(dest: OpenedDestination, options: SparseCopyOptions, number: number): SparseCopyOptions {
+  if (dest.kind === 'stream') throw new ToolError('USAGE', `sparsecopy: ${dest.name}: --to-partition needs a disk image or a block device`);
+  if (dest.oldLength === 0) throw new ToolError('NO_PARTITION', `sparsecopy: ${dest.name}: empty or new destination: it has no partition ${number}`);
+  const range = locateDestinationPartition(dest.name, dest.fd, dest.kind === 'block', dest.capacity ?? dest.oldLength, number);
+  dest.capacity = range.offset + range.length;
+  return { ...options, seekBytes: range.offset };
 }
 
 function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, seekBytes: number, capacity: number): void {
@@ -102,20 +126,25 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   // With -e, a source whose length is not known up front is asked for one byte more than --max:
   // seeing it is how the copy learns that more follows (v0.10's exit 12).
   const probeRemainder = options.errorRemainder === true && options.maxBytes !== undefined && source.knownLength === null;
-  const extents = inputExtents(source, {
+  const rawExtents = inputExtents(source, {
     blockSize,
     chunkBytes: options.chunkBytes,
     maxBytes: probeRemainder ? options.maxBytes! + 1 : options.maxBytes,
     useHoleMap: options.useHoleMap,
     onRead: (n) => (bytesRead += n),
   });
+  // A partition of a stream or a gzip image: found in the head, then windowed as it streams past.
+  const extents =
+    options.fromPartition !== undefined && (source.compressed || !source.input.seekable)
+      ? partitionOfStream(source.input.name, rawExtents, options.fromPartition)
+      : rawExtents;
   const report = (): void =>
     options.onProgress?.({ doneBytes: source.compressed ? bytesRead : sourceBytes, totalBytes: source.progressTotal, outputBytes: sourceBytes });
   // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
   const splitForSink = dest.kind !== 'stream' || options.gzipLevel !== undefined;
 
   const deliver = async (extent: Extent): Promise<void> => {
-    digests.update(extent); // before the sink may recycle the buffer
+    await digests.update(extent); // copies the bytes before the sink may recycle the buffer
     if (extent.data && splitForSink) {
       const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
       const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
@@ -146,7 +175,13 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
     const counters = await sink.close();
     if (options.signal?.aborted) throw abortError(options.signal);
-    const digest = digests.digest();
+    if (options.relocateGpt && (dest.kind === 'block' || dest.kind === 'file')) {
+      // The whole disk's size: dest.capacity may have been narrowed to a partition.
+      const sizeBytes = dest.kind === 'block' ? deviceSize(dest.fd) : fs.fstatSync(dest.fd).size;
+      const message = relocateGptAfterCopy(dest.name, dest.fd, dest.kind === 'block', sizeBytes);
+      if (message) options.onWarning?.(message);
+    }
+    const digest = await digests.digest();
     verifyDigests(digest, options.verify ?? {}, dest);
     return {
       total: counters.real + counters.sparse,
@@ -165,6 +200,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
       digests: digest,
     };
   } catch (err) {
+    digests.dispose();
     await sink.abort();
     throw err;
   }

@@ -35,6 +35,12 @@ export interface SparseCopyOptions {
   verify?: Partial<Record<DigestAlgorithm, string>>;
   /** Round the logical size up to a multiple of this many bytes with zeros (--pad). */
   padBytes?: number;
+  /** Copy only partition N of the source (its table read from the source itself). */
+  fromPartition?: number;
+  /** Write the source into partition N of the destination, refusing a source larger than it. */
+  toPartition?: number;
+  /** After the copy, move a GPT's backup to the end of a larger destination (sgdisk -e). */
+  relocateGpt?: boolean;
   /** Read chunk size (tuning and tests). */
   chunkBytes?: number;
   /** Walk holes with SEEK_DATA (default); false reads and scans everything. */
