@@ -168,3 +168,44 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+export const PTABLE = path.join(ROOT, 'dist/bin/ptable.mjs');
+
+/** Runs ptable as a real process (stdin from `input`, for `ptable write`). */
+export const ptable = (args: string[], options?: { input?: Buffer | string }): CliResult => runCli(PTABLE, args, options);
+
+/** Runs an external tool (sfdisk, sgdisk, blkid, file...) in the C locale; never throws on failure. */
+export function runTool(command: string, args: string[], options: { input?: Buffer | string } = {}): CliResult {
+  const r = spawnSync(command, args, { input: options.input, env: { ...process.env, LC_ALL: 'C', LANG: 'C' }, maxBuffer: 1 << 30 });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Offset of the first byte where two buffers differ (a length difference counts), or -1. */
+export function firstDifference(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  const chunk = 1 << 16;
+  for (let o = 0; o < n; o += chunk) {
+    const end = Math.min(o + chunk, n);
+    if (a.subarray(o, end).equals(b.subarray(o, end))) continue;
+    for (let i = o; i < end; i++) if (a[i] !== b[i]) return i;
+  }
+  return a.length === b.length ? -1 : n;
+}
+
+const CRC32_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (IEEE, as GPT uses), independent of the code under test. */
+export function crc32(data: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < data.length; i++) c = CRC32_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}

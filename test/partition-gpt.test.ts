@@ -541,7 +541,7 @@ start=18432, size=8192, type=${SWAP}, uuid=C4EC4EC4-0000-4000-8000-000000000003
     fs.truncateSync(image, 48 * MiB);
     expect(check(image)).toEqual([
       { code: 'pmbr-size-mismatch', lba: 0, severity: 'warning' },
-      { code: 'backup-not-at-end', lba: sectors - 1, severity: 'warning' },
+      { code: 'backup-not-at-end', lba: sectors - 1, severity: 'error' },
     ]);
     const { table, problems } = readIt(image);
     expect(problems.map((p) => p.code)).toEqual(['pmbr-size-mismatch', 'backup-not-at-end']);

@@ -47,7 +47,7 @@ export const PROBLEM_CODES = {
   'bad-lba': 'GPT LBA sanity: usable range reversed or past the end, header or entries inside it (error)',
   'wrong-my-lba': 'GPT header "my LBA" is not where it was read (error)',
   'missing-backup': 'no backup GPT header where expected; lba = that place (error)',
-  'backup-not-at-end': 'backup GPT header before the last LBA: the disk grew (warning)',
+  'backup-not-at-end': 'backup GPT header before the last LBA: the disk grew (an error for check, as for sfdisk -V; read still returns the table)',
   'backup-past-end': 'backup GPT header LBA past the end: the disk shrank (error)',
   'headers-differ': 'primary and backup GPT disagree (error)',
   'read-from-backup': 'primary GPT damaged, table read from the backup (warning)',

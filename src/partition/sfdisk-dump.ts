@@ -131,6 +131,12 @@ export function sfdiskDosType(type: string): string {
   return code.toString(16);
 }
 
+/** The dos disk signature as sfdisk prints it ("0x%08x"), from the model's string. */
+export function sfdiskDosId(id: string): string {
+  const m = /^(?:0x)?([0-9a-f]{1,8})$/i.exec(id.trim());
+  return m ? `0x${(m[1] as string).toLowerCase().padStart(8, '0')}` : id;
+}
+
 /** One script header line (name: value), in sfdisk's order. */
 export interface SfdiskHeader {
   name: string;
@@ -141,7 +147,7 @@ export interface SfdiskHeader {
 export function sfdiskHeaders(table: PartitionTable, devicePath: string, options: SfdiskFormatOptions = {}): SfdiskHeader[] {
   const headers: SfdiskHeader[] = [{ name: 'label', value: table.label }];
   if (table.id !== undefined && table.id !== '') {
-    headers.push({ name: 'label-id', value: table.label === 'gpt' ? table.id.toUpperCase() : table.id });
+    headers.push({ name: 'label-id', value: table.label === 'gpt' ? table.id.toUpperCase() : sfdiskDosId(table.id) });
   }
   if (devicePath !== '') headers.push({ name: 'device', value: devicePath });
   headers.push({ name: 'unit', value: 'sectors' });

@@ -148,11 +148,11 @@ export type ParsedType = { label: 'dos'; code: number } | { label: 'gpt'; typest
  */
 export function parseSfdiskPartitionType(label: LabelType, text: string): ParsedType {
   const cuts = label === 'dos' ? DOS_SHORTCUTS : GPT_SHORTCUTS;
-  for (const c of cuts) if (c.alias === text) return typeFromData(label, c.data).type;
-  for (const c of cuts) if (c.shortcut === text) return typeFromData(label, c.data).type;
+  for (const c of cuts) if (c.alias === text) return typeFromData(label, c.data);
+  for (const c of cuts) if (c.shortcut === text) return typeFromData(label, c.data);
   const names = label === 'dos' ? dosTypeNames() : gptTypeNames();
-  for (const [data, name] of names) if (alnumCompare(name, text) === 0) return typeFromData(label, data).type;
-  return typeFromData(label, text).type;
+  for (const [data, name] of names) if (alnumCompare(name, text) === 0) return typeFromData(label, data);
+  return typeFromData(label, text);
 }
 
 /** sfdisk's size syntax (lib/strutils.c parse_size): value and the suffix power (0 = none). */
@@ -465,16 +465,16 @@ interface Template {
 
 class ParseError extends Error {}
 
-function typeFromData(label: LabelType, text: string): { type: ParsedType; known: boolean } {
+function typeFromData(label: LabelType, text: string): ParsedType {
   if (label === 'dos') {
     // strtol(str, &end, 16) must take the whole string and not overflow a long; else code 0
     const r = cStrtoInt(text, 0, 16);
     const long = r.value <= 0x7fffffffffffffffn && r.value >= -0x8000000000000000n && !r.overflow;
-    if (text.slice(r.end) !== '' || !long) return { type: { label: 'dos', code: 0 }, known: false };
-    return { type: { label: 'dos', code: Number(BigInt.asUintN(32, r.value)) }, known: true };
+    if (text.slice(r.end) !== '' || !long) return { label: 'dos', code: 0 };
+    return { label: 'dos', code: Number(BigInt.asUintN(32, r.value)) };
   }
-  for (const [guid] of gptTypeNames()) if (guid.toLowerCase() === text.toLowerCase()) return { type: { label: 'gpt', typestr: guid }, known: true };
-  return { type: { label: 'gpt', typestr: text }, known: false };
+  for (const [guid] of gptTypeNames()) if (guid.toLowerCase() === text.toLowerCase()) return { label: 'gpt', typestr: guid };
+  return { label: 'gpt', typestr: text };
 }
 
 interface DeviceGeometry {
@@ -1536,12 +1536,12 @@ class ScriptRun {
     const f = scriptNumber('first-lba');
     if (f) {
       first = f.v;
-      if (first !== 0 && (first < flba || first > llba)) this.fail(f.line, 'First LBA specified by script is out of range.');
+      if (first < flba || first > llba) this.fail(f.line, 'First LBA specified by script is out of range.');
     }
     const l = scriptNumber('last-lba');
     if (l) {
       last = l.v;
-      if (last !== 0 && (last > llba || last < flba)) this.fail(l.line, 'Last LBA specified by script is out of range.');
+      if (last > llba || last < flba) this.fail(l.line, 'Last LBA specified by script is out of range.');
     }
     if (!last) last = llba;
     if (!first) first = flba < this.a.firstLba && this.a.firstLba < last ? this.a.firstLba : flba;

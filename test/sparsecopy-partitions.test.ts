@@ -1,0 +1,373 @@
+/**
+ * sparsecopy on partitions: --from-partition N (file, pipe, gzip file, gzip on stdin; GPT and a dos
+ * logical partition), --to-partition N (image file and loop device; refused when too large), and
+ * --relocate-gpt onto a larger loop device. Partition offsets come from `sfdisk -J`, the checks
+ * of the result from byte comparisons, `sgdisk -v` and `ptable check`.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  allocatedBytes,
+  firstDifference,
+  linesOf,
+  loopUnavailableReason,
+  makeTempDir,
+  parseSummary,
+  patternBytes,
+  ptable,
+  readRange,
+  runTool,
+  sparsecopy,
+  tempLeftovers,
+  withLoop,
+  writeSparseFile,
+  type Piece,
+} from './helpers.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const DISK_BYTES = 8 * MiB;
+
+let dir = '';
+let counter = 0;
+const fresh = (name: string): string => path.join(dir, `${name}-${++counter}.img`);
+
+const GPT_SCRIPT = `label: gpt
+label-id: 11112222-3333-4444-5555-666677778888
+
+start=2048, size=2M, type=L, uuid=AAAAAAAA-0000-4000-8000-000000000001, name="one"
+size=3M, type=L, uuid=AAAAAAAA-0000-4000-8000-000000000002, name="two"
+size=1M, type=L, uuid=AAAAAAAA-0000-4000-8000-000000000003, name="three"
+`;
+
+const DOS_SCRIPT = `label: dos
+label-id: 0x0badcafe
+
+size=2M, type=83
+type=5
+size=3M, type=83
+size=2M, type=82
+`;
+
+interface Range {
+  number: number;
+  offset: number;
+  length: number;
+}
+
+/** The partitions of an image, in bytes, as sfdisk sees them. */
+function partitionsOf(img: string): Map<number, Range> {
+  const r = runTool('sfdisk', ['-J', img]);
+  expect(r.status, r.stderr).toBe(0);
+  const pt = (JSON.parse(r.stdout) as { partitiontable: { sectorsize: number; partitions: { node: string; start: number; size: number }[] } }).partitiontable;
+  const out = new Map<number, Range>();
+  for (const p of pt.partitions) {
+    const number = Number(/(\d+)$/.exec(p.node)![1]);
+    out.set(number, { number, offset: p.start * pt.sectorsize, length: p.size * pt.sectorsize });
+  }
+  return out;
+}
+
+/** Writes pieces into an existing file in place. */
+function writePieces(file: string, pieces: Piece[]): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (const p of pieces) fs.writeSync(fd, p.data, 0, p.data.length, p.offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A table written by ptable on a new sparse image, then data (with holes) inside partitions. */
+function buildDisk(script: string, bytes: number, content: (parts: Map<number, Range>) => Piece[]): { file: string; parts: Map<number, Range> } {
+  const file = fresh('disk');
+  const w = ptable(['write', '--size', String(bytes / 512), file], { input: script });
+  expect(w.status, w.stderr).toBe(0);
+  expect(fs.statSync(file).size).toBe(bytes);
+  const parts = partitionsOf(file);
+  writePieces(file, content(parts));
+  return { file, parts };
+}
+
+/** Distinct content in each of the three GPT partitions, with holes inside each. */
+function gptContent(parts: Map<number, Range>): Piece[] {
+  const p1 = parts.get(1)!;
+  const p2 = parts.get(2)!;
+  const p3 = parts.get(3)!;
+  return [
+    { offset: p1.offset, data: patternBytes(64 * KiB, 11) },
+    { offset: p1.offset + MiB, data: patternBytes(4 * KiB, 12) },
+    { offset: p2.offset, data: patternBytes(8 * KiB, 21) },
+    { offset: p2.offset + MiB + 512, data: patternBytes(3000, 22) },
+    { offset: p2.offset + p2.length - 4 * KiB, data: patternBytes(4 * KiB, 23) },
+    { offset: p3.offset, data: patternBytes(16 * KiB, 31) },
+    { offset: p3.offset + 512 * KiB, data: patternBytes(4 * KiB, 32) },
+  ];
+}
+/** Bytes of data gptContent puts in partition 2 (the rest of it is holes). */
+const P2_DATA = 8 * KiB + 3000 + 4 * KiB;
+
+let gptDisk = '';
+let gptParts = new Map<number, Range>();
+let gptBytes = Buffer.alloc(0);
+
+beforeAll(() => {
+  dir = makeTempDir('sc-part-');
+  const d = buildDisk(GPT_SCRIPT, DISK_BYTES, gptContent);
+  gptDisk = d.file;
+  gptParts = d.parts;
+  gptBytes = fs.readFileSync(gptDisk);
+  expect([...gptParts.keys()]).toEqual([1, 2, 3]);
+  expect(gptParts.get(2)).toEqual({ number: 2, offset: 6144 * 512, length: 3 * MiB });
+});
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const slice = (image: Buffer, r: Range): Buffer => image.subarray(r.offset, r.offset + r.length);
+
+function expectSame(actual: Buffer, expected: Buffer, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const at = firstDifference(actual, expected);
+  expect(at, `${what}: first differing byte`).toBe(-1);
+}
+
+/** A copied partition: its exact bytes, sparse where the partition had holes. */
+function expectPartitionCopy(out: string, stderr: string, expected: Buffer, dataBytes: number): void {
+  expectSame(fs.readFileSync(out), expected, out);
+  expect(parseSummary(stderr).total).toBe(expected.length);
+  const allocated = allocatedBytes(out);
+  expect(allocated).toBeGreaterThanOrEqual(dataBytes);
+  // Holes stay holes: only the data blocks (rounded to file-system blocks) are allocated.
+  expect(allocated).toBeLessThanOrEqual(dataBytes + 64 * KiB);
+  expect(allocated).toBeLessThan(expected.length / 4);
+}
+
+describe('sparsecopy --from-partition', () => {
+  it('from an image file: exactly partition 2, sparse where it had holes', () => {
+    const out = fresh('part2');
+    const r = sparsecopy(['--from-partition', '2', gptDisk, out]);
+    expect(r.status, r.stderr).toBe(0);
+    expectPartitionCopy(out, r.stderr, slice(gptBytes, gptParts.get(2)!), P2_DATA);
+  });
+
+  it('every partition of the image, each its own bytes', () => {
+    for (const n of [1, 3]) {
+      const out = fresh(`part${n}`);
+      const r = sparsecopy(['--from-partition', String(n), gptDisk, out]);
+      expect(r.status, r.stderr).toBe(0);
+      expectSame(fs.readFileSync(out), slice(gptBytes, gptParts.get(n)!), `partition ${n}`);
+    }
+  });
+
+  it('from a pipe (the image on stdin)', () => {
+    const out = fresh('part2-pipe');
+    const r = sparsecopy(['--from-partition', '2', '-', out], { input: gptBytes });
+    expect(r.status, r.stderr).toBe(0);
+    expectPartitionCopy(out, r.stderr, slice(gptBytes, gptParts.get(2)!), P2_DATA);
+  });
+
+  it('from a gzip of the image, as a file and on stdin', () => {
+    const gz = `${fresh('disk')}.gz`;
+    fs.writeFileSync(gz, execFileSync('gzip', ['-c', gptDisk], { maxBuffer: 1 << 30 }));
+    const expected = slice(gptBytes, gptParts.get(2)!);
+
+    const outFile = fresh('part2-gzfile');
+    const f = sparsecopy(['--from-partition', '2', gz, outFile]);
+    expect(f.status, f.stderr).toBe(0);
+    expectPartitionCopy(outFile, f.stderr, expected, P2_DATA);
+
+    const outPipe = fresh('part2-gzpipe');
+    const p = sparsecopy(['--from-partition', '2', '-', outPipe], { input: fs.readFileSync(gz) });
+    expect(p.status, p.stderr).toBe(0);
+    expectPartitionCopy(outPipe, p.stderr, expected, P2_DATA);
+  });
+
+  it('a dos logical partition (5) from an image file', () => {
+    const { file, parts } = buildDisk(DOS_SCRIPT, 16 * MiB, (ps) => {
+      expect([...ps.keys()]).toEqual([1, 2, 5, 6]);
+      const p5 = ps.get(5)!;
+      const p6 = ps.get(6)!;
+      return [
+        { offset: ps.get(1)!.offset, data: patternBytes(8 * KiB, 51) },
+        { offset: p5.offset, data: patternBytes(12 * KiB, 55) },
+        { offset: p5.offset + 2 * MiB, data: patternBytes(4 * KiB, 56) },
+        { offset: p6.offset, data: patternBytes(8 * KiB, 66) },
+      ];
+    });
+    const image = fs.readFileSync(file);
+    const out = fresh('part5');
+    const r = sparsecopy(['--from-partition', '5', file, out]);
+    expect(r.status, r.stderr).toBe(0);
+    expectPartitionCopy(out, r.stderr, slice(image, parts.get(5)!), 16 * KiB);
+  });
+
+  it('a partition that does not exist: exit 19, one line, no output', () => {
+    const out = fresh('part9');
+    const r = sparsecopy(['--from-partition', '9', gptDisk, out]);
+    expect(r.status, r.stderr).toBe(19);
+    expect(linesOf(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain('9');
+    expect(fs.existsSync(out)).toBe(false);
+    expect(tempLeftovers(dir)).toEqual([]);
+  });
+});
+
+describe('sparsecopy --to-partition', () => {
+  const FS_BYTES = 768 * KiB;
+  /** A "file system" smaller than partition 3 (1 MiB), with holes over old data of the partition. */
+  function fsImage(bytes = FS_BYTES): { file: string; data: Buffer } {
+    const file = fresh('fs');
+    writeSparseFile(file, bytes, [
+      { offset: 0, data: patternBytes(4 * KiB, 41) },
+      { offset: 256 * KiB, data: patternBytes(8 * KiB, 42) },
+      { offset: bytes - 512, data: patternBytes(512, 43) },
+    ]);
+    return { file, data: fs.readFileSync(file) };
+  }
+
+  /** Partition 3 holds the source; every byte outside partition 3 is as before. */
+  function expectWrittenIntoPartition3(after: Buffer, before: Buffer, source: Buffer): void {
+    const p3 = gptParts.get(3)!;
+    expect(after.length).toBe(before.length);
+    expectSame(after.subarray(p3.offset, p3.offset + source.length), source, 'partition 3');
+    // The old data of partition 3 under the source's holes is gone (it was there before).
+    expect(before.subarray(p3.offset + 512 * KiB, p3.offset + 516 * KiB).equals(Buffer.alloc(4 * KiB))).toBe(false);
+    expectSame(after.subarray(0, p3.offset), before.subarray(0, p3.offset), 'before partition 3');
+    expectSame(after.subarray(p3.offset + p3.length), before.subarray(p3.offset + p3.length), 'after partition 3');
+  }
+
+  it('writes the source into partition 3 of an image, nothing outside it, size unchanged', () => {
+    const disk = fresh('disk-to');
+    fs.copyFileSync(gptDisk, disk);
+    const src = fsImage();
+    const r = sparsecopy(['--to-partition', '3', src.file, disk]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(parseSummary(r.stderr).total).toBe(FS_BYTES);
+    expect(fs.statSync(disk).size).toBe(DISK_BYTES);
+    expectWrittenIntoPartition3(fs.readFileSync(disk), gptBytes, src.data);
+    expect(ptable(['check', disk]).status).toBe(0);
+  });
+
+  it('a source one sector larger than the partition: exit 15, the image byte-for-byte unchanged', () => {
+    const disk = fresh('disk-big');
+    fs.copyFileSync(gptDisk, disk);
+    const src = fsImage(gptParts.get(3)!.length + 512);
+    const r = sparsecopy(['--to-partition', '3', src.file, disk]);
+    expect(r.status, r.stderr).toBe(15);
+    expect(linesOf(r.stderr)).toHaveLength(1);
+    expectSame(fs.readFileSync(disk), gptBytes, 'disk after a refused copy');
+
+    // A gzip file declares its size: refused up front too.
+    const gz = `${src.file}.gz`;
+    fs.writeFileSync(gz, execFileSync('gzip', ['-c', src.file]));
+    const g = sparsecopy(['--to-partition', '3', gz, disk]);
+    expect(g.status, g.stderr).toBe(15);
+    expect(linesOf(g.stderr)).toHaveLength(1);
+    expectSame(fs.readFileSync(disk), gptBytes, 'disk after a refused copy from a gzip file');
+    expect(tempLeftovers(dir)).toEqual([]);
+  });
+
+  it('from a pipe (size unknown up front): exit 15, and nothing written outside the partition', () => {
+    const disk = fresh('disk-big-pipe');
+    fs.copyFileSync(gptDisk, disk);
+    const src = fsImage(gptParts.get(3)!.length + 512);
+    const p = sparsecopy(['--to-partition', '3', '-', disk], { input: src.data });
+    expect(p.status, p.stderr).toBe(15);
+    const after = fs.readFileSync(disk);
+    const p3 = gptParts.get(3)!;
+    expect(after.length).toBe(DISK_BYTES);
+    expectSame(after.subarray(0, p3.offset), gptBytes.subarray(0, p3.offset), 'before partition 3');
+    expectSame(after.subarray(p3.offset + p3.length), gptBytes.subarray(p3.offset + p3.length), 'after partition 3');
+  });
+
+  it('a source exactly the partition size fits', () => {
+    const disk = fresh('disk-exact');
+    fs.copyFileSync(gptDisk, disk);
+    const src = fsImage(gptParts.get(3)!.length);
+    const r = sparsecopy(['--to-partition', '3', src.file, disk]);
+    expect(r.status, r.stderr).toBe(0);
+    expectWrittenIntoPartition3(fs.readFileSync(disk), gptBytes, src.data);
+  });
+
+  it('no such partition in the destination: exit 19, the image unchanged', () => {
+    const disk = fresh('disk-no4');
+    fs.copyFileSync(gptDisk, disk);
+    const r = sparsecopy(['--to-partition', '4', fsImage().file, disk]);
+    expect(r.status, r.stderr).toBe(19);
+    expect(linesOf(r.stderr)).toHaveLength(1);
+    expectSame(fs.readFileSync(disk), gptBytes, 'disk');
+  });
+});
+
+const reason = loopUnavailableReason();
+if (reason) console.warn(`sparsecopy partition loop-device tests skipped: ${reason}`);
+
+describe.skipIf(reason)('sparsecopy partitions on loop devices', () => {
+  it('--to-partition 3 on a loop device attached to the disk image', async () => {
+    const disk = fresh('disk-loop');
+    fs.copyFileSync(gptDisk, disk);
+    const src = fresh('fs-loop');
+    writeSparseFile(src, 768 * KiB, [
+      { offset: 0, data: patternBytes(4 * KiB, 71) },
+      { offset: 300 * KiB, data: patternBytes(8 * KiB, 72) },
+    ]);
+    const source = fs.readFileSync(src);
+    await withLoop(disk, (dev) => {
+      const r = sparsecopy(['--to-partition', '3', src, dev]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(parseSummary(r.stderr).total).toBe(source.length);
+    });
+    const after = fs.readFileSync(disk);
+    const p3 = gptParts.get(3)!;
+    expect(after.length).toBe(DISK_BYTES);
+    expectSame(after.subarray(p3.offset, p3.offset + source.length), source, 'partition 3');
+    expectSame(after.subarray(0, p3.offset), gptBytes.subarray(0, p3.offset), 'before partition 3');
+    expectSame(after.subarray(p3.offset + p3.length), gptBytes.subarray(p3.offset + p3.length), 'after partition 3');
+  });
+
+  /** A blank 32 MiB backing file for a larger device. */
+  function blank(): string {
+    const file = fresh('blank32');
+    writeSparseFile(file, 32 * MiB, []);
+    return file;
+  }
+
+  function expectPartitionsCopied(dev: string): void {
+    for (const p of gptParts.values()) expectSame(readRange(dev, p.offset, p.length), slice(gptBytes, p), `partition ${p.number} on ${dev}`);
+  }
+
+  it('--relocate-gpt onto a larger loop device: sgdisk -v and ptable check find no problem', async () => {
+    await withLoop(blank(), (dev) => {
+      const r = sparsecopy(['--relocate-gpt', gptDisk, dev]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/backup GPT/);
+      const v = runTool('sgdisk', ['-v', dev]);
+      expect(v.stdout).toContain('No problems found');
+      expect(v.stdout).not.toMatch(/Problem:/);
+      const c = ptable(['check', dev]);
+      expect(c.status, c.stdout).toBe(0);
+      expect(linesOf(c.stdout)).toEqual([`${dev}: gpt table OK`]);
+      // The backup header is at the device's last LBA, and the partitions are the image's.
+      expect(readRange(dev, 32 * MiB - 512, 8).toString('latin1')).toBe('EFI PART');
+      const dump = runTool('sfdisk', ['-d', dev]).stdout;
+      expect(dump).toMatch(/^last-lba: 65502$/m);
+      expectPartitionsCopied(dev);
+    });
+  });
+
+  it('without --relocate-gpt, ptable check reports the backup not at the end', async () => {
+    await withLoop(blank(), (dev) => {
+      const r = sparsecopy([gptDisk, dev]);
+      expect(r.status, r.stderr).toBe(0);
+      expectPartitionsCopied(dev);
+      const c = ptable(['check', dev]);
+      const line = linesOf(c.stdout).find((l) => l.endsWith('[backup-not-at-end]'));
+      expect(line, c.stdout).toBeDefined();
+      expect(line).toContain(`(LBA ${DISK_BYTES / 512 - 1})`);
+      expect(runTool('sgdisk', ['-v', dev]).stdout).toMatch(/Problem:/);
+    });
+  });
+});
