@@ -14,6 +14,9 @@
  *    form (`[dev :] start=, size=, type=|Id=, uuid=, name=, attrs=, bootable`), anything else
  *    the positional form `start size type bootable` (separated by ',', ';' or blanks; an empty
  *    field, or '-' followed by a blank, means the default; bootable is '*', '+' or '-').
+ *    Values may be "quoted" (a quote cannot be escaped: write \x22 in names). A line that does
+ *    not parse but is one of sfdisk's commands: write/quit end the script, print/help are
+ *    skipped, abort fails.
  *  - Numbers are C strtoumax base 0 (so 0x800 is hex and 010 octal) with an optional suffix
  *    K/M/G/T/P/E/Z/Y (or lower case) = 1024^n, KiB.. = 1024^n, KB.. = 1000^n, fractions like
  *    1.5M allowed. With a suffix the byte count is divided by the sector size, rounding down;
@@ -30,10 +33,13 @@
  *    down to the grain, minus one: 2048..129023 on a 64 MiB disk whose last-lba is 131038).
  *  - dos: lines fill primaries 1-4; a type 5/f/85 partition becomes the extended one. Once no
  *    primary slot or no space outside the extended partition is left, lines become logical
- *    partitions 5, 6, ... inside it, each preceded by a gap of one grain for its EBR (the first
- *    at extended start + 2048). A line named with a number >= 5 is logical, < 5 primary. When
- *    four primaries are used and none is extended, sfdisk stops reading ("All partitions used").
- *    A start given below 2048 switches libfdisk to first-usable-sector 1 for the rest.
+ *    partitions 5, 6, ... inside it, each preceded by a gap of the first usable sector (2048
+ *    sectors of 512 B; not the grain) for its EBR, the first at extended start + 2048. A line
+ *    named with a number >= 5 is logical, < 5 primary. When four primaries are used and none is
+ *    extended, sfdisk stops reading ("All partitions used"; a warning here). A start given
+ *    below 2048 switches libfdisk to first-usable-sector 1 for the rest. libfdisk's oddities
+ *    are kept: a size larger than the free space gives a 0-sector partition at its end,
+ *    32-bit wrap-around in entries, a second extended partition hiding later logical ones.
  *  - gpt: first-lba defaults to 1 MiB (2048 / 256 sectors; 34 on tiny disks), last-lba to
  *    disk - 2 - entry-array sectors (131038 for 64 MiB and 128 entries; table-length: 8 ->
  *    131068). The label-id and partition uuids come from the script or are left undefined for
@@ -47,7 +53,13 @@
  *    then data: dos hex (83, 0x83; any value, stored as a byte; unparsable -> 0), gpt GUID
  *    (any case; must be a well-formed GUID).
  *
- * Not supported: sun/sgi/bsd labels, sfdisk's -N/--append modes, moving partitions.
+ * Errors in headers are reported at the header's line (sfdisk reports them when it applies the
+ * headers, at the first partition line). The result is the table as `sfdisk -d` shows it after
+ * writing (e.g. a 0-sector logical partition is dropped, as libfdisk's reader omits it).
+ *
+ * Not supported: sun/sgi/bsd labels, sfdisk's -N/--append modes, moving partitions; a device
+ * with I/O hints other than an optimal I/O size (options.grain).
+ *
  * Pure: strings and model objects, no I/O.
  */
 import type { LabelType, Partition, PartitionTable } from './model.js';
@@ -198,7 +210,7 @@ const U64_MAX = (1n << 64n) - 1n;
  * magnitude with the sign applied as a BigInt, the end index (== start when nothing converted)
  * and whether it overflowed 64 bits.
  */
-function cStrtoInt(s: string, start: number, base: number): { value: bigint; end: number; overflow: boolean; negative: boolean } {
+function cStrtoInt(s: string, start: number, base: number): { value: bigint; end: number; overflow: boolean } {
   let i = start;
   while (i < s.length && isSpace(s[i] as string)) i++;
   let negative = false;
@@ -220,8 +232,8 @@ function cStrtoInt(s: string, start: number, base: number): { value: bigint; end
     v = v * BigInt(b) + BigInt(d);
     if (v > U64_MAX) overflow = true;
   }
-  if (i === digitsStart) return { value: 0n, end: start, overflow: false, negative: false };
-  return { value: negative ? -v : v, end: i, overflow, negative };
+  if (i === digitsStart) return { value: 0n, end: start, overflow: false };
+  return { value: negative ? -v : v, end: i, overflow };
 }
 
 /** lib/strutils.c parse_size(), C locale (decimal point "."). */
