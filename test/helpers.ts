@@ -209,3 +209,19 @@ export function crc32(data: Uint8Array): number {
   for (let i = 0; i < data.length; i++) c = CRC32_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
+
+/** A new sparse image file of `bytes` in `dir` (replacing one of the same name). */
+export function newImageIn(dir: string, name: string, bytes: number): string {
+  const file = path.join(dir, name);
+  fs.rmSync(file, { force: true });
+  const fd = fs.openSync(file, 'w');
+  fs.ftruncateSync(fd, bytes);
+  fs.closeSync(fd);
+  return file;
+}
+
+/** Runs sfdisk on `target` with `script` on stdin; throws with its output on failure. */
+export function sfdiskWrite(target: string, script: string, extra: string[] = []): void {
+  const r = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...extra, target], { input: script });
+  if (r.status !== 0) throw new Error(`sfdisk failed (${r.status}): ${r.stderr.toString()}${r.stdout.toString()}`);
+}

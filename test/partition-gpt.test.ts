@@ -16,7 +16,7 @@ import { typeByName, typeName } from '../src/partition/gpt-types.js';
 import { guidFromBytes, guidToBytes, isGuid, randomGuid } from '../src/partition/guid.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite, TableProblem } from '../src/partition/model.js';
 import { bufferReader, checkTable, detectGptSectorSize, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, makeTempDir } from './helpers.js';
+import { loopUnavailableReason, makeTempDir, newImageIn, sfdiskWrite } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -30,19 +30,8 @@ afterAll(() => {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function newImage(name: string, bytes: number): string {
-  const file = path.join(dir, name);
-  fs.rmSync(file, { force: true });
-  const fd = fs.openSync(file, 'w');
-  fs.ftruncateSync(fd, bytes);
-  fs.closeSync(fd);
-  return file;
-}
+const newImage = (name: string, bytes: number): string => newImageIn(dir, name, bytes);
 
-function sfdiskWrite(target: string, script: string, extra: string[] = []): void {
-  const r = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...extra, target], { input: script });
-  if (r.status !== 0) throw new Error(`sfdisk failed (${r.status}): ${r.stderr.toString()}${r.stdout.toString()}`);
-}
 
 function run(cmd: string, args: string[]): { status: number | null; out: string } {
   const r = spawnSync(cmd, args);

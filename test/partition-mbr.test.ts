@@ -14,7 +14,7 @@ import { typeName } from '../src/partition/gpt-types.js';
 import { mbrDriver, mergeMbrSector, serializeMbr } from '../src/partition/mbr.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite } from '../src/partition/model.js';
 import { bufferReader, checkTable, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, makeTempDir, patternBytes } from './helpers.js';
+import { loopUnavailableReason, makeTempDir, patternBytes, newImageIn, sfdiskWrite } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -28,20 +28,8 @@ afterAll(() => {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function newImage(name: string, bytes: number): string {
-  const file = path.join(dir, name);
-  fs.rmSync(file, { force: true });
-  const fd = fs.openSync(file, 'w');
-  fs.ftruncateSync(fd, bytes);
-  fs.closeSync(fd);
-  return file;
-}
+const newImage = (name: string, bytes: number): string => newImageIn(dir, name, bytes);
 
-/** Runs sfdisk on `target` with `script` on stdin; throws with its output on failure. */
-function sfdiskWrite(target: string, script: string, extra: string[] = []): void {
-  const r = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...extra, target], { input: script });
-  if (r.status !== 0) throw new Error(`sfdisk failed (${r.status}): ${r.stderr.toString()}${r.stdout.toString()}`);
-}
 
 interface SfdiskJson {
   label: string;

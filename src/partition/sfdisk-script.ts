@@ -511,48 +511,37 @@ function toSectors(v: bigint): number {
   return Number(v);
 }
 
-/** parse_start_value(). */
-function parseStart(cur: Cursor, t: Template, geo: DeviceGeometry): void {
-  if (isDefaultValue(cur)) {
-    t.startDefault = true;
-    return;
-  }
+/**
+ * A start or size field: empty or "+" means the default; otherwise a number of sectors, or a size
+ * with a unit (converted to sectors). Returns null for the default.
+ */
+function parsePositionValue(cur: Cursor, geo: DeviceGeometry, what: 'start' | 'size'): { sectors: number; withUnit: boolean } | null {
+  if (isDefaultValue(cur)) return null;
   const tk = nextToken(cur);
-  if (tk === null) throw new ParseError('bad start value');
-  if (tk === '+') {
-    t.startDefault = true;
-    return;
-  }
+  if (tk === null) throw new ParseError(`bad ${what} value`);
+  if (tk === '+') return null;
   let q = skipBlank(tk, 0);
   if (tk[q] === '-' || tk[q] === '+') q++;
-  t.startDefault = false;
   const r = parseSize(tk.slice(q));
-  if (!r) throw new ParseError(`bad start value '${tk}'`);
-  t.start = toSectors(r.power ? r.value / BigInt(geo.ss) : recount(geo, r.value, 'start'));
+  if (!r) throw new ParseError(`bad ${what} value '${tk}'`);
+  if (r.power) return { sectors: toSectors(r.value / BigInt(geo.ss)), withUnit: true };
+  return { sectors: toSectors(recount(geo, r.value, what)), withUnit: false };
+}
+
+/** parse_start_value(). */
+function parseStart(cur: Cursor, t: Template, geo: DeviceGeometry): void {
+  const v = parsePositionValue(cur, geo, 'start');
+  t.startDefault = v === null;
+  if (v) t.start = v.sectors;
 }
 
 /** parse_size_value(). */
 function parseSizeField(cur: Cursor, t: Template, geo: DeviceGeometry): void {
-  if (isDefaultValue(cur)) {
-    t.endDefault = true;
-    return;
-  }
-  const tk = nextToken(cur);
-  if (tk === null) throw new ParseError('bad size value');
-  if (tk === '+') {
-    t.endDefault = true;
-    return;
-  }
-  let q = skipBlank(tk, 0);
-  if (tk[q] === '-' || tk[q] === '+') q++;
-  t.endDefault = false;
-  const r = parseSize(tk.slice(q));
-  if (!r) throw new ParseError(`bad size value '${tk}'`);
-  if (r.power) t.size = toSectors(r.value / BigInt(geo.ss));
-  else {
-    t.sizeExplicit = true;
-    t.size = toSectors(recount(geo, r.value, 'size'));
-  }
+  const v = parsePositionValue(cur, geo, 'size');
+  t.endDefault = v === null;
+  if (!v) return;
+  t.size = v.sectors;
+  if (!v.withUnit) t.sizeExplicit = true;
 }
 
 /** partno_from_devname(): the trailing number of "dev3", 0-based; undefined when none. */
