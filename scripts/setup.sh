@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tools the tests and benchmarks compare against or check with. Installed only when missing.
-DEB_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools qemu-utils pigz bmap-tools hyperfine time file strace)
+DEB_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools qemu-utils pigz bmap-tools hyperfine time file strace
+  grub-pc-bin grub-common cpio xfsprogs btrfs-progs squashfs-tools erofs-utils)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
