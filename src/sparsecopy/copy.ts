@@ -12,7 +12,7 @@ import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
 import { sameTarget } from '../io/target.js';
 import { type OpenedDestination, openDestination } from './destination.js';
-import { type CopyInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
+import { type CopyInput, type ExtentInput, describeExtentInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
 import type { CopySummary, SparseCopyOptions } from './options.js';
 import { checkFirstBlock, makeSink } from './sinks.js';
 import { locateDestinationPartition, narrowSeekableInput, partitionOfStream, relocateGptAfterCopy } from './partitions.js';
@@ -34,18 +34,33 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
       narrowSeekableInput(input, options.fromPartition);
       source = await describeInput(input, { ...options, raw: true });
     }
-    const { dest, effective } = prepareDestination(source, options);
-    let committed = false;
-    try {
-      const summary = await runCopy(source, dest, effective, blockSize);
-      dest.commit();
-      committed = true;
-      return { ...summary, seconds: (performance.now() - started) / 1000 };
-    } finally {
-      if (!committed) dest.discard();
-    }
+    return await copyInto(source, options, blockSize, started);
   } finally {
     input.close();
+  }
+}
+
+/**
+ * Copies a source built in memory (fsmaker's composite disk) into any destination sparsecopy
+ * writes: a sparse file, a .gz with digests, stdout, or a block device. `options.source` is ignored.
+ */
+export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyOptions, 'source'>): Promise<CopySummary> {
+  const started = performance.now();
+  const full = { ...options, source: source.name };
+  refuseIncompatibleOptions(full);
+  return copyInto(describeExtentInput(source), full, full.blockSize ?? 512, started);
+}
+
+async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize: number, started: number): Promise<CopySummary> {
+  const { dest, effective } = prepareDestination(source, options);
+  let committed = false;
+  try {
+    const summary = await runCopy(source, dest, effective, blockSize);
+    dest.commit();
+    committed = true;
+    return { ...summary, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    if (!committed) dest.discard();
   }
 }
 
@@ -66,8 +81,8 @@ function refuseIncompatibleOptions(options: SparseCopyOptions): void {
 function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { dest: OpenedDestination; effective: SparseCopyOptions } {
   const { input } = source;
   const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
-  if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && input.size !== null && input.size > options.maxBytes) {
-    throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${input.name}: holds ${input.size} bytes, more than --max ${options.maxBytes}; nothing written`);
+  if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
+    throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
   const dest = openDestination({
     path: options.destination,
@@ -76,7 +91,7 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
     compressed: options.gzipLevel !== undefined,
   });
   try {
-    if (dest.stat && sameTarget(input.stat, dest.stat)) {
+    if (dest.stat && input && sameTarget(input.stat, dest.stat)) {
       throw new ToolError('SAME_FILE', `sparsecopy: ${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
     }
     const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
@@ -111,7 +126,7 @@ function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: S
   if (options.padBytes) length = Math.ceil(length / options.padBytes) * options.padBytes;
   if (seekBytes + length > capacity) {
     const what = source.compressed ? `declares ${declared} uncompressed bytes` : `(${length} bytes at offset ${seekBytes})`;
-    throw new ToolError('DOES_NOT_FIT', `sparsecopy: ${dest.name}: source ${source.input.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
+    throw new ToolError('DOES_NOT_FIT', `sparsecopy: ${dest.name}: source ${source.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
   }
 }
 
@@ -135,8 +150,8 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   });
   // A partition of a stream or a gzip image: found in the head, then windowed as it streams past.
   const extents =
-    options.fromPartition !== undefined && (source.compressed || !source.input.seekable)
-      ? partitionOfStream(source.input.name, rawExtents, options.fromPartition)
+    options.fromPartition !== undefined && (source.compressed || !source.input?.seekable)
+      ? partitionOfStream(source.name, rawExtents, options.fromPartition)
       : rawExtents;
   const report = (): void =>
     options.onProgress?.({ doneBytes: source.compressed ? bytesRead : sourceBytes, totalBytes: source.progressTotal, outputBytes: sourceBytes });
@@ -169,7 +184,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     }
     if (options.signal?.aborted) throw abortError(options.signal);
     if (probeRemainder && remainderSeen) {
-      throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.input.name}: more data after --max ${options.maxBytes} bytes`);
+      throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.name}: more data after --max ${options.maxBytes} bytes`);
     }
     const padded = paddingFor(sourceBytes, options.padBytes);
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });

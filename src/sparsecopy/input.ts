@@ -8,12 +8,17 @@ import { type OpenedInput, openInput } from '../io/target.js';
 import { declaredUncompressedSize, gunzipSource, looksGzipped } from '../codec/gunzip-source.js';
 
 export interface CopyInput {
-  input: OpenedInput;
+  /** What messages call the source. */
+  name: string;
+  /** The opened file or device; null for a source built in memory (fsmaker's composite disk). */
+  input: OpenedInput | null;
   compressed: boolean;
   /** Uncompressed bytes to copy when known before reading (after --max). */
   knownLength: number | null;
   /** Progress denominator: compressed size for gzip, else knownLength. */
   progressTotal: number | null;
+  /** For a source built in memory: its extents. */
+  extents?: ExtentSource;
 }
 
 export function openSource(path: string): OpenedInput {
@@ -31,9 +36,20 @@ export async function describeInput(input: OpenedInput, options: { raw?: boolean
   const max = options.maxBytes ?? Infinity;
   if (!compressed) {
     const knownLength = input.size === null ? (options.maxBytes ?? null) : Math.min(input.size, max);
-    return { input, compressed, knownLength: input.size === null ? null : knownLength, progressTotal: knownLength };
+    return { name: input.name, input, compressed, knownLength: input.size === null ? null : knownLength, progressTotal: knownLength };
   }
-  return { input, compressed, knownLength: null, progressTotal: input.size };
+  return { name: input.name, input, compressed, knownLength: null, progressTotal: input.size };
+}
+
+/** A source built in memory: its extents and its exact length. */
+export interface ExtentInput {
+  name: string;
+  length: number;
+  extents: ExtentSource;
+}
+
+export function describeExtentInput(source: ExtentInput): CopyInput {
+  return { name: source.name, input: null, compressed: false, knownLength: source.length, progressTotal: source.length, extents: source.extents };
 }
 
 /**
@@ -42,7 +58,7 @@ export async function describeInput(input: OpenedInput, options: { raw?: boolean
  * (the true size is then at least as large).
  */
 export function minimumLength(source: CopyInput): number | null {
-  if (!source.compressed) return source.knownLength;
+  if (!source.compressed || !source.input) return source.knownLength;
   return declaredUncompressedSize(source.input);
 }
 
@@ -50,6 +66,8 @@ export function inputExtents(
   source: CopyInput,
   options: { blockSize: number; chunkBytes?: number; maxBytes?: number; useHoleMap?: boolean; onRead: (n: number) => void },
 ): ExtentSource {
+  if (source.extents) return source.extents;
+  if (!source.input) throw new Error('a copy input needs a file or extents');
   if (source.compressed) return gunzipSource(source.input, { limitBytes: options.maxBytes, onCompressedRead: options.onRead });
   return sourceExtents(source.input, {
     chunkBytes: chunkSizeFor(options.blockSize, options.chunkBytes),
