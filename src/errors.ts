@@ -37,7 +37,23 @@ export const PTABLE_EXIT_CODES = {
   PARTITION_MISSING: 7, // no such partition number
 } as const;
 
-export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES;
+/**
+ * fsmaker's own failures (its output is written by sparsecopy's sinks, whose failures keep
+ * sparsecopy's codes: 3 cannot create the output, 14 device in use, 15 does not fit...).
+ */
+export const FSMAKER_EXIT_CODES = {
+  ROOTFS_OPEN: 20, // cannot open the root filesystem image
+  ROOTFS_UNKNOWN: 21, // not a filesystem fsmaker recognises, or a corrupt superblock
+  ROOTFS_TOO_LARGE: 22, // the rootfs (and boot partition) do not fit in --size
+  KERNEL_MISSING: 23, // kernel or initrd not found
+  GRUB_MISSING: 24, // GRUB's i386-pc or x86_64-efi files missing (names the Debian package)
+  CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
+  SPARE_MKFS: 26, // formatting the spare partition failed
+} as const;
+
+export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES | keyof typeof FSMAKER_EXIT_CODES;
+
+const ALL_EXIT_CODES: Record<string, number> = { ...FSMAKER_EXIT_CODES, ...PTABLE_EXIT_CODES, ...SPARSECOPY_EXIT_CODES };
 
 export class ToolError extends Error {
   readonly code: ErrorCode;
@@ -47,8 +63,7 @@ export class ToolError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ToolError';
     this.code = code;
-    this.exitCode =
-      options?.exitCode ?? (code in SPARSECOPY_EXIT_CODES ? SPARSECOPY_EXIT_CODES[code as keyof typeof SPARSECOPY_EXIT_CODES] : PTABLE_EXIT_CODES[code as keyof typeof PTABLE_EXIT_CODES]);
+    this.exitCode = options?.exitCode ?? ALL_EXIT_CODES[code] ?? 1;
   }
 }
 
