@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { rolldown } from 'rolldown';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const commands = ['sparsecopy', 'ptable'];
+const commands = ['sparsecopy', 'ptable', 'fsmaker'];
 
 for (const name of commands) {
   const bundle = await rolldown({

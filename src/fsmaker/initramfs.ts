@@ -48,15 +48,7 @@ export function partUuidShellFunction(): string {
 rd_le() {
 	_h=$(rd_hex "$1" "$2" "$3")
 	[ \${#_h} -eq $(($3 * 2)) ] || return 1
-	_r=
-	while [ -n "$_h" ]; do
-		_r=\${_h%??}
-		_r="\${_h#"$_r"}"
-		_le="\${_le:-}$_r"
-		_h=\${_h%??}
-	done
-	echo $((0x$_le))
-	_le=
+	echo $((0x$(rd_swap "$_h")))
 }
 partuuid() {
 	_d=$1 _n=$2 _ss=\${3:-512}

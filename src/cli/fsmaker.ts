@@ -1,0 +1,135 @@
+/**
+ * fsmaker: a bootable disk from a bare root filesystem image, without root privileges.
+ * Command line compatible with fsmaker v0.05: fsmaker [options] ROOTIMAGE OUTPUTIMAGE.
+ */
+import { createRequire } from 'node:module';
+import { Command, CommanderError, Option } from 'commander';
+import { ToolError } from '../errors.js';
+import { parseSize } from '../size.js';
+import { type FsmakerOptions, chooseBoot, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
+import { findGrubDirs } from '../fsmaker/grub-images.js';
+import { runMain } from './run.js';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+interface Raw {
+  kernel?: string;
+  initrd?: string;
+  size?: string;
+  bootsize?: string;
+  type?: string;
+  bootdir?: string;
+  grubheader?: string;
+  label?: 'mbr' | 'gpt';
+  firmware?: 'bios' | 'uefi' | 'both';
+  seed?: string;
+  append?: string;
+  timeout?: string;
+  printConfig?: boolean;
+  md5?: boolean;
+  sha256?: boolean;
+  gzip?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+const bytes = (text: string | undefined, what: string): number | undefined => (text === undefined ? undefined : parseSize(text, 1, what));
+
+function buildCommand(): Command {
+  return new Command('fsmaker')
+    .usage('[options] ROOTIMAGE OUTPUTIMAGE')
+    .description('Wrap a bare root filesystem image into a bootable partitioned disk (GRUB for BIOS and UEFI).')
+    .argument('<ROOTIMAGE>')
+    .argument('[OUTPUTIMAGE]')
+    .option('-k, --kernel <KERNEL>', 'kernel image (default: the rootfs /boot/vmlinuz, else the cached Debian cloud kernel)')
+    .option('-i, --initrd <INITRD>', 'initrd (default: the rootfs /boot/initrd.img, else a generated busybox initramfs)')
+    .option('-s, --size <SIZE>', 'total image size; the space left becomes a spare partition (suffixes K M G T, bare = bytes)')
+    .option('-b, --bootsize <SIZE>', 'boot partition size (default 128M)')
+    .option('-t, --type <TYPE>', 'filesystem of the spare partition (mkfs.TYPE), or none', 'ext3')
+    .option('-d, --bootdir <DIR>', 'extra files for the boot partition')
+    .option('-g, --grubheader <DIR>', "directory holding GRUB's i386-pc and x86_64-efi directories (default /usr/lib/grub)")
+    .addOption(new Option('--label <LABEL>', 'partition table').choices(['mbr', 'gpt']).default('mbr'))
+    .addOption(new Option('--firmware <FW>', 'what the disk boots under').choices(['bios', 'uefi', 'both']).default('both'))
+    .option('--seed <STRING>', 'derive the disk signature or GUIDs and the FAT serial from STRING (reproducible output)')
+    .option('--append <ARGS>', 'extra kernel command-line arguments')
+    .option('--timeout <SECONDS>', 'GRUB menu timeout', '1')
+    .option('--print-config', 'say which kernel, initrd and GRUB files would be used, and why; write nothing')
+    .option('--md5', 'print the MD5 of the uncompressed disk')
+    .option('--sha256', 'print the SHA-256 of the uncompressed disk')
+    .option('--gzip', 'write OUTPUTIMAGE as gzip (implied by a name ending in .gz)')
+    .option('--force', 'write to a block device even if it is in use')
+    .option('-q, --quiet', 'no summary')
+    .option('--json', 'machine-readable summary on stdout')
+    .version(version, '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = buildCommand();
+  try {
+    command.parse(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1;
+    throw err;
+  }
+  const raw = command.opts<Raw>();
+  const [rootImage, output] = command.args as [string, string | undefined];
+  const options: FsmakerOptions = {
+    rootImage,
+    output: output ?? '',
+    kernel: raw.kernel,
+    initrd: raw.initrd,
+    sizeBytes: bytes(raw.size, 'size'),
+    bootBytes: bytes(raw.bootsize, 'boot size'),
+    spareType: raw.type,
+    bootDir: raw.bootdir,
+    grubDir: raw.grubheader,
+    label: raw.label,
+    firmware: raw.firmware,
+    seed: raw.seed,
+    append: raw.append,
+    timeoutSeconds: Number(raw.timeout ?? 1),
+  };
+  if (raw.printConfig) {
+    const rootfs = inspectRootfs(rootImage);
+    const boot = chooseBoot(options, rootfs);
+    const grub = findGrubDirs(options.grubDir);
+    process.stdout.write(
+      [
+        `rootfs: ${rootImage}: ${rootfs.type}${rootfs.uuid ? `, UUID ${rootfs.uuid}` : ''}${rootfs.label ? `, label ${rootfs.label}` : ''}, ${rootfs.size} bytes`,
+        `kernel: ${boot.kernel.from} (${boot.kernel.size} bytes)`,
+        `initrd: ${boot.initrd.from} (${boot.initrd.size} bytes)`,
+        `grub i386-pc: ${grub.i386Pc ?? 'missing (install grub-pc-bin)'}`,
+        `grub x86_64-efi: ${grub.x86_64Efi ?? 'missing (install grub-efi-amd64-bin)'}`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  }
+  if (!output) throw new ToolError('USAGE', 'fsmaker: missing OUTPUTIMAGE (see --help)');
+  const gzipLevel = raw.gzip || /\.gz$/i.test(output) ? 6 : undefined;
+  const result = await makeBootableDisk({
+    ...options,
+    copy: {
+      gzipLevel,
+      digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
+      force: raw.force ?? false,
+      onWarning: (m) => (raw.quiet ? undefined : process.stderr.write(`${m}\n`)),
+    },
+  });
+  const name = output.replace(/\.gz$/i, '');
+  const textOut = output === '-' ? process.stderr : process.stdout;
+  if (result.digests.md5) textOut.write(`${result.digests.md5}  ${name}\n`);
+  if (result.digests.sha256) textOut.write(`${result.digests.sha256}  ${name}\n`);
+  if (raw.json) textOut.write(`${JSON.stringify({ output, totalBytes: result.layout.totalBytes, label: result.layout.table.label, rootfs: result.rootfs, kernel: result.boot.kernel.from, initrd: result.boot.initrd.from, written: result.bytesWritten, seconds: result.seconds })}\n`);
+  if (!raw.quiet) {
+    process.stderr.write(
+      `fsmaker: ${output}: ${result.layout.table.label === 'dos' ? 'MBR' : 'GPT'} disk of ${result.layout.totalBytes} bytes, rootfs ${result.rootfs.type} on partition 1, ${result.bytesWritten} bytes written in ${result.seconds.toFixed(2)} s\n`,
+    );
+  }
+  return 0;
+}
+
+await runMain(() => main(process.argv));

@@ -1,0 +1,273 @@
+/**
+ * fsmaker's assembly: a bare root filesystem image becomes a bootable partitioned disk, streamed
+ * as one composite extent source (table sectors + GRUB + boot FAT + the rootfs file + spare +
+ * backup GPT) into any sparsecopy sink. No root privileges, loop devices or mounts; the only
+ * programs run are grub-mkimage (GRUB's images), the spare partition's mkfs (on a sparse
+ * temporary file) and, once, scripts/fetch-kernel.sh for the default kernel.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ToolError, describeSystemError } from '../errors.js';
+import { type Piece, concatPieces } from '../extent/concat.js';
+import { sourceExtents } from '../io/sources.js';
+import { openInput } from '../io/target.js';
+import { partUuid } from '../partition/show.js';
+import { serializeTable } from '../partition/read.js';
+import { copyExtents } from '../sparsecopy/copy.js';
+import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
+import { planFat, type FatFile } from './fat.js';
+import { detectFilesystem } from './fs-detect.js';
+import { openExt } from './ext4.js';
+import { patchBootSector, patchCoreImage } from './grub-bios.js';
+import { grubConfig } from './grub-config.js';
+import { buildGrubImages, findGrubDirs } from './grub-images.js';
+import { buildInitramfs } from './initramfs.js';
+import { DEFAULT_ROOT_MODULES, indexModules, resolveModuleOrder } from './kernel-modules.js';
+import { type DiskLayout, planDisk } from './layout.js';
+
+const MiB = 1024 * 1024;
+
+export interface FsmakerOptions {
+  rootImage: string;
+  output: string;
+  kernel?: string;
+  initrd?: string;
+  /** Total image size; the space after boot and root becomes the spare partition. */
+  sizeBytes?: number;
+  /** Boot (FAT) partition size (default 128 MiB: FAT32 with room for several kernels). */
+  bootBytes?: number;
+  /** Filesystem of the spare partition (mkfs.TYPE), or 'none' to leave it unformatted. */
+  spareType?: string;
+  /** Extra files for the boot partition (copied under their relative paths). */
+  bootDir?: string;
+  /** Directory holding GRUB's i386-pc and x86_64-efi directories (default /usr/lib/grub). */
+  grubDir?: string;
+  label?: 'mbr' | 'gpt';
+  firmware?: 'bios' | 'uefi' | 'both';
+  seed?: string;
+  append?: string;
+  timeoutSeconds?: number;
+  /** Passed to the sink: gzip output, digests, --force, progress. */
+  copy?: Omit<SparseCopyOptions, 'source' | 'destination'>;
+}
+
+export interface BootChoice {
+  kernel: { bytes: () => Buffer; size: number; from: string };
+  initrd: { bytes: () => Buffer; size: number; from: string };
+}
+
+export interface FsmakerResult extends CopySummary {
+  layout: DiskLayout;
+  rootfs: { type: string; uuid?: string; label?: string };
+  boot: BootChoice;
+}
+
+const repoRoot = (): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function fileBytes(file: string, what: string): { bytes: () => Buffer; size: number; from: string } {
+  try {
+    const size = fs.statSync(file).size;
+    return { bytes: () => fs.readFileSync(file), size, from: file };
+  } catch (err) {
+    throw new ToolError('KERNEL_MISSING', `fsmaker: ${file}: cannot read the ${what}: ${describeSystemError(err)}`);
+  }
+}
+
+/** Reads the rootfs superblock; refuses what is not a filesystem or is corrupt. */
+export function inspectRootfs(rootImage: string): { type: string; uuid?: string; label?: string; size: number; read: (o: number, n: number) => Buffer } {
+  let fd: number;
+  try {
+    fd = fs.openSync(rootImage, 'r');
+  } catch (err) {
+    throw new ToolError('ROOTFS_OPEN', `fsmaker: ${rootImage}: cannot open the root filesystem: ${describeSystemError(err)}`);
+  }
+  const size = fs.fstatSync(fd).size;
+  const read = (offset: number, length: number): Buffer => {
+    const b = Buffer.alloc(length);
+    const n = fs.readSync(fd, b, 0, length, offset);
+    return b.subarray(0, n);
+  };
+  const found = detectFilesystem(read);
+  if (!found) throw new ToolError('ROOTFS_UNKNOWN', `fsmaker: ${rootImage}: not a filesystem fsmaker knows (ext2/3/4, xfs, btrfs, squashfs, erofs, vfat)`);
+  if (found.corrupt) throw new ToolError('ROOTFS_UNKNOWN', `fsmaker: ${rootImage}: corrupt ${found.type} superblock: ${found.corrupt}`);
+  return { type: found.type, uuid: found.uuid, label: found.label, size, read };
+}
+
+/** The default kernel, modules and busybox, fetched into the cache by scripts/fetch-kernel.sh. */
+function defaultBootAssets(): { kernel: string; modules: string; busybox: string } {
+  const script = path.join(repoRoot(), 'scripts/fetch-kernel.sh');
+  const r = spawnSync('sh', [script], { encoding: 'utf8' });
+  if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `fsmaker: no kernel given and the default one is not available: ${r.stderr.trim().split('\n').pop()}`);
+  const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '';
+  return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX') };
+}
+
+/** -k/-i, else the rootfs's own /boot/vmlinuz and /boot/initrd.img (ext2/3/4), else the default. */
+export function chooseBoot(options: FsmakerOptions, rootfs: ReturnType<typeof inspectRootfs>): BootChoice {
+  let kernel = options.kernel ? fileBytes(options.kernel, 'kernel') : null;
+  let initrd = options.initrd ? fileBytes(options.initrd, 'initrd') : null;
+  if ((!kernel || !initrd) && rootfs.type.startsWith('ext')) {
+    const ext = openExt(rootfs.read);
+    const own = (p: string) => {
+      const inode = ext.lookup(p);
+      return inode && inode.kind === 'file' ? { bytes: () => ext.readFile(inode), size: inode.size, from: `${p} in ${options.rootImage}` } : null;
+    };
+    kernel ??= own('/boot/vmlinuz') ?? own('/vmlinuz');
+    initrd ??= own('/boot/initrd.img') ?? own('/initrd.img');
+  }
+  if (!kernel || !initrd) {
+    const assets = defaultBootAssets();
+    kernel ??= fileBytes(assets.kernel, 'kernel');
+    if (!initrd) {
+      const order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(assets.modules));
+      const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? 0);
+      const image = buildInitramfs({ busybox: assets.busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime: epoch });
+      initrd = { bytes: () => image, size: image.length, from: `generated (busybox, ${order.length} modules from ${assets.modules})` };
+    }
+  }
+  return { kernel, initrd };
+}
+
+function bootDirFiles(dir: string | undefined): FatFile[] {
+  if (!dir) return [];
+  const files: FatFile[] = [];
+  const walk = (rel: string) => {
+    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(r);
+      else if (entry.isFile()) {
+        const full = path.join(dir, r);
+        files.push({ path: r, size: fs.statSync(full).size, read: (o, n) => readRange(full, o, n) });
+      }
+    }
+  };
+  walk('');
+  return files;
+}
+
+function readRange(file: string, offset: number, length: number): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(length);
+    fs.readSync(fd, b, 0, length, offset);
+    return b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const memoryFile = (p: string, data: Buffer): FatFile => ({ path: p, size: data.length, read: (o, n) => data.subarray(o, o + n) });
+const serialText = (serial: number): string => {
+  const h = (serial >>> 0).toString(16).padStart(8, '0');
+  return `${h.slice(0, 4)}-${h.slice(4)}`;
+};
+
+/** Formats the spare partition with the system's mkfs on a sparse temporary file. */
+function formatSpare(type: string, bytes: number, workDir: string): string {
+  const file = path.join(workDir, 'spare.img');
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, bytes);
+  const r = spawnSync(`mkfs.${type}`, type.startsWith('ext') ? ['-q', '-F', file] : [file], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new ToolError('SPARE_MKFS', `fsmaker: mkfs.${type} for the spare partition failed: ${r.error ? describeSystemError(r.error) : r.stderr.trim().split('\n').pop()}`);
+  }
+  return file;
+}
+
+export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
+  const label = options.label ?? 'mbr';
+  const firmware = options.firmware ?? 'both';
+  const rootfs = inspectRootfs(options.rootImage);
+  const boot = chooseBoot(options, rootfs);
+  const grubDirs = findGrubDirs(options.grubDir);
+  const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware !== 'uefi' : firmware !== 'bios'));
+  if (needed.length > 0) {
+    throw new ToolError('GRUB_MISSING', `fsmaker: GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
+  }
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fsmaker-'));
+  try {
+    const bootBytes = options.bootBytes ?? 128 * MiB;
+    // The FAT serial comes from the seed through the layout; plan once to learn it, then build
+    // GRUB with it (core.img's size does not depend on the serial).
+    const probe = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors: 0, seed: options.seed });
+    const images = await buildGrubImages({ fatSerial: serialText(probe.fatSerial), firmware, grubDirs, workDir });
+    const coreSectors = images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0;
+    let layout: DiskLayout;
+    try {
+      layout = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed: options.seed });
+    } catch (err) {
+      if (err instanceof ToolError) {
+        throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : 'ROOTFS_TOO_LARGE', err.message);
+      }
+      throw err;
+    }
+    const cfg = grubConfig({ rootPartUuid: partUuid(layout.table, 1), append: options.append, timeoutSeconds: options.timeoutSeconds ?? 1, firmware });
+    const files: FatFile[] = [
+      { path: 'vmlinuz', size: boot.kernel.size, read: lazyRead(boot.kernel.bytes) },
+      { path: 'initrd.img', size: boot.initrd.size, read: lazyRead(boot.initrd.bytes) },
+      memoryFile('grub/grub.cfg', Buffer.from(cfg)),
+      ...(images.efiImg ? [memoryFile('EFI/BOOT/BOOTX64.EFI', images.efiImg)] : []),
+      ...bootDirFiles(options.bootDir),
+    ];
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    const fat = planFat({
+      sizeBytes: layout.boot.sectors * 512,
+      volumeLabel: 'BOOT',
+      serial: layout.fatSerial,
+      hiddenSectors: layout.boot.startLba,
+      files,
+      timestamp: epoch !== undefined ? new Date(Number(epoch) * 1000) : undefined,
+    });
+
+    const pieces: Piece[] = [];
+    for (const w of serializeTable(layout.table)) {
+      let data = w.data;
+      if (w.lba === 0 && images.bootImg) {
+        data = Buffer.concat([patchBootSector(images.bootImg, data.subarray(0, 512), layout.coreLba), data.subarray(512)]);
+      }
+      pieces.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: data.length, source: data });
+    }
+    if (images.coreImg) {
+      pieces.push({ name: 'core.img', offset: layout.coreLba * 512, length: coreSectors * 512, source: padTo(patchCoreImage(images.coreImg, layout.coreLba, layout.coreRoomSectors), coreSectors * 512) });
+    }
+    pieces.push({ name: 'boot filesystem', offset: layout.boot.startLba * 512, length: layout.boot.sectors * 512, source: fat.extents() });
+    const rootInput = openInput(options.rootImage);
+    try {
+      pieces.push({ name: 'rootfs', offset: layout.root.startLba * 512, length: layout.root.sectors * 512, source: sourceExtents(rootInput, { chunkBytes: 512 << 10 }) });
+      let spareInput: ReturnType<typeof openInput> | null = null;
+      if (layout.spare && (options.spareType ?? 'ext3') !== 'none') {
+        spareInput = openInput(formatSpare(options.spareType ?? 'ext3', layout.spare.sectors * 512, workDir));
+        pieces.push({ name: 'spare', offset: layout.spare.startLba * 512, length: layout.spare.sectors * 512, source: sourceExtents(spareInput, { chunkBytes: 512 << 10 }) });
+      }
+      try {
+        const summary = await copyExtents(
+          { name: options.rootImage, length: layout.totalBytes, extents: concatPieces(pieces, layout.totalBytes) },
+          { ...options.copy, destination: options.output, blockSize: 4096 },
+        );
+        return { ...summary, layout, rootfs: { type: rootfs.type, uuid: rootfs.uuid, label: rootfs.label }, boot };
+      } finally {
+        spareInput?.close();
+      }
+    } finally {
+      rootInput.close();
+    }
+  } finally {
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+function lazyRead(bytes: () => Buffer): (offset: number, length: number) => Buffer {
+  let cached: Buffer | null = null;
+  return (offset, length) => {
+    cached ??= bytes();
+    return cached.subarray(offset, offset + length);
+  };
+}
+
+function padTo(data: Buffer, length: number): Buffer {
+  return data.length >= length ? data : Buffer.concat([data, Buffer.alloc(length - data.length)]);
+}
+
