@@ -6,6 +6,7 @@
  * temporary file) and, once, scripts/fetch-kernel.sh for the default kernel.
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -192,18 +193,20 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
     const bootBytes = options.bootBytes ?? 128 * MiB;
     // The FAT serial comes from the seed through the layout; plan once to learn it, then build
     // GRUB with it (core.img's size does not depend on the serial).
-    const probe = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors: 0, seed: options.seed });
-    const images = await buildGrubImages({ fatSerial: serialText(probe.fatSerial), firmware, grubDirs, workDir });
-    const coreSectors = images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0;
-    let layout: DiskLayout;
-    try {
-      layout = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed: options.seed });
-    } catch (err) {
-      if (err instanceof ToolError) {
-        throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : 'ROOTFS_TOO_LARGE', err.message);
+    // Without --seed, one random seed for the whole run: the layout is planned twice (before and
+    // after GRUB's image size is known) and must keep the same FAT serial both times.
+    const seed = options.seed ?? randomBytes(16).toString('hex');
+    const plan = (coreSectors: number): DiskLayout => {
+      try {
+        return planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed });
+      } catch (err) {
+        if (err instanceof ToolError) throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : 'ROOTFS_TOO_LARGE', err.message);
+        throw err;
       }
-      throw err;
-    }
+    };
+    const images = await buildGrubImages({ fatSerial: serialText(plan(0).fatSerial), firmware, grubDirs, workDir });
+    const coreSectors = images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0;
+    const layout = plan(coreSectors);
     const cfg = grubConfig({ rootPartUuid: partUuid(layout.table, 1), append: options.append, timeoutSeconds: options.timeoutSeconds ?? 1, firmware });
     const files: FatFile[] = [
       { path: 'vmlinuz', size: boot.kernel.size, read: lazyRead(boot.kernel.bytes) },
