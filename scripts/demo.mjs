@@ -1,41 +1,60 @@
-// The README's main job on a built-in example: build an ext4 image the size of a small disk,
-// allocate it fully (as a download or a dd from a device would), then let sparsecopy make it
-// sparse again, and show the summary and the allocated sizes.
-import { execFileSync, spawnSync } from 'node:child_process';
+// The README's main job on a built-in example: a tiny busybox root filesystem (no kernel, no boot
+// sector), wrapped by fsmaker into a bootable disk without root privileges, loop devices or
+// mounts, then booted under qemu (software emulation) with the serial console shown.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sparsecopy-demo-'));
-const full = path.join(dir, 'disk-full.img');
-const sparse = path.join(dir, 'disk-sparse.img');
-const MiB = 1024 * 1024;
-
-const allocated = (f) => fs.statSync(f).blocks * 512;
-const show = (label, f) =>
-  console.log(`${label.padEnd(34)} size ${(fs.statSync(f).size / MiB).toFixed(0).padStart(5)} MiB, allocated ${(allocated(f) / MiB).toFixed(1).padStart(7)} MiB`);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fsmaker-demo-'));
+const say = (s) => console.log(`\n== ${s}`);
+const run = (cmd, args) => {
+  console.log(`$ ${[cmd, ...args].join(' ')}`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+};
 
 try {
-  console.log('1. mkfs.ext4 -d src/: a 1 GiB ext4 image holding this project\'s sources');
-  execFileSync('truncate', ['-s', '1G', full]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'demo', '-d', path.join(root, 'src'), full]);
-  console.log('2. allocate every block, as a download or a raw dd from a disk leaves it');
-  execFileSync('cp', ['--sparse=never', full, `${full}.tmp`]);
-  fs.renameSync(`${full}.tmp`, full);
-  show('   input (fully allocated):', full);
+  say('1. the default kernel and busybox (Debian packages, extracted into .cache/boot, not installed)');
+  const assets = execFileSync('sh', [path.join(root, 'scripts/fetch-kernel.sh')]).toString();
+  const busybox = /^BUSYBOX=(.*)$/m.exec(assets)[1];
 
-  console.log(`3. sparsecopy --json ${path.basename(full)} ${path.basename(sparse)}`);
-  const r = spawnSync(process.execPath, [path.join(root, 'dist/bin/sparsecopy.mjs'), '--json', full, sparse], { encoding: 'utf8' });
-  process.stderr.write(`${r.stderr.trimEnd().replace(/^/gm, '   ')}\n`);
-  if (r.status !== 0) process.exit(r.status ?? 1);
-  const summary = JSON.parse(r.stdout);
-  show('   output (sparse):', sparse);
-  execFileSync('cmp', [full, sparse]);
-  console.log(`   identical bytes (cmp), ${(summary.bytesSkipped / MiB).toFixed(0)} MiB of zeros became holes in ${summary.seconds.toFixed(2)} s`);
-  const fsck = spawnSync('e2fsck', ['-fn', sparse], { encoding: 'utf8' });
-  console.log(`   e2fsck -fn on the copy: ${fsck.status === 0 ? 'clean' : `exit ${fsck.status}`}`);
+  say('2. a root filesystem with nothing bootable in it: busybox and an /sbin/init');
+  const tree = path.join(dir, 'rootfs');
+  for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'etc']) fs.mkdirSync(path.join(tree, d), { recursive: true });
+  fs.copyFileSync(busybox, path.join(tree, 'bin/busybox'));
+  fs.chmodSync(path.join(tree, 'bin/busybox'), 0o755);
+  fs.writeFileSync(
+    path.join(tree, 'sbin/init'),
+    '#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n/bin/busybox echo\n/bin/busybox echo "*** Hello from a disk that fsmaker built without root: $(/bin/busybox uname -sr) ***"\n/bin/busybox echo\n/bin/busybox poweroff -f\n',
+    { mode: 0o755 },
+  );
+  const rootfs = path.join(dir, 'rootfs.ext4');
+  execFileSync('truncate', ['-s', '64M', rootfs]);
+  run('mkfs.ext4', ['-q', '-F', '-L', 'demo', '-d', tree, rootfs]);
+
+  say('3. fsmaker: MBR, GRUB for BIOS and UEFI, the kernel, a generated initramfs');
+  const disk = path.join(dir, 'disk.img');
+  run(process.execPath, [path.join(root, 'dist/bin/fsmaker.mjs'), '--seed', 'demo', rootfs, disk]);
+  run(process.execPath, [path.join(root, 'dist/bin/ptable.mjs'), 'show', disk]);
+
+  say('4. boot it: qemu-system-x86_64 (TCG, SeaBIOS), serial console below; about ten seconds');
+  const qemu = spawn('qemu-system-x86_64', ['-accel', 'tcg', '-machine', 'pc', '-m', '512', '-display', 'none', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let seen = '';
+  const timer = setTimeout(() => qemu.kill('SIGKILL'), 90_000);
+  qemu.stdout.on('data', (d) => {
+    process.stdout.write(d);
+    seen += d.toString();
+  });
+  const code = await new Promise((resolve) => qemu.on('exit', resolve));
+  clearTimeout(timer);
+  const ok = /Hello from a disk that fsmaker built/.test(seen);
+  console.log(`\n== ${ok ? 'booted: the rootfs init ran and powered the machine off' : `did not boot (qemu exit ${code})`}`);
+  process.exitCode = ok ? 0 : 1;
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -26,6 +26,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# fsmaker's default kernel and busybox: Debian packages extracted (not installed) into .cache/boot.
+if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+  sh scripts/fetch-kernel.sh >/dev/null || echo "setup: the default kernel could not be fetched; fsmaker needs -k/-i then" >&2
+fi
+
 # npm packages: reinstall only when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
