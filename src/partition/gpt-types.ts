@@ -111,23 +111,39 @@ export const MBR_TYPE_NAMES: Readonly<Record<number, string>> = {
 
 /**
  * sfdisk's script shortcuts (sfdisk(8), "type="): the letter, its alias, and the type it stands for
- * in each label (undefined where the label has none).
+ * in each label, as sfdisk 2.38 spells them.
  */
-export const TYPE_SHORTCUTS: ReadonlyArray<{ shortcut: string; alias: string; dos?: string; gpt?: string }> = [
-  { shortcut: 'L', alias: 'linux', dos: '83', gpt: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' },
-  { shortcut: 'S', alias: 'swap', dos: '82', gpt: '0657FD6D-A4AB-43C4-84E5-0933C84B4F4F' },
-  { shortcut: 'E', alias: 'extended', dos: '5' },
-  { shortcut: 'H', alias: 'home', gpt: '933AC7E1-2EB4-4F13-B844-0E14E2AEF915' },
-  { shortcut: 'U', alias: 'uefi', dos: 'ef', gpt: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B' },
-  { shortcut: 'R', alias: 'raid', dos: 'fd', gpt: 'A19D880F-05FC-4D3B-A006-743F0F84911E' },
-  { shortcut: 'V', alias: 'lvm', dos: '8e', gpt: 'E6D6D379-F507-44C2-A23C-238F2A3DF928' },
+export interface Shortcut {
+  shortcut: string;
+  alias: string;
+  data: string;
+}
+
+export const DOS_SHORTCUTS: readonly Shortcut[] = [
+  { shortcut: 'L', alias: 'linux', data: '83' },
+  { shortcut: 'S', alias: 'swap', data: '82' },
+  { shortcut: 'E', alias: 'extended', data: '05' },
+  { shortcut: 'Ex', alias: 'extended', data: '05' },
+  { shortcut: 'U', alias: 'uefi', data: 'EF' },
+  { shortcut: 'R', alias: 'raid', data: 'FD' },
+  { shortcut: 'V', alias: 'lvm', data: '8E' },
+  { shortcut: 'X', alias: 'linuxex', data: '85' },
+];
+
+export const GPT_SHORTCUTS: readonly Shortcut[] = [
+  { shortcut: 'L', alias: 'linux', data: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' },
+  { shortcut: 'S', alias: 'swap', data: '0657FD6D-A4AB-43C4-84E5-0933C84B4F4F' },
+  { shortcut: 'H', alias: 'home', data: '933AC7E1-2EB4-4F13-B844-0E14E2AEF915' },
+  { shortcut: 'U', alias: 'uefi', data: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B' },
+  { shortcut: 'R', alias: 'raid', data: 'A19D880F-05FC-4D3B-A006-743F0F84911E' },
+  { shortcut: 'V', alias: 'lvm', data: 'E6D6D379-F507-44C2-A23C-238F2A3DF928' },
 ];
 
 /** Common names -> types, for `ptable` users who type a name rather than a GUID or a byte. */
 export function typeByName(label: LabelType, name: string): string | undefined {
   const wanted = name.trim().toLowerCase();
-  const cut = TYPE_SHORTCUTS.find((c) => c.shortcut.toLowerCase() === wanted || c.alias === wanted);
-  if (cut) return label === 'dos' ? cut.dos : cut.gpt;
+  const cut = (label === 'dos' ? DOS_SHORTCUTS : GPT_SHORTCUTS).find((c) => c.shortcut.toLowerCase() === wanted || c.alias === wanted);
+  if (cut) return label === 'dos' ? Number.parseInt(cut.data, 16).toString(16) : cut.data;
   if (label === 'gpt') {
     const hit = Object.entries(GPT_TYPE_NAMES).find(([, n]) => n.toLowerCase() === wanted);
     return hit?.[0];

@@ -62,6 +62,7 @@
  *
  * Pure: strings and model objects, no I/O.
  */
+import { DOS_SHORTCUTS, GPT_SHORTCUTS } from './gpt-types.js';
 import type { LabelType, Partition, PartitionTable } from './model.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -1587,31 +1588,6 @@ function isHeaderLine(s: string): boolean {
 // Partition type tables (sfdisk -T, util-linux 2.38): shortcuts, aliases, names
 // ---------------------------------------------------------------------------------------------
 
-interface Shortcut {
-  shortcut: string;
-  alias: string;
-  data: string;
-}
-
-const DOS_SHORTCUTS: Shortcut[] = [
-  { shortcut: 'L', alias: 'linux', data: '83' },
-  { shortcut: 'S', alias: 'swap', data: '82' },
-  { shortcut: 'E', alias: 'extended', data: '05' },
-  { shortcut: 'Ex', alias: 'extended', data: '05' },
-  { shortcut: 'U', alias: 'uefi', data: 'EF' },
-  { shortcut: 'R', alias: 'raid', data: 'FD' },
-  { shortcut: 'V', alias: 'lvm', data: '8E' },
-  { shortcut: 'X', alias: 'linuxex', data: '85' },
-];
-
-const GPT_SHORTCUTS: Shortcut[] = [
-  { shortcut: 'L', alias: 'linux', data: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' },
-  { shortcut: 'S', alias: 'swap', data: '0657FD6D-A4AB-43C4-84E5-0933C84B4F4F' },
-  { shortcut: 'H', alias: 'home', data: '933AC7E1-2EB4-4F13-B844-0E14E2AEF915' },
-  { shortcut: 'U', alias: 'uefi', data: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B' },
-  { shortcut: 'R', alias: 'raid', data: 'A19D880F-05FC-4D3B-A006-743F0F84911E' },
-  { shortcut: 'V', alias: 'lvm', data: 'E6D6D379-F507-44C2-A23C-238F2A3DF928' },
-];
 
 let dosNames: [string, string][] | null = null;
 let gptNames: [string, string][] | null = null;
