@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SPARSECOPY = path.join(ROOT, 'dist/bin/sparsecopy.mjs');
@@ -224,4 +225,19 @@ export function newImageIn(dir: string, name: string, bytes: number): string {
 export function sfdiskWrite(target: string, script: string, extra: string[] = []): void {
   const r = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...extra, target], { input: script });
   if (r.status !== 0) throw new Error(`sfdisk failed (${r.status}): ${r.stderr.toString()}${r.stdout.toString()}`);
+}
+
+/**
+ * A temporary directory for a test file: made before its tests, removed after them. `onReady`
+ * receives the path (files keep it in a `dir` variable of their own).
+ */
+export function useTempDir(prefix: string, onReady: (dir: string) => void): void {
+  let dir = '';
+  beforeAll(() => {
+    dir = makeTempDir(prefix);
+    onReady(dir);
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -16,16 +16,11 @@ import { typeByName, typeName } from '../src/partition/gpt-types.js';
 import { guidFromBytes, guidToBytes, isGuid, randomGuid } from '../src/partition/guid.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite, TableProblem } from '../src/partition/model.js';
 import { bufferReader, checkTable, detectGptSectorSize, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, makeTempDir, newImageIn, sfdiskWrite } from './helpers.js';
+import { loopUnavailableReason, useTempDir, newImageIn, sfdiskWrite } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
-beforeAll(() => {
-  dir = makeTempDir('ptable-gpt-');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+useTempDir('ptable-gpt-', (d) => (dir = d));
 
 // ---------------------------------------------------------------------------------------------
 // helpers

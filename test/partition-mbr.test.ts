@@ -14,16 +14,11 @@ import { typeName } from '../src/partition/gpt-types.js';
 import { mbrDriver, mergeMbrSector, serializeMbr } from '../src/partition/mbr.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite } from '../src/partition/model.js';
 import { bufferReader, checkTable, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, makeTempDir, patternBytes, newImageIn, sfdiskWrite } from './helpers.js';
+import { loopUnavailableReason, useTempDir, patternBytes, newImageIn, sfdiskWrite } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
-beforeAll(() => {
-  dir = makeTempDir('ptable-mbr-');
-});
-afterAll(() => {
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
-});
+useTempDir('ptable-mbr-', (d) => (dir = d));
 
 // ---------------------------------------------------------------------------------------------
 // helpers

@@ -12,7 +12,7 @@ import {
   allocatedBytes,
   lastLine,
   linesOf,
-  makeTempDir,
+  useTempDir,
   parseSummary,
   patternBytes,
   sparsecopy,
@@ -25,13 +25,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const SUMMARY_RE = /^sparsecopy: total bytes = \d+ \(real = \d+, sparse = \d+\), nonzerodest = \d+$/;
 
-let dir: string;
-beforeAll(() => {
-  dir = makeTempDir('sc-cli-');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+let dir = '';
+useTempDir('sc-cli-', (d) => (dir = d));
 
 let n = 0;
 const fresh = (name: string) => path.join(dir, `${name}-${++n}`);

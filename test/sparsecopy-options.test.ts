@@ -12,7 +12,7 @@ import {
   allocatedBytes,
   lastLine,
   linesOf,
-  makeTempDir,
+  useTempDir,
   parseSummary,
   patternBytes,
   snapshot,
@@ -24,13 +24,8 @@ import {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-let dir: string;
-beforeAll(() => {
-  dir = makeTempDir('sc-opt-');
-});
-afterAll(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+let dir = '';
+useTempDir('sc-opt-', (d) => (dir = d));
 
 let n = 0;
 const fresh = (name: string) => path.join(dir, `${name}-${++n}`);

@@ -85,18 +85,8 @@ function u32(value: number, field: string): string {
   return value.toString(16).toUpperCase().padStart(8, '0');
 }
 
-interface HeaderFields {
-  ino: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  mtime: number;
-  filesize: number;
-  rdevmajor: number;
-  rdevminor: number;
-  name: string;
-}
+/** The header fields the writer sets; the rest (device numbers, check) are always zero. */
+type HeaderFields = Omit<CpioHeader, 'devmajor' | 'devminor' | 'check' | 'dataOffset'>;
 
 const pad4 = (n: number): number => (4 - (n % 4)) % 4;
 
