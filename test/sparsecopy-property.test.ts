@@ -20,8 +20,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ToolError } from '../src/errors.js';
+import { WriterThread, prestartWriterThread } from '../src/io/writer-thread.js';
 import { type SparseCopyOptions, sparseCopy } from '../src/sparsecopy/copy.js';
 import { type Piece, makeTempDir, prng, tempLeftovers, writeSparseFile } from './helpers.js';
 
@@ -237,11 +238,16 @@ describe('sparseCopy matches the model on random inputs', () => {
   it(`${ITERATIONS} random cases (seed ${SEED.toString(16)})`, async () => {
     const rnd = prng(SEED);
     const kinds = { ok: 0, overlay: 0, noCheck: 0, nonzerodest: 0, refused: 0 };
+    const posts = vi.spyOn(WriterThread.prototype, 'post');
     for (let iteration = 0; iteration < ITERATIONS; iteration++) {
       const src = randomFixture(rnd, 0, 8, 400 * 1024, ['data', 'hole', 'hole', 'zero', 'sprinkle']);
       const old = rnd() < 0.8 ? randomFixture(rnd, 2, 6, 300 * 1024, ['data', 'data', 'hole', 'zero', 'sprinkle']) : null;
       const c = randomCase(rnd, iteration, src.bytes.length, old ? old.bytes.length : null);
-      const label = JSON.stringify(c);
+      // Every other case writes through a writer thread that is already running (a copy this
+      // small would otherwise finish before a new one starts, writing on the main thread).
+      const writerThread = iteration % 2 === 1;
+      if (writerThread) await prestartWriterThread();
+      const label = JSON.stringify({ ...c, writerThread });
 
       const srcPath = path.join(dir, 'src');
       const dstPath = path.join(dir, 'dst');
@@ -263,6 +269,7 @@ describe('sparseCopy matches the model on random inputs', () => {
         checkFirstBlock: c.checkFirstBlock,
         chunkBytes: c.chunkBytes,
         useHoleMap: c.useHoleMap,
+        writerThread,
       };
 
       if (expected.error) {
@@ -303,5 +310,7 @@ describe('sparseCopy matches the model on random inputs', () => {
     expect(kinds.noCheck).toBeGreaterThan(5);
     expect(kinds.nonzerodest).toBeGreaterThan(20);
     expect(kinds.refused).toBeGreaterThan(3);
+    expect(posts.mock.calls.length).toBeGreaterThan(50); // the writer thread really wrote
+    posts.mockRestore();
   });
 });

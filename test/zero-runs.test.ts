@@ -40,3 +40,21 @@ describe('zero detection', () => {
     expect(kinds(splitZeroRuns(b, 0, 512, { holeUnit: 4096 }))).toBe('D3072 Z9216 D4096');
   });
 });
+
+describe('isZeroRange on large ranges (compared with themselves shifted)', () => {
+  it('finds a single non-zero byte anywhere, at any start offset', () => {
+    for (const length of [8193, 65_536, (2 << 20) + 3]) {
+      for (const start of [0, 7, 4096]) {
+        const buf = Buffer.alloc(start + length + 5, 0);
+        buf.fill(9, 0, start); // non-zero bytes outside the range must not matter
+        buf.fill(9, start + length);
+        expect(isZeroRange(buf, start, start + length), `${length}@${start}`).toBe(true);
+        for (const at of [0, 1, 63, 4095, 4096, 4097, 8191, 8192, Math.floor(length / 2), length - 4097, length - 2, length - 1]) {
+          buf[start + at] = 1;
+          expect(isZeroRange(buf, start, start + length), `${length}@${start}, byte ${at}`).toBe(false);
+          buf[start + at] = 0;
+        }
+      }
+    }
+  });
+});

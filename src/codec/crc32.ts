@@ -7,13 +7,13 @@
  * GF(2) in O(log N) steps (the technique behind zlib's crc32_combine), so 16 GiB of zeros cost
  * microseconds instead of 7 s of hashing.
  */
-import zlib from 'node:zlib';
+import { zlib } from '../builtins.js';
 
 const POLY = 0xedb88320;
 
 /** CRC-32 of `data`, continuing from `crc` (0 for a new message). Native (zlib) speed. */
 export function crc32(data: Uint8Array, crc = 0): number {
-  return zlib.crc32(data, crc) >>> 0;
+  return zlib().crc32(data, crc) >>> 0;
 }
 
 /**

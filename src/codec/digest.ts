@@ -7,7 +7,8 @@
  * thread goes on scanning and writing; holes are sent as lengths and hashed from the worker's own
  * zero buffer.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { workerThreads } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
 
 export type DigestAlgorithm = 'md5' | 'sha256';
@@ -58,7 +59,7 @@ export class DigestSet {
     const shared = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
     this.ring = new Uint8Array(shared);
     for (let i = 0; i < SLOTS; i++) this.freeSlots.push(i);
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { algorithms, ring: shared } });
+    this.worker = new (workerThreads().Worker)(WORKER_SOURCE, { eval: true, workerData: { algorithms, ring: shared } });
     this.worker.unref();
     this.worker.on('message', (m: Message) => {
       if (m.type === 'free') {

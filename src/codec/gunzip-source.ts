@@ -5,8 +5,8 @@
  * detection. node:zlib inflates about 4x faster than pako here (bench/codecs.mjs, BENCHMARKS.md).
  */
 import fs from 'node:fs';
-import { Readable } from 'node:stream';
-import zlib from 'node:zlib';
+import type zlibTypes from 'node:zlib';
+import { stream, zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { readAt } from '../io/fd-io.js';
@@ -97,8 +97,8 @@ export async function* gunzipSource(input: OpenedInput, options: { limitBytes?: 
   let compressedRead = 0;
   // A deep output buffer lets inflation run ahead while the consumer is busy (hashing on the
   // other core, writing): without it the two take turns instead of overlapping.
-  const gunzip = zlib.createGunzip({ chunkSize: INFLATE_CHUNK_BYTES, readableHighWaterMark: INFLATE_AHEAD_BYTES } as zlib.ZlibOptions);
-  const raw = Readable.from(
+  const gunzip = zlib().createGunzip({ chunkSize: INFLATE_CHUNK_BYTES, readableHighWaterMark: INFLATE_AHEAD_BYTES } as zlibTypes.ZlibOptions);
+  const raw = stream().Readable.from(
     compressedChunks(input, (n) => {
       compressedRead += n;
       options.onCompressedRead?.(n);

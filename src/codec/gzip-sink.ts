@@ -14,7 +14,8 @@
  * extended over them arithmetically (crc32AppendZeros). Short zero runs are cheaper compressed with
  * the data around them than splitting the stream for them.
  */
-import zlib from 'node:zlib';
+import type zlibTypes from 'node:zlib';
+import { zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { writeAllSync } from '../io/write-sync.js';
@@ -235,9 +236,9 @@ export class GzipSink implements Sink {
     this.queue.push(entry);
     this.piecesQueued++;
     this.compressing++;
-    const options: zlib.ZlibOptions = { level: this.level, finishFlush: zlib.constants.Z_SYNC_FLUSH, chunkSize: OUTPUT_CHUNK_BYTES };
+    const options: zlibTypes.ZlibOptions = { level: this.level, finishFlush: zlib().constants.Z_SYNC_FLUSH, chunkSize: OUTPUT_CHUNK_BYTES };
     if (dictionary) options.dictionary = dictionary;
-    zlib.deflateRaw(piece, options, (err, out) => {
+    zlib().deflateRaw(piece, options, (err, out) => {
       this.compressing--;
       entry.done = true;
       entry.error = err;

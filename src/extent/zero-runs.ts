@@ -6,19 +6,18 @@
  * part it holds. Adjacent blocks of the same kind are coalesced, so a mostly-data buffer becomes a
  * single write.
  *
- * Speed: Buffer.compare against a shared zero buffer is a memcmp (about 13 GiB/s here, against
- * 1.6 to 3.3 GiB/s for typed-array loops). The whole buffer is compared first; only a mixed buffer
- * is walked block by block, and a block whose first or last byte is non-zero is decided without a
- * compare at all, which is the common case for real data.
+ * Speed: Buffer.compare is a memcmp (about 13 GiB/s here, against 1.6 to 3.3 GiB/s for typed-array
+ * loops). The whole buffer is compared first; only a mixed buffer is walked block by block, and a
+ * block whose first or last byte is non-zero is decided without a compare at all, which is the
+ * common case for real data. A large range is compared with itself shifted by SELF_SHIFT bytes
+ * rather than with a zero buffer as large: one pass over memory instead of two (per 512 MiB of
+ * zeros just read, 7 ms against 14 ms).
  */
 import type { Extent } from './extent.js';
 
-let zeroes = Buffer.alloc(1 << 20);
-
-function zeroBufferOf(length: number): Buffer {
-  if (zeroes.length < length) zeroes = Buffer.alloc(length);
-  return zeroes;
-}
+/** A range whose first SELF_SHIFT bytes are zero and whose every byte equals the one SELF_SHIFT before it is all zero. */
+const SELF_SHIFT = 4096;
+const zeroes = Buffer.alloc(2 * SELF_SHIFT);
 
 /** Bytes between the probes that decide most data blocks without a compare. */
 const PROBE_STRIDE = 64;
@@ -33,7 +32,8 @@ export function isZeroRange(buf: Buffer, start = 0, end = buf.length): boolean {
   if (length <= 8 * PROBE_STRIDE) {
     for (let i = start + PROBE_STRIDE - 1; i < end; i += PROBE_STRIDE) if (buf[i] !== 0) return false;
   }
-  return buf.compare(zeroBufferOf(length), 0, length, start, end) === 0;
+  if (length <= zeroes.length) return buf.compare(zeroes, 0, length, start, end) === 0;
+  return buf.compare(zeroes, 0, SELF_SHIFT, start, start + SELF_SHIFT) === 0 && buf.compare(buf, start + SELF_SHIFT, end, start, end - SELF_SHIFT) === 0;
 }
 
 export interface ZeroSplitOptions {

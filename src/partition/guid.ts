@@ -11,7 +11,7 @@
  *
  * Text is printed upper case, as sfdisk prints it.
  */
-import { randomUUID } from 'node:crypto';
+import { crypto } from '../builtins.js';
 
 export const GUID_BYTES = 16;
 export const ZERO_GUID = '00000000-0000-0000-0000-000000000000';
@@ -61,7 +61,7 @@ export function isZeroGuid(source: Uint8Array, offset = 0): boolean {
 
 /** A random (version 4, RFC 4122 variant) GUID, upper case, from the system CSPRNG. */
 export function randomGuid(): string {
-  return randomUUID().toUpperCase();
+  return crypto().randomUUID().toUpperCase();
 }
 
 /** Upper-cases a GUID after validating it. */

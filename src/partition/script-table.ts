@@ -2,7 +2,7 @@
  * From an sfdisk script to the table to write: parse it for the disk's size, then give every id
  * the script leaves open a fresh random value, as sfdisk does (pure apart from the randomness).
  */
-import { randomBytes } from 'node:crypto';
+import { crypto } from '../builtins.js';
 import { ToolError } from '../errors.js';
 import { gptEntriesSectors } from './align.js';
 import { randomGuid } from './guid.js';
@@ -34,7 +34,7 @@ export function prepareScriptTable(script: string, target: ScriptTarget): Partit
   const result = parseSfdiskScript(script, { sectorSize: target.sectorSize, diskSectors });
   if (!result.ok) throw new ToolError('SCRIPT', `ptable: ${target.path}: script line ${result.error.line}: ${result.error.message}`);
   const parsed = result.table;
-  const id = parsed.id ?? (parsed.label === 'gpt' ? randomGuid() : formatDiskId(randomBytes(4).readUInt32LE(0) || 1));
+  const id = parsed.id ?? (parsed.label === 'gpt' ? randomGuid() : formatDiskId(crypto().randomBytes(4).readUInt32LE(0) || 1));
   const partitions = parsed.partitions.map((p) => (parsed.label === 'gpt' && !p.uuid ? { ...p, uuid: randomGuid() } : p));
   return { ...parsed, id, diskSectors, partitions };
 }

@@ -137,7 +137,8 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   let sourceBytes = 0;
   let bytesRead = 0;
   const digests = new DigestSet(digestsToCompute(options));
-  const { sink, bytesWritten: compressedBytesWritten } = makeSink(dest, options, blockSize, () => seekBytes + sourceBytes);
+  const writerThread = options.writerThread ?? worthAWriterThread(source);
+  const { sink, bytesWritten: compressedBytesWritten } = makeSink(dest, { ...options, writerThread }, blockSize, () => seekBytes + sourceBytes);
   // With -e, a source whose length is not known up front is asked for one byte more than --max:
   // seeing it is how the copy learns that more follows (v0.10's exit 12).
   const probeRemainder = options.errorRemainder === true && options.maxBytes !== undefined && source.knownLength === null;
@@ -219,6 +220,16 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     await sink.abort();
     throw err;
   }
+}
+
+/**
+ * A writer thread costs about 25 ms to start (on the other core) and saves the writes' share of
+ * the main thread's time: worth it from tens of megabytes, and for streams of unknown length.
+ */
+const WRITER_THREAD_MIN_BYTES = 64 << 20;
+
+function worthAWriterThread(source: CopyInput): boolean {
+  return source.knownLength === null || source.knownLength >= WRITER_THREAD_MIN_BYTES;
 }
 
 function digestsToCompute(options: SparseCopyOptions): DigestAlgorithm[] {

@@ -8,7 +8,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { findDeviceUse } from '../io/device-use.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
@@ -165,13 +164,7 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
   }
   const dir = path.dirname(finalPath);
   const mode = stat ? stat.mode & 0o7777 : 0o666 & ~process.umask();
-  const tempPath = path.join(dir, `.${path.basename(finalPath)}.sparsecopy-${process.pid}-${randomBytes(4).toString('hex')}`);
-  let fd: number;
-  try {
-    fd = fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-  } catch (err) {
-    throw destinationError(name, err, 'cannot create destination');
-  }
+  const { fd, tempPath } = createTempFile(dir, path.basename(finalPath), name);
   // The final mode is set explicitly: open() would filter a replaced file's mode through the umask.
   fs.fchmodSync(fd, mode);
   registerExitCleanup(tempPath);
@@ -222,5 +215,25 @@ function filesystemBlockSize(p: string): number {
     return fs.statfsSync(p).bsize || 4096;
   } catch {
     return 4096;
+  }
+}
+
+/**
+ * A new file next to the destination, ".NAME.sparsecopy-PID-XXXXXXXX", created with O_EXCL so
+ * that nothing existing is ever opened; another name is tried if one is taken. (Math.random, not
+ * node:crypto: the name needs to be unlikely, not unguessable, and node:crypto costs 3.5 ms to load.)
+ */
+function createTempFile(dir: string, base: string, name: string): { fd: number; tempPath: string } {
+  for (let attempt = 0; ; attempt++) {
+    const suffix = Math.floor(Math.random() * 0x1_0000_0000)
+      .toString(16)
+      .padStart(8, '0');
+    const tempPath = path.join(dir, `.${base}.sparsecopy-${process.pid}-${suffix}`);
+    try {
+      return { fd: fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600), tempPath };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 16) continue;
+      throw destinationError(name, err, 'cannot create destination');
+    }
   }
 }

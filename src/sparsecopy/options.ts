@@ -45,6 +45,8 @@ export interface SparseCopyOptions {
   chunkBytes?: number;
   /** Walk holes with SEEK_DATA (default); false reads and scans everything. */
   useHoleMap?: boolean;
+  /** Write files and devices from a writer thread; by default, for sources of 64 MiB or more. */
+  writerThread?: boolean;
   onProgress?: (progress: CopyProgress) => void;
   onWarning?: (message: string) => void;
   signal?: AbortSignal;

@@ -40,6 +40,7 @@ export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, bl
     capacity: dest.capacity,
     directFd: dest.directFd,
     directAlignment: Math.max(512, dest.sectorSize),
+    writerThread: options.writerThread ?? false,
     finish,
   });
   return { sink, bytesWritten: () => null };

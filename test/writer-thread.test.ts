@@ -1,0 +1,132 @@
+/**
+ * The writer thread: writes handed over in order land byte-exact, buffers outside shared memory
+ * are copied first, failures come back as one-line WRITE errors (ToolError, and exit 9 from the
+ * command), and a signal still interrupts a large file copy whose writes it is doing.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { ToolError } from '../src/errors.js';
+import { allocAligned } from '../src/io/aligned.js';
+import { WriterThread, prestartWriterThread } from '../src/io/writer-thread.js';
+import { PositionalSink } from '../src/sparsecopy/positional-sink.js';
+import { SPARSECOPY, patternBytes, sparsecopy, tempLeftovers, useTempDir } from './helpers.js';
+
+const MiB = 1 << 20;
+let dir = '';
+useTempDir('sc-writer-', (d) => (dir = d));
+
+function sinkFor(fd: number, name: string): PositionalSink {
+  return new PositionalSink({ fd, name, baseOffset: 0, checkLimit: 0, zeroPolicy: 'compare', blockSize: 512, syncEveryBytes: 0, writerThread: true });
+}
+
+describe('PositionalSink through a writer thread', () => {
+  it('writes shared and unshared buffers, with holes between them, byte-exact and in order', async () => {
+    await prestartWriterThread();
+    const posts = vi.spyOn(WriterThread.prototype, 'post');
+    const file = path.join(dir, 'out');
+    const fd = fs.openSync(file, 'w');
+    const expected = Buffer.alloc(40 * MiB);
+    const sink = sinkFor(fd, file);
+    let offset = 0;
+    let released = 0;
+    for (let i = 0; offset < expected.length; i++) {
+      const length = Math.min(expected.length - offset, 300_000 + ((i * 7919) % 900_000));
+      if (i % 5 === 4) {
+        await sink.write({ offset, length }); // a hole
+      } else {
+        // Alternate pool-like shared buffers (handed over as they are) and plain ones (copied).
+        const data = i % 2 === 0 ? allocAligned(length) : Buffer.alloc(length);
+        patternBytes(length, i + 1).copy(data);
+        data.copy(expected, offset);
+        await sink.write({ offset, length, data, release: () => released++ });
+      }
+      offset += length;
+    }
+    const dataExtents = posts.mock.calls.length;
+    await sink.close();
+    fs.ftruncateSync(fd, expected.length);
+    fs.closeSync(fd);
+    posts.mockRestore();
+    expect(dataExtents).toBeGreaterThan(10);
+    expect(fs.readFileSync(file).equals(expected)).toBe(true);
+    // Every data buffer was released once its write was done.
+    expect(released).toBeGreaterThan(10);
+  });
+
+  it('a failed write comes back as a ToolError WRITE naming the destination and the range', async () => {
+    await prestartWriterThread();
+    const file = path.join(dir, 'ro');
+    fs.writeFileSync(file, '');
+    const fd = fs.openSync(file, 'r'); // writes fail with EBADF
+    const sink = sinkFor(fd, file);
+    try {
+      const err = await (async () => {
+        for (let i = 0; i < 40; i++) await sink.write({ offset: i * MiB, length: MiB, data: allocAligned(MiB).fill(1) });
+        await sink.close();
+      })().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ToolError);
+      expect((err as ToolError).code).toBe('WRITE');
+      expect((err as ToolError).message).toBe(`sparsecopy: ${file}: write failed at bytes 0..${MiB}: bad file descriptor`);
+    } finally {
+      await sink.abort();
+      fs.closeSync(fd);
+    }
+  });
+});
+
+/** Why a tmpfs cannot be mounted here, or null. */
+function mountUnavailableReason(): string | null {
+  if (process.getuid?.() !== 0) return 'not root: cannot mount a small tmpfs';
+  return null;
+}
+
+describe('sparsecopy with a writer thread (a source of 64 MiB or more)', () => {
+  const noMount = mountUnavailableReason();
+  if (noMount) console.warn(`skipping the full-filesystem test: ${noMount}`);
+
+  it.skipIf(noMount !== null)('a full filesystem: exit 9, one line naming the destination, nothing left behind', () => {
+    const mnt = fs.mkdtempSync(path.join(dir, 'mnt-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt]);
+    try {
+      const src = path.join(dir, 'big');
+      const fd = fs.openSync(src, 'w');
+      for (let i = 0; i < 80; i++) fs.writeSync(fd, patternBytes(MiB, i + 1));
+      fs.closeSync(fd);
+      const dst = path.join(mnt, 'out.img');
+      const r = sparsecopy([src, dst]);
+      expect(r.status).toBe(9);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(new RegExp(`^sparsecopy: ${dst}: write failed at bytes \\d+\\.\\.\\d+: no space left on device\\n$`));
+      expect(fs.existsSync(dst)).toBe(false);
+      expect(tempLeftovers(mnt)).toEqual([]);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
+  it('SIGINT during a large file copy: exit 130, nothing left behind', async () => {
+    const src = path.join(dir, 'big-src');
+    const fd = fs.openSync(src, 'w');
+    for (let i = 0; i < 256; i++) fs.writeSync(fd, patternBytes(MiB, i + 3));
+    fs.closeSync(fd);
+    const dst = path.join(dir, 'big-dst');
+    // --syncevery makes every megabyte reach the disk, so the copy is still running when signalled.
+    const child = spawn(process.execPath, [SPARSECOPY, '-y', '1M', src, dst], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    for (let i = 0; i < 1000 && tempLeftovers(dir).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(tempLeftovers(dir)).toHaveLength(1);
+    child.kill('SIGINT');
+    const status = await exited;
+    expect(status, stderr).toBe(130);
+    expect(stderr).toContain('interrupted');
+    expect(fs.existsSync(dst)).toBe(false);
+    expect(tempLeftovers(dir)).toEqual([]);
+  });
+});
