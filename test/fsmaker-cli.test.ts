@@ -116,6 +116,27 @@ describe('fsmaker errors: one line, a distinct exit code, no output left behind'
   it('a rootfs larger than --size allows: 22', () => expectRefusal([...stand, '-s', '100M', rootfs], 22, /--size allows/));
   it('a missing kernel: 23', () => expectRefusal(['-k', path.join(dir, 'no-kernel'), '-i', initrd, rootfs], 23, /cannot read the kernel/));
   it('GRUB files missing: 24, naming the Debian package', () => expectRefusal([...stand, '-g', path.join(dir, 'no-grub'), rootfs], 24, /grub-pc-bin/));
+  it('core.img too large (a GRUB module padded past the 480 KiB limit of grub-mkimage): 25', () => {
+    const grub = path.join(dir, 'fat-grub');
+    for (const platform of ['i386-pc', 'x86_64-efi']) fs.cpSync(path.join('/usr/lib/grub', platform), path.join(grub, platform), { recursive: true });
+    fs.appendFileSync(path.join(grub, 'i386-pc', 'normal.mod'), patternBytes(600_000, 4));
+    expectRefusal([...stand, '-g', grub, rootfs], 25, /^fsmaker: core\.img built from .* is too large: .*core image is too big/);
+  });
+});
+
+describe('fsmaker writes a disk image out of order (the rootfs while GRUB is built)', () => {
+  for (const label of ['mbr', 'gpt']) {
+    it(`${label}: the image equals the same disk streamed in order to stdout`, () => {
+      const env = { SOURCE_DATE_EPOCH: '1700000000' };
+      const image = path.join(dir, `any-order-${label}.img`);
+      const r = runCli(FSMAKER, ['-q', ...stand, '--label', label, rootfs, image], { env });
+      expect(r.status, r.stderr).toBe(0);
+      const streamed = spawnSync(process.execPath, [FSMAKER, '-q', ...stand, '--label', label, rootfs, '-'], { env: { ...process.env, ...env }, maxBuffer: 1 << 30 });
+      expect(streamed.status, streamed.stderr.toString()).toBe(0);
+      expect(fs.statSync(image).size).toBe(streamed.stdout.length);
+      expect(fs.readFileSync(image).equals(streamed.stdout)).toBe(true);
+    });
+  }
 });
 
 const loopReason = loopUnavailableReason();

@@ -2,7 +2,9 @@
  * A composite extent source: pieces placed at fixed offsets of a larger address space (fsmaker's
  * disk = table sectors + core.img + boot filesystem + rootfs + spare + backup GPT), holes between
  * them, offsets strictly increasing. Pieces are iterated lazily, one after the other, so a rootfs
- * file is streamed (its holes stay holes) and never copied.
+ * file is streamed (its holes stay holes) and never copied. A composite may cover only part of the
+ * address space, [start, totalLength): two such parts cover a disk in the order their pieces are
+ * ready (fsmaker writes the rootfs while GRUB's images are still being built).
  */
 import type { Extent, ExtentSource } from './extent.js';
 
@@ -21,9 +23,9 @@ function* bufferExtents(data: Buffer): Generator<Extent> {
   if (data.length > 0) yield { offset: 0, length: data.length, data };
 }
 
-export async function* concatPieces(pieces: Piece[], totalLength: number): AsyncGenerator<Extent> {
+export async function* concatPieces(pieces: Piece[], totalLength: number, start = 0): AsyncGenerator<Extent> {
   const ordered = [...pieces].sort((a, b) => a.offset - b.offset);
-  let position = 0;
+  let position = start;
   for (const piece of ordered) {
     if (piece.offset < position) throw new Error(`composite: piece ${piece.name} at ${piece.offset} overlaps the previous one (ends at ${position})`);
     if (piece.offset + piece.length > totalLength) throw new Error(`composite: piece ${piece.name} ends past the end (${totalLength})`);

@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { ToolError } from '../errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -103,9 +104,12 @@ async function mkimage(exe: string, format: string, dir: string, earlyCfg: strin
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {
-      throw new Error(`grub-mkimage not found (${exe}): install the Debian package grub-common`);
+      throw new ToolError('GRUB_MISSING', `fsmaker: grub-mkimage not found (${exe}): install the Debian package grub-common`);
     }
-    throw new Error(`grub-mkimage -O ${format} failed: ${(e.stderr ?? e.message).trim()}`);
+    const why = (e.stderr ?? e.message).trim().split('\n').pop() ?? '';
+    // GRUB's own limit for i386-pc (480 KiB, below the room fsmaker leaves) is the one that bites.
+    if (/core image is too big/.test(why)) throw new ToolError('CORE_TOO_LARGE', `fsmaker: core.img built from ${dir} is too large: ${why}`);
+    throw new ToolError('GRUB_MISSING', `fsmaker: grub-mkimage -O ${format} with the files in ${dir} failed: ${why}`);
   }
   return fs.readFileSync(out);
 }
@@ -117,14 +121,17 @@ export async function buildGrubImages(options: BuildGrubImagesOptions): Promise<
   const earlyCfg = path.join(workDir, 'early.cfg');
   fs.writeFileSync(earlyCfg, grubEarlyConfig(fatSerial));
   const result: GrubImages = {};
+  // The two grub-mkimage runs are independent processes: run them at once (2 cores).
+  const runs: Promise<void>[] = [];
   if (firmware === 'bios' || firmware === 'both') {
     if (!grubDirs.i386Pc) throw new Error('GRUB i386-pc modules not found: install the Debian package grub-pc-bin');
     result.bootImg = fs.readFileSync(path.join(grubDirs.i386Pc, 'boot.img'));
-    result.coreImg = await mkimage(exe, 'i386-pc', grubDirs.i386Pc, earlyCfg, path.join(workDir, 'core.img'), GRUB_BIOS_MODULES);
+    runs.push(mkimage(exe, 'i386-pc', grubDirs.i386Pc, earlyCfg, path.join(workDir, 'core.img'), GRUB_BIOS_MODULES).then((img) => void (result.coreImg = img)));
   }
   if (firmware === 'uefi' || firmware === 'both') {
     if (!grubDirs.x86_64Efi) throw new Error('GRUB x86_64-efi modules not found: install the Debian package grub-efi-amd64-bin');
-    result.efiImg = await mkimage(exe, 'x86_64-efi', grubDirs.x86_64Efi, earlyCfg, path.join(workDir, 'BOOTX64.EFI'), GRUB_EFI_MODULES);
+    runs.push(mkimage(exe, 'x86_64-efi', grubDirs.x86_64Efi, earlyCfg, path.join(workDir, 'BOOTX64.EFI'), GRUB_EFI_MODULES).then((img) => void (result.efiImg = img)));
   }
+  await Promise.all(runs);
   return result;
 }

@@ -53,6 +53,7 @@ export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyO
 
 async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize: number, started: number): Promise<CopySummary> {
   const { dest, effective } = prepareDestination(source, options);
+  if (source.anyOrder) refuseUnorderedInto(dest, effective);
   let committed = false;
   try {
     const summary = await runCopy(source, dest, effective, blockSize);
@@ -61,6 +62,16 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
+  }
+}
+
+/** Extents in any order need a positional destination and nothing that reads them in order. */
+function refuseUnorderedInto(dest: OpenedDestination, options: SparseCopyOptions): void {
+  const needsOrder =
+    dest.kind === 'stream' || options.gzipLevel !== undefined || digestsToCompute(options).length > 0 || options.maxBytes !== undefined || !!options.padBytes;
+  if (needsOrder) {
+    dest.discard();
+    throw new Error(`copyExtents: ${dest.name}: extents out of order need a file or a device, without digests, --max or --pad`);
   }
 }
 
@@ -168,7 +179,8 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     } else {
       await sink.write(extent);
     }
-    sourceBytes = extent.offset + extent.length;
+    // The furthest byte delivered: the end of the copy, whatever order the extents came in.
+    sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
   };
 
   let remainderSeen = false;

@@ -19,6 +19,8 @@ export interface CopyInput {
   progressTotal: number | null;
   /** For a source built in memory: its extents. */
   extents?: ExtentSource;
+  /** Its extents come in any order (ExtentInput.anyOrder). */
+  anyOrder?: boolean;
 }
 
 export function openSource(path: string): OpenedInput {
@@ -46,10 +48,24 @@ export interface ExtentInput {
   name: string;
   length: number;
   extents: ExtentSource;
+  /**
+   * The extents cover [0, length) exactly once but not in offset order (fsmaker writes the rootfs
+   * while GRUB is still being built). Only a file or a device can take them so, and nothing that
+   * needs the bytes in order may be asked for (digests, --max, padding).
+   */
+  anyOrder?: boolean;
 }
 
 export function describeExtentInput(source: ExtentInput): CopyInput {
-  return { name: source.name, input: null, compressed: false, knownLength: source.length, progressTotal: source.length, extents: source.extents };
+  return {
+    name: source.name,
+    input: null,
+    compressed: false,
+    knownLength: source.length,
+    progressTotal: source.length,
+    extents: source.extents,
+    anyOrder: source.anyOrder ?? false,
+  };
 }
 
 /**

@@ -28,7 +28,10 @@ export type ZeroPolicy = 'compare' | 'skip' | 'zeroout' | 'write';
 export const ZERO_POLICIES: readonly ZeroPolicy[] = ['compare', 'skip', 'zeroout', 'write'];
 
 export interface Sink {
-  /** Accepts extents in offset order; resolves when the sink can take more (backpressure). */
+  /**
+   * Accepts extents in offset order (a file or a device: in any order, never overlapping); resolves
+   * when the sink can take more (backpressure).
+   */
   write(extent: Extent): Promise<void>;
   /** Waits for every write, applies the final length / flush, and reports. */
   close(): Promise<SinkCounters>;
