@@ -30,6 +30,16 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** A copy of the system's GRUB files whose core.img grub-mkimage refuses as too big. */
+function paddedGrubDir(): string {
+  const grub = path.join(dir, 'fat-grub');
+  if (!fs.existsSync(grub)) {
+    for (const platform of ['i386-pc', 'x86_64-efi']) fs.cpSync(path.join('/usr/lib/grub', platform), path.join(grub, platform), { recursive: true });
+    fs.appendFileSync(path.join(grub, 'i386-pc', 'normal.mod'), patternBytes(600_000, 4));
+  }
+  return grub;
+}
+
 const partitionOf = (image: string, n: number, out: string): void => {
   expect(sparsecopy(['-q', '--from-partition', String(n), image, out]).status).toBe(0);
 };
@@ -117,10 +127,7 @@ describe('fsmaker errors: one line, a distinct exit code, no output left behind'
   it('a missing kernel: 23', () => expectRefusal(['-k', path.join(dir, 'no-kernel'), '-i', initrd, rootfs], 23, /cannot read the kernel/));
   it('GRUB files missing: 24, naming the Debian package', () => expectRefusal([...stand, '-g', path.join(dir, 'no-grub'), rootfs], 24, /grub-pc-bin/));
   it('core.img too large (a GRUB module padded past the 480 KiB limit of grub-mkimage): 25', () => {
-    const grub = path.join(dir, 'fat-grub');
-    for (const platform of ['i386-pc', 'x86_64-efi']) fs.cpSync(path.join('/usr/lib/grub', platform), path.join(grub, platform), { recursive: true });
-    fs.appendFileSync(path.join(grub, 'i386-pc', 'normal.mod'), patternBytes(600_000, 4));
-    expectRefusal([...stand, '-g', grub, rootfs], 25, /^fsmaker: core\.img built from .* is too large: .*core image is too big/);
+    expectRefusal([...stand, '-g', paddedGrubDir(), rootfs], 25, /^fsmaker: core\.img built from .* is too large: .*core image is too big/);
   });
 });
 
@@ -143,6 +150,17 @@ const loopReason = loopUnavailableReason();
 if (loopReason) console.warn(`skipping fsmaker block-device tests: ${loopReason}`);
 
 describe.skipIf(loopReason !== null)('fsmaker onto block devices', () => {
+  it('a GRUB failure (core.img too large: 25) leaves the device as it was: GRUB is built before any write', async () => {
+    const backing = path.join(dir, 'untouched.img');
+    const before = patternBytes(64 << 20, 11);
+    fs.writeFileSync(backing, before);
+    await withLoop(backing, (dev) => {
+      const r = fsmaker(['-q', ...stand, '-g', paddedGrubDir(), rootfs, dev]);
+      expect(r.status, r.stderr).toBe(25);
+    });
+    expect(fs.readFileSync(backing).equals(before)).toBe(true);
+  });
+
   it('writes the disk onto a loop device, and refuses one that is mounted (14)', async () => {
     const backing = path.join(dir, 'device.img');
     execFileSync('truncate', ['-s', '256M', backing]);
