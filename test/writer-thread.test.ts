@@ -55,6 +55,34 @@ describe('PositionalSink through a writer thread', () => {
     expect(released).toBeGreaterThan(10);
   });
 
+  it('holds few buffers when data comes in many small pieces (a bounded number of queued writes)', async () => {
+    await prestartWriterThread();
+    const file = path.join(dir, 'pieces');
+    const fd = fs.openSync(file, 'w');
+    const sink = sinkFor(fd, file);
+    let outstanding = 0;
+    let most = 0;
+    // 100 chunks of 2 MiB, each cut into 64 pieces of 4 KiB of data between 28 KiB of zeros.
+    for (let chunk = 0; chunk < 100; chunk++) {
+      const data = allocAligned(2 * MiB).fill(1);
+      outstanding++;
+      let pieces = 64;
+      const release = (): void => void (--pieces === 0 && outstanding--);
+      for (let p = 0; p < 64; p++) {
+        const at = chunk * 2 * MiB + p * 32 * 1024;
+        await sink.write({ offset: at, length: 4096, data: data.subarray(p * 32 * 1024, p * 32 * 1024 + 4096), release });
+        await sink.write({ offset: at + 4096, length: 28 * 1024 });
+        most = Math.max(most, outstanding);
+      }
+    }
+    await sink.close();
+    fs.closeSync(fd);
+    expect(outstanding).toBe(0);
+    // Bounded by the queue's batch count, not by its bytes (16 MiB of 4 KiB pieces is 4096 writes).
+    expect(most).toBeLessThanOrEqual(4);
+    expect(fs.statSync(file).size).toBe(99 * 2 * MiB + 63 * 32 * 1024 + 4096);
+  });
+
   it('a failed write comes back as a ToolError WRITE naming the destination and the range', async () => {
     await prestartWriterThread();
     const file = path.join(dir, 'ro');

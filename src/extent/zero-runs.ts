@@ -127,11 +127,25 @@ function findRuns(data: Buffer, offset: number, blockSize: number): Extent[] {
       runStart = blockStart;
       runIsZero = zero;
     }
+    // After a zero block, more zero blocks are likely (a filesystem's unused blocks, tables):
+    // take them in spans of 2, 4, 8... blocks, one compare each, until a span holds data.
+    if (zero) blockEnd = zeroSpanEnd(data, blockEnd, blockSize);
     blockStart = blockEnd;
     blockEnd = Math.min(length, blockEnd + blockSize);
   }
   runs.push(makeRun(data, offset, runStart, length, runIsZero === true));
   return runs;
+}
+
+/** Where the zeros that start at `start` (a block boundary) end, to a block boundary: galloping. */
+function zeroSpanEnd(data: Buffer, start: number, blockSize: number): number {
+  let end = start;
+  for (let span = 2 * blockSize; end < data.length; span *= 2) {
+    const next = Math.min(data.length, end + span);
+    if (!isZeroRange(data, end, next)) break;
+    end = next;
+  }
+  return end;
 }
 
 function makeRun(data: Buffer, offset: number, start: number, end: number, zero: boolean): Extent {

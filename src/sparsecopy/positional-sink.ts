@@ -53,8 +53,12 @@ export interface PositionalSinkOptions {
 
 const WRITE_BATCH_BYTES = 1 << 20;
 const CHECK_CHUNK_BYTES = 1 << 20;
-/** Bytes handed to the writer thread and not yet written: past this, the copy waits. */
+/**
+ * Bytes handed to the writer thread and not yet written: past this, the copy waits. Also a count
+ * of batches: data cut by zero runs holds whole source chunks for a few bytes of each.
+ */
 const MAX_QUEUED_BYTES = 16 << 20;
+const MAX_QUEUED_BATCHES = 16;
 
 /** A batch handed to the writer thread, kept until it is written. */
 interface QueuedBatch {
@@ -85,6 +89,7 @@ export class PositionalSink implements Sink {
   }
 
   async write(extent: Extent): Promise<void> {
+    this.reap(); // buffers written since the last call go back to their pools now
     const { capacity, baseOffset, name } = this.options;
     if (capacity != null && baseOffset + extent.offset + extent.length > capacity) {
       // Only a stream's size is unknown up front; a file or device source was refused earlier.
@@ -100,7 +105,7 @@ export class PositionalSink implements Sink {
       extent.release?.();
       await this.skipZeros(extent.offset, extent.length);
     }
-    if (this.queuedBytes > MAX_QUEUED_BYTES) await this.waitForWriter(MAX_QUEUED_BYTES / 2);
+    if (this.queuedBytes > MAX_QUEUED_BYTES || this.queued.length > MAX_QUEUED_BATCHES) await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2);
   }
 
   private addToBatch(data: Buffer, position: number, release?: () => void): void {
@@ -192,12 +197,12 @@ export class PositionalSink implements Sink {
     }
   }
 
-  /** Waits until at most `limit` bytes are queued for the writer thread. */
-  private async waitForWriter(limit: number): Promise<void> {
+  /** Waits until at most `limit` bytes in at most `batches` batches are queued for the writer thread. */
+  private async waitForWriter(limit: number, batches = 0): Promise<void> {
     const writer = this.writer;
     if (!writer) return;
     this.reap();
-    while (this.queuedBytes > limit) {
+    while (this.queuedBytes > limit || this.queued.length > batches) {
       await writer.waitUntilDone(this.queued[0]!.seq + 1);
       this.reap();
     }
