@@ -23,8 +23,9 @@ import { BufferPool } from './buffer-pool.js';
  * and fewer chunks cost less JavaScript per byte (zero detection, extents, the sink).
  */
 export const DEFAULT_CHUNK_BYTES = 2 << 20;
-/** Synchronous reads between turns of the event loop. */
+/** Synchronous reads between turns of the event loop (so that a signal is handled): bytes, or ms on a slow device. */
 const YIELD_EVERY_BYTES = 64 << 20;
+const YIELD_EVERY_MS = 100;
 
 export function chunkSizeFor(blockSize: number, preferred = DEFAULT_CHUNK_BYTES): number {
   if (blockSize >= preferred) return blockSize;
@@ -96,6 +97,7 @@ export async function* seekableSource(input: OpenedInput, options: SourceReadOpt
   const { chunkBytes } = options;
   const pool = new BufferPool(chunkBytes);
   let sinceYield = 0;
+  let lastYield = performance.now();
   for (const segment of allocationSegments(input, size, options.useHoleMap ?? true)) {
     if (!segment.data) {
       yield { offset: segment.offset, length: segment.length };
@@ -112,9 +114,10 @@ export async function* seekableSource(input: OpenedInput, options: SourceReadOpt
       if (n < length) return; // the input shrank while being read
       offset += length;
       // Every so often let the event loop turn, so a signal is handled mid-copy.
-      if ((sinceYield += length) >= YIELD_EVERY_BYTES) {
-        sinceYield = 0;
+      if ((sinceYield += length) >= YIELD_EVERY_BYTES || performance.now() - lastYield >= YIELD_EVERY_MS) {
         await new Promise(setImmediate);
+        sinceYield = 0;
+        lastYield = performance.now();
       }
     }
   }
