@@ -55,6 +55,26 @@ describe('PositionalSink through a writer thread', () => {
     expect(released).toBeGreaterThan(10);
   });
 
+  it('writes a batch of more buffers than pwritev takes at once (IOV_MAX, 1024)', async () => {
+    await prestartWriterThread();
+    const posts = vi.spyOn(WriterThread.prototype, 'post');
+    const file = path.join(dir, 'iov');
+    const fd = fs.openSync(file, 'w');
+    const sink = sinkFor(fd, file);
+    const expected = Buffer.alloc(4000 * 256);
+    for (let i = 0; i < 4000; i++) {
+      const piece = allocAligned(256).fill((i % 251) + 1);
+      piece.copy(expected, i * 256);
+      await sink.write({ offset: i * 256, length: 256, data: piece }); // contiguous: one batch
+    }
+    await sink.close();
+    fs.closeSync(fd);
+    const largest = Math.max(...posts.mock.calls.map(([command]) => command.buffers.length));
+    posts.mockRestore();
+    expect(largest).toBeGreaterThan(1024);
+    expect(fs.readFileSync(file).equals(expected)).toBe(true);
+  });
+
   it('holds few buffers when data comes in many small pieces (a bounded number of queued writes)', async () => {
     await prestartWriterThread();
     const file = path.join(dir, 'pieces');

@@ -29,14 +29,18 @@ const fs = require('node:fs');
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { control, port } = workerData;
 const [POSTED, DONE, READY, FAILED] = [0, 1, 2, 3];
+// pwritev takes at most IOV_MAX (1024) buffers, and may write less than it was given.
 function writeAll(fd, buffers, position) {
-  while (buffers.length > 0) {
-    let n = buffers.length === 1 ? fs.writeSync(fd, buffers[0], 0, buffers[0].length, position) : fs.writevSync(fd, buffers, position);
-    position += n;
-    let i = 0;
-    while (i < buffers.length && n >= buffers[i].length) n -= buffers[i++].length;
-    buffers = buffers.slice(i, i + 1024);
-    if (buffers.length > 0 && n > 0) buffers[0] = buffers[0].subarray(n);
+  for (let start = 0; start < buffers.length; start += 1024) {
+    let batch = buffers.slice(start, start + 1024);
+    while (batch.length > 0) {
+      let n = batch.length === 1 ? fs.writeSync(fd, batch[0], 0, batch[0].length, position) : fs.writevSync(fd, batch, position);
+      position += n;
+      let i = 0;
+      while (i < batch.length && n >= batch[i].length) n -= batch[i++].length;
+      batch = batch.slice(i);
+      if (batch.length > 0 && n > 0) batch[0] = batch[0].subarray(n);
+    }
   }
 }
 Atomics.store(control, READY, 1);
