@@ -109,25 +109,12 @@ export class WriterThread {
 
   /** Resolves once the thread runs. */
   async whenReady(): Promise<void> {
-    while (!this.ready) {
-      const wait = Atomics.waitAsync(this.control, READY, 0);
-      if (!wait.async) continue;
-      this.worker.ref();
-      try {
-        await wait.value;
-      } finally {
-        this.worker.unref();
-      }
-    }
+    while (!this.ready) await this.changeOf(READY, 0);
   }
 
   /** Commands finished (written or skipped after a failure), counted from 0. */
   get done(): number {
     return Atomics.load(this.control, DONE);
-  }
-
-  get pending(): number {
-    return this.posted - this.done;
   }
 
   /** The first failure, if any: later commands are skipped, not written. */
@@ -159,15 +146,20 @@ export class WriterThread {
     for (;;) {
       const done = this.done;
       if (done >= count || this.exited) return;
-      const wait = Atomics.waitAsync(this.control, DONE, done);
-      if (!wait.async) continue;
-      // A pending waitAsync does not keep the process alive; the (otherwise unref'd) thread does.
-      this.worker.ref();
-      try {
-        await wait.value;
-      } finally {
-        this.worker.unref();
-      }
+      await this.changeOf(DONE, done);
+    }
+  }
+
+  /** Resolves when the counter at `index` may no longer hold `value`, without blocking the event loop. */
+  private async changeOf(index: number, value: number): Promise<void> {
+    const wait = Atomics.waitAsync(this.control, index, value);
+    if (!wait.async) return;
+    // A pending waitAsync does not keep the process alive; the (otherwise unref'd) thread does.
+    this.worker.ref();
+    try {
+      await wait.value;
+    } finally {
+      this.worker.unref();
     }
   }
 
