@@ -241,3 +241,6 @@ export function useTempDir(prefix: string, onReady: (dir: string) => void): void
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 }
+
+/** The partition number of a `sfdisk -J` node ("/x/a.img5" -> 5, "/dev/loop0p5" -> 5). */
+export const nodeNumber = (device: string, node: string): number => Number(node.slice(device.length).replace(/^p/, ''));

@@ -16,7 +16,7 @@ import { typeByName, typeName } from '../src/partition/gpt-types.js';
 import { guidFromBytes, guidToBytes, isGuid, randomGuid } from '../src/partition/guid.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite, TableProblem } from '../src/partition/model.js';
 import { bufferReader, checkTable, detectGptSectorSize, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, useTempDir, newImageIn, sfdiskWrite } from './helpers.js';
+import { loopUnavailableReason, newImageIn, nodeNumber, sfdiskWrite, useTempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -60,8 +60,6 @@ function attrsToBits(text: string | undefined): bigint {
   }
   return bits;
 }
-
-const nodeNumber = (device: string, node: string): number => Number(node.slice(device.length).replace(/^p/, ''));
 
 /** The model with every field as `sfdisk -J` reports it. */
 function modelFromJson(j: GptJson, diskSectors: number): PartitionTable {

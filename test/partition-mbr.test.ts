@@ -14,7 +14,7 @@ import { typeName } from '../src/partition/gpt-types.js';
 import { mbrDriver, mergeMbrSector, serializeMbr } from '../src/partition/mbr.js';
 import type { Partition, PartitionTable, SectorReader, SectorWrite } from '../src/partition/model.js';
 import { bufferReader, checkTable, readTable } from '../src/partition/read.js';
-import { loopUnavailableReason, useTempDir, patternBytes, newImageIn, sfdiskWrite } from './helpers.js';
+import { loopUnavailableReason, newImageIn, nodeNumber, patternBytes, sfdiskWrite, useTempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -37,9 +37,6 @@ interface SfdiskJson {
 function sfdiskJson(target: string): SfdiskJson {
   return (JSON.parse(execFileSync('sfdisk', ['-J', target], { stdio: ['ignore', 'pipe', 'ignore'] }).toString()) as { partitiontable: SfdiskJson }).partitiontable;
 }
-
-/** The partition number of a `sfdisk -J` node ("/x/a.img5" -> 5, "/dev/loop0p5" -> 5). */
-const nodeNumber = (device: string, node: string): number => Number(node.slice(device.length).replace(/^p/, ''));
 
 /** The model as sfdisk reports it (no EBR positions: those are ours to reproduce). */
 function modelFromJson(j: SfdiskJson, diskSectors: number): PartitionTable {
