@@ -18,7 +18,7 @@ import { prestartWriterThread } from '../io/writer-thread.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
-import { copyExtents } from '../sparsecopy/copy.js';
+import { copyExtents, needsExtentsInOrder } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
 import { planFat, type FatFile } from './fat.js';
 import { detectFilesystem } from './fs-detect.js';
@@ -299,8 +299,7 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
  * written), a stream, a .gz or digests (they need the bytes in order): those wait for GRUB.
  */
 function takesExtentsInAnyOrder(options: FsmakerOptions): boolean {
-  const copy = options.copy ?? {};
-  if (options.output === '-' || copy.gzipLevel !== undefined || (copy.digests?.length ?? 0) > 0 || Object.keys(copy.verify ?? {}).length > 0) return false;
+  if (options.output === '-' || needsExtentsInOrder(options.copy ?? {})) return false;
   try {
     return fs.statSync(options.output).isFile();
   } catch {

@@ -65,11 +65,16 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
   }
 }
 
+type OrderOptions = Pick<SparseCopyOptions, 'gzipLevel' | 'digests' | 'verify' | 'maxBytes' | 'padBytes'>;
+
+/** Whether these options read the bytes in order, whatever the destination: gzip output, digests, --max, --pad. */
+export function needsExtentsInOrder(options: OrderOptions): boolean {
+  return options.gzipLevel !== undefined || digestsToCompute(options).length > 0 || options.maxBytes !== undefined || !!options.padBytes;
+}
+
 /** Extents in any order need a positional destination and nothing that reads them in order. */
 function refuseUnorderedInto(dest: OpenedDestination, options: SparseCopyOptions): void {
-  const needsOrder =
-    dest.kind === 'stream' || options.gzipLevel !== undefined || digestsToCompute(options).length > 0 || options.maxBytes !== undefined || !!options.padBytes;
-  if (needsOrder) {
+  if (dest.kind === 'stream' || needsExtentsInOrder(options)) {
     dest.discard();
     throw new Error(`copyExtents: ${dest.name}: extents out of order need a file or a device, without digests, --max or --pad`);
   }
@@ -250,7 +255,7 @@ function worthAWriterThread(source: CopyInput, dest: OpenedDestination, options:
   return source.knownLength === null || source.knownLength >= WRITER_THREAD_MIN_BYTES;
 }
 
-function digestsToCompute(options: SparseCopyOptions): DigestAlgorithm[] {
+function digestsToCompute(options: Pick<SparseCopyOptions, 'digests' | 'verify'>): DigestAlgorithm[] {
   const wanted = new Set<DigestAlgorithm>(options.digests ?? []);
   for (const algorithm of Object.keys(options.verify ?? {})) wanted.add(algorithm as DigestAlgorithm);
   return [...wanted];
