@@ -10,13 +10,13 @@ const SUFFIX_SHIFT: Record<string, number> = { b: 0, k: 10, m: 20, g: 30, t: 40,
 export function parseSize(text: string, blockSize: number, what = 'size'): number {
   const m = /^\s*(\d+)\s*(?:([bkmgtpe])(?:i?b)?)?\s*$/i.exec(text);
   if (!m?.[1]) {
-    throw new ToolError('USAGE', `sparsecopy: bad ${what} '${text}': expected a number of blocks or a number with a suffix B K M G T P E`);
+    throw new ToolError('USAGE', `bad ${what} '${text}': expected a number of blocks or a number with a suffix B K M G T P E`);
   }
   const count = Number(m[1]);
   const suffix = m[2]?.toLowerCase();
   const bytes = suffix === undefined ? count * blockSize : count * 2 ** (SUFFIX_SHIFT[suffix] ?? 0);
   if (!Number.isSafeInteger(bytes)) {
-    throw new ToolError('USAGE', `sparsecopy: bad ${what} '${text}': larger than ${Number.MAX_SAFE_INTEGER} bytes`);
+    throw new ToolError('USAGE', `bad ${what} '${text}': larger than ${Number.MAX_SAFE_INTEGER} bytes`);
   }
   return bytes;
 }

@@ -358,7 +358,7 @@ describe('GzipSink', () => {
         );
       expect(err).toBeInstanceOf(ToolError);
       expect((err as ToolError).code).toBe('WRITE');
-      expect((err as ToolError).message).toBe('sparsecopy: /dev/full: write failed at byte 0: no space left on device');
+      expect((err as ToolError).message).toBe('/dev/full: write failed at byte 0: no space left on device');
     } finally {
       await sink.abort();
       fs.closeSync(fd);

@@ -119,7 +119,7 @@ describe('PositionalSink through a writer thread', () => {
       );
       expect(err).toBeInstanceOf(ToolError);
       expect((err as ToolError).code).toBe('WRITE');
-      expect((err as ToolError).message).toBe(`sparsecopy: ${file}: write failed at bytes 0..${MiB}: bad file descriptor`);
+      expect((err as ToolError).message).toBe(`${file}: write failed at bytes 0..${MiB}: bad file descriptor`);
     } finally {
       await sink.abort();
       fs.closeSync(fd);

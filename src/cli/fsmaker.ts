@@ -8,7 +8,7 @@ import { ToolError } from '../errors.js';
 import { parseSize } from '../size.js';
 import { type FsmakerOptions, chooseBoot, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
 import { findGrubDirs } from '../fsmaker/grub-images.js';
-import { runMain } from './run.js';
+import { programLine, runMain } from './run.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -108,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
-  if (!output) throw new ToolError('USAGE', 'fsmaker: missing OUTPUTIMAGE (see --help)');
+  if (!output) throw new ToolError('USAGE', 'missing OUTPUTIMAGE (see --help)');
   const gzipLevel = raw.gzip || /\.gz$/i.test(output) ? 6 : undefined;
   const result = await makeBootableDisk({
     ...options,
@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
       gzipLevel,
       digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
       force: raw.force ?? false,
-      onWarning: (m) => (raw.quiet ? undefined : process.stderr.write(`${m}\n`)),
+      onWarning: (m) => (raw.quiet ? undefined : process.stderr.write(programLine('fsmaker', m))),
     },
   });
   const name = output.replace(/\.gz$/i, '');
@@ -132,4 +132,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-await runMain(() => main(process.argv));
+await runMain('fsmaker', () => main(process.argv));

@@ -17,7 +17,7 @@ import { relocateBackup } from '../partition/gpt.js';
 import { mergeMbrSector } from '../partition/mbr.js';
 import { prepareScriptTable } from '../partition/script-table.js';
 import { parseSize } from '../size.js';
-import { runMain } from './run.js';
+import { programLine, runMain } from './run.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -28,7 +28,7 @@ interface GlobalOptions {
 function sectorSizeOption(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (n !== 512 && n !== 4096) throw new ToolError('USAGE', `ptable: bad --sector-size '${text}': expected 512 or 4096`);
+  if (n !== 512 && n !== 4096) throw new ToolError('USAGE', `bad --sector-size '${text}': expected 512 or 4096`);
   return n;
 }
 
@@ -56,7 +56,7 @@ function loadTable(disk: Disk): PartitionTable {
   for (const p of problems) if (p.severity === 'warning' || table) process.stderr.write(`${formatProblem(disk.path, p)}\n`);
   if (!table) {
     const why = problems.find((p) => p.severity === 'error');
-    throw new ToolError('NO_TABLE', `ptable: ${disk.path}: ${why ? why.message : 'no partition table'}${why?.lba !== undefined ? ` (LBA ${why.lba})` : ''}`);
+    throw new ToolError('NO_TABLE', `${disk.path}: ${why ? why.message : 'no partition table'}${why?.lba !== undefined ? ` (LBA ${why.lba})` : ''}`);
   }
   return table;
 }
@@ -76,7 +76,7 @@ function commitTable(disk: Disk, table: PartitionTable): void {
   for (const w of writes) if (w.lba === 0) w.data = Buffer.concat([mergeMbrSector(disk.read(0, 1), w.data.subarray(0, 512)), w.data.subarray(512)]);
   writeSectors(disk, writes);
   const warning = rereadIfDevice(disk);
-  if (warning) process.stderr.write(`${warning}\n`);
+  if (warning) process.stderr.write(programLine('ptable', warning));
 }
 
 function buildCommand(): Command {
@@ -118,7 +118,7 @@ function buildCommand(): Command {
         const { label, problems } = checkTable(disk.read, disk.sectorSize, disk.sectors);
         for (const p of problems) process.stdout.write(`${formatProblem(path, p)}\n`);
         const errors = problems.filter((p) => p.severity === 'error').length;
-        if (errors > 0) throw new ToolError('CHECK_FAILED', `ptable: ${path}: ${errors} error(s) in the ${label ?? 'partition'} table`);
+        if (errors > 0) throw new ToolError('CHECK_FAILED', `${path}: ${errors} error(s) in the ${label ?? 'partition'} table`);
         process.stdout.write(`${path}: ${label} table OK${problems.length ? ` (${problems.length} warning(s))` : ''}\n`);
       }),
     );
@@ -152,7 +152,7 @@ function buildCommand(): Command {
         globals(),
         (disk) => {
           const table = loadTable(disk);
-          if (table.label !== 'gpt') throw new ToolError('USAGE', `ptable: ${path}: relocate applies to GPT disks; this one is ${table.label}`);
+          if (table.label !== 'gpt') throw new ToolError('USAGE', `${path}: relocate applies to GPT disks; this one is ${table.label}`);
           commitTable(disk, relocateBackup(table, disk.sectors));
         },
         true,
@@ -171,7 +171,7 @@ function buildCommand(): Command {
         (disk) => {
           const number = Number(n);
           let table = loadTable(disk);
-          if (!table.partitions.some((p) => p.number === number)) throw new ToolError('PARTITION_MISSING', `ptable: ${path}: no partition ${n}`);
+          if (!table.partitions.some((p) => p.number === number)) throw new ToolError('PARTITION_MISSING', `${path}: no partition ${n}`);
           if (table.label === "gpt") table = relocateBackup(table, disk.sectors); // a grown disk: use its new end
           commitTable(disk, growPartition(table, number));
         },
@@ -192,4 +192,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-await runMain(() => main(process.argv));
+await runMain('ptable', () => main(process.argv));

@@ -1,16 +1,23 @@
 /**
- * The only place that exits: runs a command's main, prints a ToolError as one line and exits
- * with its code; anything else is a bug and shows its stack.
+ * The only place that exits: runs a command's main, prints a ToolError as one line prefixed with
+ * the command's own name (library messages never name a program: the same error reads
+ * "ptable: ..." from ptable and "sparsecopy: ..." from sparsecopy) and exits with its code;
+ * anything else is a bug and shows its stack.
  */
 import { ToolError } from '../errors.js';
 
-export async function runMain(main: () => Promise<number>): Promise<void> {
+export type ProgramName = 'sparsecopy' | 'ptable' | 'fsmaker';
+
+/** A message line as the command prints it. */
+export const programLine = (program: ProgramName, message: string): string => `${program}: ${message}\n`;
+
+export async function runMain(program: ProgramName, main: () => Promise<number>): Promise<void> {
   let code: number;
   try {
     code = await main();
   } catch (err) {
     if (err instanceof ToolError) {
-      process.stderr.write(`${err.message}\n`);
+      process.stderr.write(programLine(program, err.message));
       if (process.argv.includes('--debug') && err.stack) process.stderr.write(`${err.stack}\n`);
       code = err.exitCode;
     } else {

@@ -10,7 +10,7 @@ import { type CopySummary, type SparseCopyOptions, sparseCopy } from '../sparsec
 import { ZERO_POLICIES, type ZeroPolicy } from '../sparsecopy/sink.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
-import { runMain } from './run.js';
+import { programLine, runMain } from './run.js';
 import { runExitCleanups } from '../io/exit-cleanup.js';
 
 const SIGNAL_GRACE_MS = 500;
@@ -110,13 +110,13 @@ function buildCommand(): Command {
 /** Sizes are parsed after -b, because a bare number is a count of blocks (v0.10). */
 export function toCopyOptions(source: string, destination: string, raw: RawOptions): SparseCopyOptions {
   const blockSize = raw.blocksize === undefined ? 512 : parseSize(raw.blocksize, 512, 'block size');
-  if (blockSize <= 0) throw new ToolError('USAGE', `sparsecopy: bad block size ${blockSize}`);
+  if (blockSize <= 0) throw new ToolError('USAGE', `bad block size ${blockSize}`);
   const size = (text: string | undefined, what: string) => (text === undefined ? undefined : parseSize(text, blockSize, what));
   if (raw.nocheck && raw.zero !== undefined && raw.zero !== 'skip') {
-    throw new ToolError('USAGE', `sparsecopy: -n (skip the blank check) contradicts --zero=${raw.zero}`);
+    throw new ToolError('USAGE', `-n (skip the blank check) contradicts --zero=${raw.zero}`);
   }
   const pad = size(raw.pad, 'pad size');
-  if (pad === 0) throw new ToolError('USAGE', 'sparsecopy: bad pad size 0');
+  if (pad === 0) throw new ToolError('USAGE', 'bad pad size 0');
   return {
     source,
     destination,
@@ -147,7 +147,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
 function partitionNumber(text: string | undefined, option: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new ToolError('USAGE', `sparsecopy: bad ${option} '${text}': expected a partition number (1, 2, ...)`);
+  if (!Number.isInteger(n) || n < 1) throw new ToolError('USAGE', `bad ${option} '${text}': expected a partition number (1, 2, ...)`);
   return n;
 }
 
@@ -157,7 +157,7 @@ const DEFAULT_GZIP_LEVEL = 6;
 function gzipLevelOf(destination: string, raw: RawOptions): number | undefined {
   if (raw.gzipLevel !== undefined) {
     const level = Number(raw.gzipLevel);
-    if (!Number.isInteger(level) || level < 1 || level > 9) throw new ToolError('USAGE', `sparsecopy: bad gzip level '${raw.gzipLevel}': expected 1 to 9`);
+    if (!Number.isInteger(level) || level < 1 || level > 9) throw new ToolError('USAGE', `bad gzip level '${raw.gzipLevel}': expected 1 to 9`);
     return level;
   }
   if (raw.gzip) return DEFAULT_GZIP_LEVEL;
@@ -167,7 +167,7 @@ function gzipLevelOf(destination: string, raw: RawOptions): number | undefined {
 
 function hexDigest(text: string, length: number, option: string): string {
   const hex = text.trim().toLowerCase();
-  if (!new RegExp(`^[0-9a-f]{${length}}$`).test(hex)) throw new ToolError('USAGE', `sparsecopy: bad ${option} value '${text}': expected ${length} hex digits`);
+  if (!new RegExp(`^[0-9a-f]{${length}}$`).test(hex)) throw new ToolError('USAGE', `bad ${option} value '${text}': expected ${length} hex digits`);
   return hex;
 }
 
@@ -219,20 +219,20 @@ async function main(argv: string[]): Promise<number> {
     progress?.update(p);
   };
   options.onWarning = (message) => {
-    if (!quiet) process.stderr.write(`${message}\n`);
+    if (!quiet) process.stderr.write(programLine('sparsecopy', message));
   };
 
   const controller = new AbortController();
   options.signal = controller.signal;
   const onSignal = (signal: NodeJS.Signals) => {
     const exitCode = signal === 'SIGTERM' ? 143 : 130;
-    const error = new ToolError('INTERRUPTED', `sparsecopy: interrupted by ${signal}; ${destination}: left as it was`, { exitCode });
+    const error = new ToolError('INTERRUPTED', `interrupted by ${signal}; ${destination}: left as it was`, { exitCode });
     controller.abort(error);
     // The copy notices the abort between chunks; a read blocked on an idle pipe never returns, so
     // after a grace period the temporary output is removed here and the process ends.
     setTimeout(() => {
       runExitCleanups();
-      process.stderr.write(`${error.message}\n`);
+      process.stderr.write(programLine('sparsecopy', error.message));
       process.exit(exitCode);
     }, SIGNAL_GRACE_MS).unref();
   };
@@ -255,4 +255,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-await runMain(() => main(process.argv));
+await runMain('sparsecopy', () => main(process.argv));

@@ -68,7 +68,7 @@ async function* compressedChunks(input: OpenedInput, onRead: (n: number) => void
     return readAt(input.fd, buffer, length, at).then(
       (n) => buffer.subarray(0, n),
       (err: unknown) => {
-        throw new ToolError('SOURCE_READ', `sparsecopy: ${input.name}: read failed: ${describeSystemError(err)}`, { cause: err });
+        throw new ToolError('SOURCE_READ', `${input.name}: read failed: ${describeSystemError(err)}`, { cause: err });
       },
     );
   };
@@ -148,7 +148,7 @@ function corruptInput(input: OpenedInput, err: unknown, compressedRead: number, 
     what = `corrupt gzip data (${message})`;
     at = Math.max(consumed, 0);
   }
-  return new ToolError('CORRUPT_INPUT', `sparsecopy: ${input.name}: ${what} at compressed byte ${at} (after ${outputBytes} bytes of output)`, {
+  return new ToolError('CORRUPT_INPUT', `${input.name}: ${what} at compressed byte ${at} (after ${outputBytes} bytes of output)`, {
     cause: err,
   });
 }

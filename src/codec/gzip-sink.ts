@@ -257,7 +257,7 @@ export class GzipSink implements Sink {
         this.queue.shift();
         this.piecesQueued--;
         if (head.error) {
-          this.failure = new ToolError('WRITE', `sparsecopy: ${this.options.name}: compression failed: ${describeSystemError(head.error)}`, {
+          this.failure = new ToolError('WRITE', `${this.options.name}: compression failed: ${describeSystemError(head.error)}`, {
             cause: head.error,
           });
           break;
@@ -293,7 +293,7 @@ export class GzipSink implements Sink {
       return true;
     } catch (err) {
       const at = (this.start ?? 0) + this.written;
-      this.failure = new ToolError('WRITE', `sparsecopy: ${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, {
+      this.failure = new ToolError('WRITE', `${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, {
         cause: err,
       });
       return false;

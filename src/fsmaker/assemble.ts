@@ -75,7 +75,7 @@ function fileBytes(file: string, what: string): { bytes: () => Buffer; size: num
     const size = fs.statSync(file).size;
     return { bytes: () => fs.readFileSync(file), size, from: file };
   } catch (err) {
-    throw new ToolError('KERNEL_MISSING', `fsmaker: ${file}: cannot read the ${what}: ${describeSystemError(err)}`);
+    throw new ToolError('KERNEL_MISSING', `${file}: cannot read the ${what}: ${describeSystemError(err)}`);
   }
 }
 
@@ -85,7 +85,7 @@ export function inspectRootfs(rootImage: string): { type: string; uuid?: string;
   try {
     fd = fs.openSync(rootImage, 'r');
   } catch (err) {
-    throw new ToolError('ROOTFS_OPEN', `fsmaker: ${rootImage}: cannot open the root filesystem: ${describeSystemError(err)}`);
+    throw new ToolError('ROOTFS_OPEN', `${rootImage}: cannot open the root filesystem: ${describeSystemError(err)}`);
   }
   const size = fs.fstatSync(fd).size;
   const read = (offset: number, length: number): Buffer => {
@@ -94,8 +94,8 @@ export function inspectRootfs(rootImage: string): { type: string; uuid?: string;
     return b.subarray(0, n);
   };
   const found = detectFilesystem(read);
-  if (!found) throw new ToolError('ROOTFS_UNKNOWN', `fsmaker: ${rootImage}: not a filesystem fsmaker knows (ext2/3/4, xfs, btrfs, squashfs, erofs, vfat)`);
-  if (found.corrupt) throw new ToolError('ROOTFS_UNKNOWN', `fsmaker: ${rootImage}: corrupt ${found.type} superblock: ${found.corrupt}`);
+  if (!found) throw new ToolError('ROOTFS_UNKNOWN', `${rootImage}: not a filesystem fsmaker knows (ext2/3/4, xfs, btrfs, squashfs, erofs, vfat)`);
+  if (found.corrupt) throw new ToolError('ROOTFS_UNKNOWN', `${rootImage}: corrupt ${found.type} superblock: ${found.corrupt}`);
   return { type: found.type, uuid: found.uuid, label: found.label, size, read };
 }
 
@@ -109,7 +109,7 @@ function defaultBootAssets(): { kernel: string; modules: string; busybox: string
   if (cached.status === 'ok') return { kernel: cached.kernel, modules: cached.modulesDir, busybox: cached.busybox };
   const script = path.join(repoRoot(), 'scripts/fetch-kernel.sh');
   const r = spawnSync('sh', [script], { encoding: 'utf8' });
-  if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `fsmaker: no kernel given and the default one is not available: ${r.stderr.trim().split('\n').pop()}`);
+  if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `no kernel given and the default one is not available: ${r.stderr.trim().split('\n').pop()}`);
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '';
   return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX') };
 }
@@ -215,7 +215,7 @@ function formatSpare(type: string, bytes: number, workDir: string): string {
   fs.truncateSync(file, bytes);
   const r = spawnSync(`mkfs.${type}`, type.startsWith('ext') ? ['-q', '-F', file] : [file], { encoding: 'utf8' });
   if (r.error || r.status !== 0) {
-    throw new ToolError('SPARE_MKFS', `fsmaker: mkfs.${type} for the spare partition failed: ${r.error ? describeSystemError(r.error) : r.stderr.trim().split('\n').pop()}`);
+    throw new ToolError('SPARE_MKFS', `mkfs.${type} for the spare partition failed: ${r.error ? describeSystemError(r.error) : r.stderr.trim().split('\n').pop()}`);
   }
   return file;
 }
@@ -231,7 +231,7 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
   const grubDirs = findGrubDirs(options.grubDir);
   const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware !== 'uefi' : firmware !== 'bios'));
   if (needed.length > 0) {
-    throw new ToolError('GRUB_MISSING', `fsmaker: GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
+    throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
   }
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fsmaker-'));
   let building: Promise<GrubImages> | null = null;

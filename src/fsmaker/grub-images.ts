@@ -104,12 +104,12 @@ async function mkimage(exe: string, format: string, dir: string, earlyCfg: strin
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {
-      throw new ToolError('GRUB_MISSING', `fsmaker: grub-mkimage not found (${exe}): install the Debian package grub-common`);
+      throw new ToolError('GRUB_MISSING', `grub-mkimage not found (${exe}): install the Debian package grub-common`);
     }
     const why = (e.stderr ?? e.message).trim().split('\n').pop() ?? '';
     // GRUB's own limit for i386-pc (480 KiB, below the room fsmaker leaves) is the one that bites.
-    if (/core image is too big/.test(why)) throw new ToolError('CORE_TOO_LARGE', `fsmaker: core.img built from ${dir} is too large: ${why}`);
-    throw new ToolError('GRUB_MISSING', `fsmaker: grub-mkimage -O ${format} with the files in ${dir} failed: ${why}`);
+    if (/core image is too big/.test(why)) throw new ToolError('CORE_TOO_LARGE', `core.img built from ${dir} is too large: ${why}`);
+    throw new ToolError('GRUB_MISSING', `grub-mkimage -O ${format} with the files in ${dir} failed: ${why}`);
   }
   return fs.readFileSync(out);
 }

@@ -101,7 +101,7 @@ export function planDisk(request: LayoutRequest): DiskLayout {
   const minimumSectors = alignUp(next + tailSectors, ALIGN_SECTORS);
   const requestedSectors = request.totalBytes === undefined ? minimumSectors : Math.floor(request.totalBytes / 4096) * (4096 / SECTOR);
   if (requestedSectors < minimumSectors) {
-    throw new ToolError('USAGE', `fsmaker: the rootfs (${request.rootBytes} bytes) and the boot partition (${request.bootBytes} bytes) need ${minimumSectors * SECTOR} bytes; --size allows ${requestedSectors * SECTOR}`);
+    throw new ToolError('USAGE', `the rootfs (${request.rootBytes} bytes) and the boot partition (${request.bootBytes} bytes) need ${minimumSectors * SECTOR} bytes; --size allows ${requestedSectors * SECTOR}`);
   }
   const diskSectors = requestedSectors;
   // Spare space: from the end of root to the last usable LBA (aligned down), when at least 1 MiB.
@@ -141,7 +141,7 @@ export function planDisk(request: LayoutRequest): DiskLayout {
   const coreLba = label === 'mbr' ? 1 : biosBoot!.startLba;
   const coreRoomSectors = label === 'mbr' ? boot.startLba - 1 : biosBoot!.sectors;
   if (request.coreSectors > coreRoomSectors) {
-    throw new ToolError('USAGE', `fsmaker: core.img needs ${request.coreSectors} sectors; the ${label === 'mbr' ? 'gap after the MBR' : 'BIOS boot partition'} holds ${coreRoomSectors}`);
+    throw new ToolError('USAGE', `core.img needs ${request.coreSectors} sectors; the ${label === 'mbr' ? 'gap after the MBR' : 'BIOS boot partition'} holds ${coreRoomSectors}`);
   }
   return {
     table,

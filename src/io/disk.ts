@@ -33,12 +33,12 @@ export function openDisk(path: string, options: OpenDiskOptions = {}): Disk {
     const flags = options.writable ? fs.constants.O_RDWR | (options.create ? fs.constants.O_CREAT : 0) : fs.constants.O_RDONLY;
     fd = fs.openSync(path, flags, 0o666);
   } catch (err) {
-    throw new ToolError('DISK_OPEN', `ptable: ${path}: cannot open: ${describeSystemError(err)}`, { cause: err });
+    throw new ToolError('DISK_OPEN', `${path}: cannot open: ${describeSystemError(err)}`, { cause: err });
   }
   const stat = fs.fstatSync(fd);
   if (!stat.isFile() && !stat.isBlockDevice()) {
     fs.closeSync(fd);
-    throw new ToolError('DISK_OPEN', `ptable: ${path}: not a disk image or block device`);
+    throw new ToolError('DISK_OPEN', `${path}: not a disk image or block device`);
   }
   const isBlockDevice = stat.isBlockDevice();
   const sectorSize = isBlockDevice ? deviceSectorSize(fd) : (options.sectorSize ?? 512);
@@ -59,7 +59,7 @@ export function openDisk(path: string, options: OpenDiskOptions = {}): Disk {
           got += n;
         }
       } catch (err) {
-        throw new ToolError('DISK_IO', `ptable: ${path}: read failed at LBA ${lba}: ${describeSystemError(err)}`, { cause: err });
+        throw new ToolError('DISK_IO', `${path}: read failed at LBA ${lba}: ${describeSystemError(err)}`, { cause: err });
       }
       return buffer;
     },
@@ -71,7 +71,7 @@ export function openDisk(path: string, options: OpenDiskOptions = {}): Disk {
 export function ensureDiskSectors(disk: Disk, sectors: number): void {
   if (disk.sectors >= sectors) return;
   if (disk.isBlockDevice) {
-    throw new ToolError('DISK_IO', `ptable: ${disk.path}: the table needs ${sectors} sectors, the device has ${disk.sectors}`);
+    throw new ToolError('DISK_IO', `${disk.path}: the table needs ${sectors} sectors, the device has ${disk.sectors}`);
   }
   fs.ftruncateSync(disk.fd, sectors * disk.sectorSize);
   disk.sectors = sectors;
@@ -83,7 +83,7 @@ export function writeSectors(disk: Disk, writes: SectorWrite[]): void {
       let done = 0;
       while (done < w.data.length) done += fs.writeSync(disk.fd, w.data, done, w.data.length - done, w.lba * disk.sectorSize + done);
     } catch (err) {
-      throw new ToolError('DISK_IO', `ptable: ${disk.path}: write failed at LBA ${w.lba}: ${describeSystemError(err)}`, { cause: err });
+      throw new ToolError('DISK_IO', `${disk.path}: write failed at LBA ${w.lba}: ${describeSystemError(err)}`, { cause: err });
     }
   }
   fs.fsyncSync(disk.fd);
@@ -94,7 +94,7 @@ export function rereadIfDevice(disk: Disk): string | null {
   if (!disk.isBlockDevice) return null;
   const r = rereadPartitionTable(disk.fd);
   if (r.ok) return null;
-  return `ptable: ${disk.path}: partition table written, but the kernel did not re-read it (errno ${r.errno}${r.errno === 22 ? ', EINVAL: no partition scanning on this device' : ''})`;
+  return `${disk.path}: partition table written, but the kernel did not re-read it (errno ${r.errno}${r.errno === 22 ? ', EINVAL: no partition scanning on this device' : ''})`;
 }
 
 export const isMissing = (err: unknown): boolean => systemErrorCode(err) === 'ENOENT';

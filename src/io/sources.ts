@@ -77,7 +77,7 @@ function* allocationSegments(input: OpenedInput, size: number, useHoleMap: boole
 }
 
 function readFailure(input: OpenedInput, offset: number, err: unknown): ToolError {
-  return new ToolError('SOURCE_READ', `sparsecopy: ${input.name}: read failed at byte ${offset}: ${describeSystemError(err)}`, {
+  return new ToolError('SOURCE_READ', `${input.name}: read failed at byte ${offset}: ${describeSystemError(err)}`, {
     cause: err,
   });
 }

@@ -29,10 +29,10 @@ export function prepareScriptTable(script: string, target: ScriptTarget): Partit
   let diskSectors = target.diskSectors;
   if (diskSectors === 0) {
     diskSectors = sizeFromHeaders(script, target.sectorSize) ?? 0;
-    if (diskSectors === 0) throw new ToolError('USAGE', `ptable: ${target.path}: empty or new image: give its size with --size (e.g. --size 2G)`);
+    if (diskSectors === 0) throw new ToolError('USAGE', `${target.path}: empty or new image: give its size with --size (e.g. --size 2G)`);
   }
   const result = parseSfdiskScript(script, { sectorSize: target.sectorSize, diskSectors });
-  if (!result.ok) throw new ToolError('SCRIPT', `ptable: ${target.path}: script line ${result.error.line}: ${result.error.message}`);
+  if (!result.ok) throw new ToolError('SCRIPT', `${target.path}: script line ${result.error.line}: ${result.error.message}`);
   const parsed = result.table;
   const id = parsed.id ?? (parsed.label === 'gpt' ? randomGuid() : formatDiskId(crypto().randomBytes(4).readUInt32LE(0) || 1));
   const partitions = parsed.partitions.map((p) => (parsed.label === 'gpt' && !p.uuid ? { ...p, uuid: randomGuid() } : p));

@@ -24,7 +24,7 @@ export type { CopyProgress, CopySummary, SparseCopyOptions } from './options.js'
 export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummary> {
   const started = performance.now();
   const blockSize = options.blockSize ?? 512;
-  if (!(blockSize > 0)) throw new ToolError('USAGE', `sparsecopy: bad block size ${blockSize}`);
+  if (!(blockSize > 0)) throw new ToolError('USAGE', `bad block size ${blockSize}`);
   refuseIncompatibleOptions(options);
 
   const input = openSource(options.source);
@@ -82,12 +82,12 @@ function refuseUnorderedInto(dest: OpenedDestination, options: SparseCopyOptions
 
 function refuseIncompatibleOptions(options: SparseCopyOptions): void {
   if (options.toPartition !== undefined && (options.seekBytes || options.gzipLevel !== undefined)) {
-    throw new ToolError('USAGE', `sparsecopy: --to-partition cannot be combined with ${options.seekBytes ? '--seek' : 'gzip output'}`);
+    throw new ToolError('USAGE', `--to-partition cannot be combined with ${options.seekBytes ? '--seek' : 'gzip output'}`);
   }
   if (options.gzipLevel === undefined) return;
   const clash = options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
-  if (clash) throw new ToolError('USAGE', `sparsecopy: ${clash} cannot be used with gzip output (${options.destination})`);
-  if (!(options.gzipLevel >= 1 && options.gzipLevel <= 9)) throw new ToolError('USAGE', `sparsecopy: bad gzip level ${options.gzipLevel}: expected 1 to 9`);
+  if (clash) throw new ToolError('USAGE', `${clash} cannot be used with gzip output (${options.destination})`);
+  if (!(options.gzipLevel >= 1 && options.gzipLevel <= 9)) throw new ToolError('USAGE', `bad gzip level ${options.gzipLevel}: expected 1 to 9`);
 }
 
 /**
@@ -98,7 +98,7 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
   const { input } = source;
   const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
   if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
-    throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
+    throw new ToolError('MORE_THAN_MAX', `${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
   const dest = openDestination({
     path: options.destination,
@@ -108,12 +108,12 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
   });
   try {
     if (dest.stat && input && sameTarget(input.stat, dest.stat)) {
-      throw new ToolError('SAME_FILE', `sparsecopy: ${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
+      throw new ToolError('SAME_FILE', `${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
     }
     const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
     const seekBytes = effective.seekBytes ?? 0;
     if (dest.kind === 'stream' && seekBytes > 0) {
-      throw new ToolError('SEEK', `sparsecopy: ${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
+      throw new ToolError('SEEK', `${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
     }
     if (dest.capacity !== null) refuseIfTooLarge(source, dest, effective, seekBytes, dest.capacity);
     return { dest, effective };
@@ -125,8 +125,8 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
 
 /** --to-partition: the copy starts at the partition and may not pass its end. */
 function intoPartition(dest: OpenedDestination, options: SparseCopyOptions, number: number): SparseCopyOptions {
-  if (dest.kind === 'stream') throw new ToolError('USAGE', `sparsecopy: ${dest.name}: --to-partition needs a disk image or a block device`);
-  if (dest.oldLength === 0) throw new ToolError('NO_PARTITION', `sparsecopy: ${dest.name}: empty or new destination: it has no partition ${number}`);
+  if (dest.kind === 'stream') throw new ToolError('USAGE', `${dest.name}: --to-partition needs a disk image or a block device`);
+  if (dest.oldLength === 0) throw new ToolError('NO_PARTITION', `${dest.name}: empty or new destination: it has no partition ${number}`);
   const range = locateDestinationPartition(dest.name, dest.fd, dest.kind === 'block', dest.capacity ?? dest.oldLength, number);
   dest.capacity = range.offset + range.length;
   return { ...options, seekBytes: range.offset };
@@ -134,7 +134,7 @@ function intoPartition(dest: OpenedDestination, options: SparseCopyOptions, numb
 
 function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, seekBytes: number, capacity: number): void {
   if (seekBytes > capacity) {
-    throw new ToolError('SEEK', `sparsecopy: ${dest.name}: --seek ${seekBytes} is past the end of the device (${capacity} bytes)`);
+    throw new ToolError('SEEK', `${dest.name}: --seek ${seekBytes} is past the end of the device (${capacity} bytes)`);
   }
   const declared = minimumLength(source);
   if (declared === null) return;
@@ -142,7 +142,7 @@ function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: S
   if (options.padBytes) length = Math.ceil(length / options.padBytes) * options.padBytes;
   if (seekBytes + length > capacity) {
     const what = source.compressed ? `declares ${declared} uncompressed bytes` : `(${length} bytes at offset ${seekBytes})`;
-    throw new ToolError('DOES_NOT_FIT', `sparsecopy: ${dest.name}: source ${source.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
+    throw new ToolError('DOES_NOT_FIT', `${dest.name}: source ${source.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
   }
 }
 
@@ -202,7 +202,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     }
     if (options.signal?.aborted) throw abortError(options.signal);
     if (probeRemainder && remainderSeen) {
-      throw new ToolError('MORE_THAN_MAX', `sparsecopy: ${source.name}: more data after --max ${options.maxBytes} bytes`);
+      throw new ToolError('MORE_THAN_MAX', `${source.name}: more data after --max ${options.maxBytes} bytes`);
     }
     const padded = paddingFor(sourceBytes, options.padBytes);
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
@@ -276,7 +276,7 @@ function verifyDigests(actual: Partial<Record<string, string>>, expected: Partia
     if (want === undefined || got === want.toLowerCase()) continue;
     const outcome =
       dest.kind === 'block' ? 'the data was written to the device and does not match' : dest.kind === 'stream' ? 'the output was already sent' : 'nothing written';
-    throw new ToolError('DIGEST_MISMATCH', `sparsecopy: ${dest.name}: ${algorithm} mismatch: expected ${want.toLowerCase()}, computed ${got}; ${outcome}`);
+    throw new ToolError('DIGEST_MISMATCH', `${dest.name}: ${algorithm} mismatch: expected ${want.toLowerCase()}, computed ${got}; ${outcome}`);
   }
 }
 
@@ -292,7 +292,7 @@ function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOption
 
 function abortError(signal: AbortSignal): ToolError {
   const reason = signal.reason instanceof ToolError ? signal.reason : null;
-  return reason ?? new ToolError('INTERRUPTED', 'sparsecopy: interrupted; destination left as it was');
+  return reason ?? new ToolError('INTERRUPTED', 'interrupted; destination left as it was');
 }
 
 export type { OpenedInput };

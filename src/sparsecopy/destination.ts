@@ -46,7 +46,7 @@ export interface OpenedDestination {
 }
 
 function destinationError(name: string, err: unknown, what = 'cannot open destination'): ToolError {
-  return new ToolError('DEST_OPEN', `sparsecopy: ${name}: ${what}: ${describeSystemError(err)}`, { cause: err });
+  return new ToolError('DEST_OPEN', `${name}: ${what}: ${describeSystemError(err)}`, { cause: err });
 }
 
 function statOrNull(p: string): fs.Stats | null {
@@ -70,7 +70,7 @@ function creationPath(p: string): string {
     }
     current = path.resolve(path.dirname(current), link);
   }
-  throw new ToolError('DEST_OPEN', `sparsecopy: ${p}: cannot open destination: too many levels of symbolic links`);
+  throw new ToolError('DEST_OPEN', `${p}: cannot open destination: too many levels of symbolic links`);
 }
 
 export function openDestination(request: DestinationRequest): OpenedDestination {
@@ -80,9 +80,9 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
   const kind = stat ? kindOf(stat) : 'file';
   switch (kind) {
     case 'directory':
-      throw new ToolError('DEST_OPEN', `sparsecopy: ${name}: cannot open destination: is a directory`);
+      throw new ToolError('DEST_OPEN', `${name}: cannot open destination: is a directory`);
     case 'block':
-      if (request.compressed) throw new ToolError('USAGE', `sparsecopy: ${name}: gzip output to a block device makes no sense; write the image itself`);
+      if (request.compressed) throw new ToolError('USAGE', `${name}: gzip output to a block device makes no sense; write the image itself`);
       return blockDestination(name, stat!, request.force);
     case 'pipe':
     case 'char':
@@ -111,7 +111,7 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
   if (!force) {
     const use = findDeviceUse(stat.rdev);
     if (use.inUse) {
-      throw new ToolError('DEST_IN_USE', `sparsecopy: ${name}: device is in use (${use.reason}); refusing to write (use --force to override)`);
+      throw new ToolError('DEST_IN_USE', `${name}: device is in use (${use.reason}); refusing to write (use --force to override)`);
     }
   }
   let fd: number;
@@ -121,7 +121,7 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
     fd = fs.openSync(name, fs.constants.O_RDWR | (force ? 0 : fs.constants.O_EXCL));
   } catch (err) {
     if (systemErrorCode(err) === 'EBUSY') {
-      throw new ToolError('DEST_IN_USE', `sparsecopy: ${name}: device is in use (opened exclusively elsewhere); refusing to write (use --force to override)`);
+      throw new ToolError('DEST_IN_USE', `${name}: device is in use (opened exclusively elsewhere); refusing to write (use --force to override)`);
     }
     throw destinationError(name, err);
   }

@@ -27,7 +27,7 @@ export function openSource(path: string): OpenedInput {
   try {
     return openInput(path);
   } catch (err) {
-    throw new ToolError('SOURCE_OPEN', `sparsecopy: ${path === '-' ? 'stdin' : path}: cannot open source: ${describeSystemError(err)}`, {
+    throw new ToolError('SOURCE_OPEN', `${path === '-' ? 'stdin' : path}: cannot open source: ${describeSystemError(err)}`, {
       cause: err,
     });
   }

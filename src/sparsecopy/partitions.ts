@@ -45,10 +45,10 @@ export function locatePartition(name: string, read: SectorReader, sectorSize: nu
   const { table, problems } = readTable(read, sectorSize, diskSectors);
   if (!table) {
     const why = problems.find((p) => p.severity === 'error')?.message ?? 'no partition table';
-    throw new ToolError('NO_PARTITION', `sparsecopy: ${name}: cannot read its partition table: ${why}`);
+    throw new ToolError('NO_PARTITION', `${name}: cannot read its partition table: ${why}`);
   }
   const p: Partition | undefined = table.partitions.find((x) => x.number === number);
-  if (!p) throw new ToolError('NO_PARTITION', `sparsecopy: ${name}: no partition ${number} in its ${table.label} table`);
+  if (!p) throw new ToolError('NO_PARTITION', `${name}: no partition ${number} in its ${table.label} table`);
   return { offset: p.start * sectorSize, length: p.size * sectorSize };
 }
 
@@ -58,7 +58,7 @@ export function narrowSeekableInput(input: OpenedInput, number: number): void {
   const sectorSize = sectorSizeOf(input.fd, input.kind === 'block', () => fdReader(input.fd, 512, input.startOffset)(0, 16));
   const range = locatePartition(input.name, fdReader(input.fd, sectorSize, input.startOffset), sectorSize, Math.floor(size / sectorSize), number);
   if (range.offset + range.length > size) {
-    throw new ToolError('NO_PARTITION', `sparsecopy: ${input.name}: partition ${number} ends at byte ${range.offset + range.length}, past the end (${size})`);
+    throw new ToolError('NO_PARTITION', `${input.name}: partition ${number} ends at byte ${range.offset + range.length}, past the end (${size})`);
   }
   input.startOffset += range.offset;
   input.size = range.length;
@@ -125,7 +125,7 @@ export async function* partitionOfStream(name: string, extents: ExtentSource, nu
   }
   await iterator.return?.();
   if (produced < range.length) {
-    throw new ToolError('SOURCE_READ', `sparsecopy: ${name}: ended at byte ${range.offset + produced}, inside partition ${number} (which ends at byte ${end})`);
+    throw new ToolError('SOURCE_READ', `${name}: ended at byte ${range.offset + produced}, inside partition ${number} (which ends at byte ${end})`);
   }
 }
 
@@ -153,8 +153,8 @@ export function relocateGptAfterCopy(name: string, fd: number, isBlockDevice: bo
     }
     fs.fsyncSync(fd);
   } catch (err) {
-    throw new ToolError('WRITE', `sparsecopy: ${name}: relocating the backup GPT failed: ${describeSystemError(err)}`, { cause: err });
+    throw new ToolError('WRITE', `${name}: relocating the backup GPT failed: ${describeSystemError(err)}`, { cause: err });
   }
   if (isBlockDevice) rereadPartitionTable(fd);
-  return `sparsecopy: ${name}: backup GPT moved to the last LBA ${diskSectors - 1}`;
+  return `${name}: backup GPT moved to the last LBA ${diskSectors - 1}`;
 }

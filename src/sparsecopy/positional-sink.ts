@@ -95,7 +95,7 @@ export class PositionalSink implements Sink {
       // Only a stream's size is unknown up front; a file or device source was refused earlier.
       throw new ToolError(
         'DOES_NOT_FIT',
-        `sparsecopy: ${name}: source does not fit in the device (${capacity} bytes): it goes on past byte ${capacity - baseOffset} of the source`,
+        `${name}: source does not fit in the device (${capacity} bytes): it goes on past byte ${capacity - baseOffset} of the source`,
       );
     }
     if (extent.data) {
@@ -149,7 +149,7 @@ export class PositionalSink implements Sink {
     try {
       writeAllSync(fd, buffers, position);
     } catch (err) {
-      throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: write failed at bytes ${position}..${position + bytes}: ${describeSystemError(err)}`, {
+      throw new ToolError('WRITE', `${this.options.name}: write failed at bytes ${position}..${position + bytes}: ${describeSystemError(err)}`, {
         cause: err,
       });
     }
@@ -188,7 +188,7 @@ export class PositionalSink implements Sink {
       const batch = this.queued.find((b) => b.seq === failure.seq);
       const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
       const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
-      throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`);
+      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`);
     }
     while (this.queued.length > 0 && this.queued[0]!.seq < done) {
       const batch = this.queued.shift()!;
@@ -218,7 +218,7 @@ export class PositionalSink implements Sink {
     try {
       fs.fdatasyncSync(this.options.fd);
     } catch (err) {
-      throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: fdatasync failed: ${describeSystemError(err)}`, { cause: err });
+      throw new ToolError('WRITE', `${this.options.name}: fdatasync failed: ${describeSystemError(err)}`, { cause: err });
     }
   }
 
@@ -270,7 +270,7 @@ export class PositionalSink implements Sink {
     const result = zeroOutRange(this.options.fd, start, end - start);
     if (!result.ok) {
       if (!result.unsupported) {
-        throw new ToolError('WRITE', `sparsecopy: ${this.options.name}: BLKZEROOUT failed at byte ${start}: errno ${result.errno}`);
+        throw new ToolError('WRITE', `${this.options.name}: BLKZEROOUT failed at byte ${start}: errno ${result.errno}`);
       }
       this.zeroOutUnsupported = true; // e.g. a regular file: write zeros from now on
       this.writeZeros(position, length);
@@ -298,7 +298,7 @@ export class PositionalSink implements Sink {
           got += n;
         }
       } catch (err) {
-        throw new ToolError('DEST_CHECK_READ', `sparsecopy: ${name}: check read failed at byte ${baseOffset + pos}: ${describeSystemError(err)}`, {
+        throw new ToolError('DEST_CHECK_READ', `${name}: check read failed at byte ${baseOffset + pos}: ${describeSystemError(err)}`, {
           cause: err,
         });
       }

@@ -52,7 +52,7 @@ async function setFinalLength(dest: OpenedDestination, options: SparseCopyOption
   try {
     await ftruncate(dest.fd, length);
   } catch (err) {
-    throw new ToolError('TRUNCATE', `sparsecopy: ${dest.name}: cannot set length to ${length}: ${describeSystemError(err)}`, { cause: err });
+    throw new ToolError('TRUNCATE', `${dest.name}: cannot set length to ${length}: ${describeSystemError(err)}`, { cause: err });
   }
 }
 
@@ -60,7 +60,7 @@ async function flushDevice(dest: OpenedDestination, warn?: (message: string) => 
   try {
     await fdatasync(dest.fd);
   } catch (err) {
-    throw new ToolError('WRITE', `sparsecopy: ${dest.name}: flush failed: ${describeSystemError(err)}`, { cause: err });
+    throw new ToolError('WRITE', `${dest.name}: flush failed: ${describeSystemError(err)}`, { cause: err });
   }
   await rereadPartitions(dest, warn);
 }
@@ -79,7 +79,7 @@ async function rereadPartitions(dest: OpenedDestination, warn?: (message: string
       continue;
     }
     const why = result.errno === ERRNO.EBUSY ? 'device busy' : result.errno === ERRNO.EINVAL ? 'not supported by this device (EINVAL)' : `errno ${result.errno}`;
-    warn?.(`sparsecopy: ${dest.name}: partition table not re-read: ${why}`);
+    warn?.(`${dest.name}: partition table not re-read: ${why}`);
     return;
   }
 }
@@ -92,9 +92,9 @@ export async function checkFirstBlock(dest: OpenedDestination, seekBytes: number
   try {
     got = await readAt(dest.fd, buffer, buffer.length, seekBytes);
   } catch (err) {
-    throw new ToolError('DEST_CHECK_READ', `sparsecopy: ${dest.name}: check read failed at byte ${seekBytes}: ${describeSystemError(err)}`, { cause: err });
+    throw new ToolError('DEST_CHECK_READ', `${dest.name}: check read failed at byte ${seekBytes}: ${describeSystemError(err)}`, { cause: err });
   }
   if (!isZeroRange(buffer, 0, got)) {
-    throw new ToolError('FIRST_BLOCK_NOT_ZERO', `sparsecopy: ${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
+    throw new ToolError('FIRST_BLOCK_NOT_ZERO', `${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
   }
 }

@@ -34,7 +34,7 @@ export class StreamSink implements Sink {
     try {
       await writeAt(this.fd, data, null);
     } catch (err) {
-      throw new ToolError('WRITE', `sparsecopy: ${this.name}: write failed at byte ${this.position}: ${describeSystemError(err)}`, {
+      throw new ToolError('WRITE', `${this.name}: write failed at byte ${this.position}: ${describeSystemError(err)}`, {
         cause: err,
       });
     }
