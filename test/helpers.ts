@@ -117,7 +117,7 @@ export function sparsecopyRaw(args: string[], options: { input?: Buffer | string
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
-/** Temporary files sparsecopy leaves in `dir` if it fails to clean up (".NAME.sparsecopy-PID-XXXX"). */
+/** Temporary files sparsecopy leaves in `dir` if it fails to clean up (".NAME.sparsecopy-PID-START-XXXX"). */
 export function tempLeftovers(dir: string): string[] {
   return fs.readdirSync(dir).filter((n) => /^\..*\.sparsecopy-/.test(n));
 }

@@ -15,6 +15,7 @@ import { ToolError, describeSystemError } from '../errors.js';
 import { type Piece, concatPieces } from '../extent/concat.js';
 import { DEFAULT_CHUNK_BYTES, sourceExtents } from '../io/sources.js';
 import { prestartWriterThread } from '../io/writer-thread.js';
+import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
@@ -233,7 +234,9 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
   if (needed.length > 0) {
     throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
   }
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fsmaker-'));
+  removeStale(os.tmpdir(), (name) => isStaleWorkDir('fsmaker', name));
+  const workDir = path.join(os.tmpdir(), workDirName('fsmaker'));
+  fs.mkdirSync(workDir, { mode: 0o700 });
   let building: Promise<GrubImages> | null = null;
   try {
     const bootBytes = options.bootBytes ?? 128 * MiB;

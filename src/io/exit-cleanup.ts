@@ -1,5 +1,5 @@
 /**
- * Temporary outputs that must not survive the process. Normally the copy removes its own temporary
+ * Temporary outputs (files or directories) that must not survive the process. Normally the copy removes its own temporary
  * file when it fails; this registry is for the case it cannot reach: a signal arriving while a read
  * blocks forever on an idle pipe. The command's signal handler removes what is left, then exits.
  */
@@ -17,6 +17,6 @@ export function unregisterExitCleanup(path: string): void {
 
 /** Removes every registered temporary file, synchronously (safe in a signal handler). */
 export function runExitCleanups(): void {
-  for (const path of pending) fs.rmSync(path, { force: true });
+  for (const path of pending) fs.rmSync(path, { recursive: true, force: true });
   pending.clear();
 }

@@ -12,6 +12,7 @@ import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { findDeviceUse } from '../io/device-use.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
 import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
+import { copyTempName, isStaleCopyTemp, removeStale } from '../io/temp-files.js';
 
 export interface DestinationRequest {
   path: string;
@@ -219,16 +220,14 @@ function filesystemBlockSize(p: string): number {
 }
 
 /**
- * A new file next to the destination, ".NAME.sparsecopy-PID-XXXXXXXX", created with O_EXCL so
- * that nothing existing is ever opened; another name is tried if one is taken. (Math.random, not
- * node:crypto: the name needs to be unlikely, not unguessable, and node:crypto costs 3.5 ms to load.)
+ * A new file next to the destination, ".NAME.sparsecopy-PID-START-XXXXXXXX" (io/temp-files.ts),
+ * created with O_EXCL so that nothing existing is ever opened; another name is tried if one is
+ * taken. What killed copies left in the directory (their process is gone) is removed first.
  */
 function createTempFile(dir: string, base: string, name: string): { fd: number; tempPath: string } {
+  removeStale(dir, isStaleCopyTemp);
   for (let attempt = 0; ; attempt++) {
-    const suffix = Math.floor(Math.random() * 0x1_0000_0000)
-      .toString(16)
-      .padStart(8, '0');
-    const tempPath = path.join(dir, `.${base}.sparsecopy-${process.pid}-${suffix}`);
+    const tempPath = path.join(dir, copyTempName(base));
     try {
       return { fd: fs.openSync(tempPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600), tempPath };
     } catch (err) {
