@@ -12,6 +12,7 @@ interface Libc {
   ioctlBuffer(fd: number, request: number, arg: Buffer): { value: number; errno: number };
   ioctlInt(fd: number, request: number, arg: number): { value: number; errno: number };
   addressOf(buf: Buffer): number;
+  pipe2(fds: Buffer, flags: number): { value: number; errno: number };
 }
 
 const SEEK_DATA = 3;
@@ -66,6 +67,7 @@ function loadLibc(): Libc | null {
       // output lands in it.
       ioctlBuffer: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.U8Array], [fd, request, arg]),
       ioctlInt: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.I64], [fd, request, arg]),
+      pipe2: (fds, flags) => call('pipe2', [DataType.U8Array, DataType.I32], [fds, flags]),
       // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
       addressOf: (buf) =>
         ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
@@ -159,5 +161,20 @@ export const zeroOutRange = (fd: number, offset: number, length: number): IoctlO
 /** Discard a byte range of a block device (BLKDISCARD); contents afterwards are device-defined. */
 export const discardRange = (fd: number, offset: number, length: number): IoctlOutcome =>
   rangeIoctl(fd, BLKDISCARD, offset, length);
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * A pipe of our own (pipe2 with O_CLOEXEC): Node makes pipes only inside its stream objects,
+ * whose reads allocate a Buffer each. A raw pair lets a child process write into one end while a
+ * thread of ours reads the other into buffers it reuses. Null without FFI.
+ */
+export function createPipe(): { readFd: number; writeFd: number } | null {
+  const lib = loadLibc();
+  if (!lib) return null;
+  const fds = Buffer.alloc(8);
+  if (lib.pipe2(fds, O_CLOEXEC).value < 0) return null;
+  return { readFd: fds.readInt32LE(0), writeFd: fds.readInt32LE(4) };
+}
 
 export const ERRNO = { EBUSY: 16, EINVAL, ENXIO, ENOTTY, EOPNOTSUPP } as const;

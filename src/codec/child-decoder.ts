@@ -1,0 +1,153 @@
+/**
+ * Decompression by a child process (xz, lbzip2): the fastest decoders here are the Debian tools,
+ * multi-threaded, against single-threaded npm ports (bench/codecs-compressed.mjs: 2 GiB image,
+ * `xz -dc -T0` 6.8 s against lzma-native's 23.6 s and xz-decompress's 20.0 s; lbzip2 17.7 s
+ * against bzip2's 30.8 s).
+ *
+ * The child reads the compressed input directly when it is a file (its own descriptor: no copy
+ * through us), or from a pipe we feed when the input is a stream whose first bytes a format
+ * sniffer has already taken. It writes into a raw pipe whose other end the decoder thread reads
+ * into reused shared slots (decoder-thread.ts, kind 'copy'), so the decoded bytes reach the sink
+ * without garbage. Its exit status and its stderr tell whether the data was sound.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import type { Extent } from '../extent/extent.js';
+import { createPipe } from '../io/ffi.js';
+import { DecodeError, type DecoderInput, decodeThread } from './decoder-thread.js';
+
+export interface DecoderTool {
+  /** The program and its arguments to decompress stdin to stdout. */
+  command: string;
+  args: string[];
+  /** The Debian package that provides it, for the "missing" message. */
+  debianPackage: string;
+}
+
+/** Kept from a failing child's stderr: its last lines say why. */
+const STDERR_KEEP_BYTES = 4096;
+const FEED_BYTES = 1 << 20;
+
+/** Whether `command` is an executable on PATH (checked before anything is written). */
+export function findOnPath(command: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const candidate = `${dir || '.'}/${command}`;
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.statSync(candidate).isFile()) return candidate;
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
+}
+
+/** Children still running, killed if this process exits first (a signal, a failure elsewhere). */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of running) c.kill('SIGKILL');
+    });
+  }
+}
+
+/**
+ * The decoded bytes of `input` as extents (see decodeThread), decompressed by `tool`. A DecodeError
+ * when the child fails (corrupt or truncated data: its stderr's last line is the message) or
+ * cannot be started.
+ */
+export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+  const pipe = createPipe();
+  if (!pipe) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, outputBytes: 0 });
+  // A file not yet read from (no sniffed bytes to put back) is handed to the child as it is.
+  const direct = input.start !== null && (input.pending === null || input.pending.length === 0);
+  let child: ChildProcess;
+  try {
+    child = spawn(tool.command, tool.args, { stdio: [direct ? input.fd : 'pipe', pipe.writeFd, 'pipe'] });
+  } finally {
+    fs.closeSync(pipe.writeFd); // the child holds its copy: our reader sees the end when it exits
+  }
+  track(child);
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-STDERR_KEEP_BYTES)));
+  let spawnError: Error | null = null;
+  child.once('error', (err) => (spawnError = err));
+  const status = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code, signal) => resolve({ code, signal })),
+  );
+
+  let fed = 0;
+  if (!direct) void feed(child, input, (n) => (fed += n));
+  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null });
+  const compressedBytesRead = (): number => (direct ? childInputPosition(child, input.start ?? 0) : fed);
+
+  async function* extents(): AsyncGenerator<Extent> {
+    let outputBytes = 0;
+    let finished = false;
+    try {
+      for await (const e of reader.extents) {
+        outputBytes = e.offset + e.length;
+        yield e;
+      }
+      const { code, signal } = await status;
+      finished = true;
+      if (spawnError || code !== 0) {
+        const why = spawnError ? (spawnError as Error).message : (lastLine(stderr) ?? (signal ? `killed by ${signal}` : `exit status ${code}`));
+        const read = compressedBytesRead();
+        throw new DecodeError({ message: why, decoding: !spawnError, truncated: /unexpected end|truncated|premature/i.test(why), readBytes: read, consumedBytes: read, outputBytes });
+      }
+    } finally {
+      if (!finished) child.kill('SIGKILL');
+      fs.closeSync(pipe.readFd);
+    }
+  }
+  return { extents: extents(), compressedBytesRead };
+}
+
+/** Copies the sniffed head, then the rest of the stream, into the child's stdin. */
+async function feed(child: ChildProcess, input: DecoderInput, onFed: (n: number) => void): Promise<void> {
+  const stdin = child.stdin!;
+  stdin.on('error', () => undefined); // the child stopped reading: its exit status tells why
+  const write = (b: Buffer): Promise<void> => new Promise((resolve) => (stdin.write(b) ? resolve() : stdin.once('drain', resolve)));
+  try {
+    if (input.pending && input.pending.length > 0) {
+      await write(input.pending);
+      onFed(input.pending.length);
+    }
+    let position = input.start;
+    for (;;) {
+      const want = input.end === null || position === null ? FEED_BYTES : Math.min(FEED_BYTES, input.end - position);
+      if (want <= 0) break;
+      const buffer = Buffer.allocUnsafe(want);
+      const n = await new Promise<number>((resolve, reject) => fs.read(input.fd, buffer, 0, want, position, (err, got) => (err ? reject(err) : resolve(got))));
+      if (n === 0 || stdin.destroyed) break;
+      if (position !== null) position += n;
+      await write(buffer.subarray(0, n));
+      onFed(n);
+    }
+  } catch {
+    /* a read failure ends the input: the child reports it truncated */
+  } finally {
+    stdin.end();
+  }
+}
+
+/** How far the child has read its stdin (a file): /proc/PID/fdinfo/0. */
+function childInputPosition(child: ChildProcess, start: number): number {
+  try {
+    const m = /^pos:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/fdinfo/0`, 'utf8'));
+    return m?.[1] ? Number(m[1]) - start : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function lastLine(text: string): string | null {
+  const lines = text.trim().split('\n').filter((l) => l.trim() !== '');
+  return lines.length > 0 ? lines[lines.length - 1]!.trim() : null;
+}
