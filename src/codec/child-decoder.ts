@@ -62,8 +62,9 @@ function track(child: ChildProcess): void {
  * cannot be started.
  */
 export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
-  const pipe = createPipe();
-  if (!pipe) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, outputBytes: 0 });
+  const created = createPipe();
+  if (!created) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, outputBytes: 0 });
+  const pipe = created;
   // A file not yet read from (no sniffed bytes to put back) is handed to the child as it is.
   const direct = input.start !== null && (input.pending === null || input.pending.length === 0);
   let child: ChildProcess;

@@ -13,7 +13,7 @@ import { writeAllSync } from '../io/write-sync.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 import { zstdZeroFrame } from './zstd-zeros.js';
 
-type Binding = typeof import('zstd-napi/binding');
+type Binding = typeof import('zstd-napi/binding.js');
 
 let binding: Binding | null = null;
 const loadBinding = (): Binding => (binding ??= createRequire(import.meta.url)('zstd-napi/binding') as Binding);
