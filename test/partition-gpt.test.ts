@@ -576,12 +576,18 @@ start=18432, size=8192, type=${SWAP}, uuid=C4EC4EC4-0000-4000-8000-000000000003
   it('partitions outside the usable LBAs, past the end of the disk, or ending before they start', () => {
     const image = fresh();
     editEntries(image, 512, 2, (e) => e.writeBigUInt64LE(BigInt(sectors - 10), GPT_ENTRY.lastLba));
-    expect(check(image)).toEqual([{ code: 'outside-usable', lba: 18432, severity: 'error' }]);
+    // It also covers the backup entry array (the last 33 sectors but one).
+    expect(check(image)).toEqual([
+      { code: 'outside-usable', lba: 18432, severity: 'error' },
+      { code: 'overlap', lba: sectors - 33, severity: 'error' },
+    ]);
     editEntries(image, 512, 2, (e) => e.writeBigUInt64LE(BigInt(sectors + 10), GPT_ENTRY.lastLba));
     editEntries(image, 512, 0, (e) => e.writeBigUInt64LE(2000n, GPT_ENTRY.lastLba));
     expect(check(image)).toEqual([
       { code: 'start-after-end', lba: 2048, severity: 'error' },
       { code: 'past-end', lba: 18432, severity: 'error' },
+      { code: 'overlap', lba: sectors - 1, severity: 'error' }, // the backup header
+      { code: 'overlap', lba: sectors - 33, severity: 'error' }, // the backup entry array
     ]);
   });
 
