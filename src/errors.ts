@@ -32,9 +32,10 @@ export const PTABLE_EXIT_CODES = {
   DISK_OPEN: 2, // cannot open the disk or image
   NO_TABLE: 3, // no MBR or GPT found
   CHECK_FAILED: 4, // `ptable check` found errors
-  DISK_IO: 5, // reading or writing sectors failed, or the disk is too small
+  DISK_IO: 5, // reading, writing or extending the disk failed, or the disk is too small
   SCRIPT: 6, // the sfdisk script is invalid
   PARTITION_MISSING: 7, // no such partition number
+  REFUSED: 8, // relocate/grow refused: the change would overlap, or the table on the disk is damaged; nothing written
 } as const;
 
 /**
