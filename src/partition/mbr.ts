@@ -454,6 +454,9 @@ export function serializeMbr(table: PartitionTable): SectorWrite[] {
     if (q) {
       const qEbr = ebrOf(q);
       const qEnd = partitionEnd(q);
+      // The link's fields are relative to the extended partition and span EBR and partition.
+      checkU32(`logical partition ${q.number}: its EBR's offset in the extended partition`, qEbr - ext.start);
+      checkU32(`logical partition ${q.number}: the link's size (EBR at LBA ${qEbr} to LBA ${qEnd})`, qEnd - qEbr + 1);
       writeEntry(sector, 1, {
         boot: false,
         type: EBR_LINK_TYPE,
