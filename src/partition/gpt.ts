@@ -543,16 +543,42 @@ function checkPartitions(table: PartitionTable, tableSectors: TableSectors[]): T
       }
     }
   }
-  const used = table.partitions.filter((p) => p.size > 0);
-  for (let i = 0; i < used.length; i++) {
-    for (let j = i + 1; j < used.length; j++) {
-      const a = used[i]!;
-      const b = used[j]!;
-      const from = Math.max(a.start, b.start);
+  problems.push(...overlapProblems(table.partitions.filter((p) => p.size > 0)));
+  return problems;
+}
+
+/** Overlapping pairs listed one by one up to this many; the rest in one problem naming them all. */
+const MAX_LISTED_OVERLAPS = 64;
+
+/**
+ * Overlaps between partitions in O(n log n), whatever the entry count (a hostile array may hold
+ * 131072 entries): a sweep in start order lists pairs while there are few, and every partition
+ * that overlaps any other is named in the problems (writeHazards relies on it).
+ */
+function overlapProblems(used: Partition[]): TableProblem[] {
+  const problems: TableProblem[] = [];
+  const sorted = [...used].sort((a, b) => a.start - b.start || a.number - b.number);
+  for (let i = 0; i < sorted.length && problems.length < MAX_LISTED_OVERLAPS; i++) {
+    const a = sorted[i]!;
+    for (let j = i + 1; j < sorted.length && sorted[j]!.start <= partitionEnd(a) && problems.length < MAX_LISTED_OVERLAPS; j++) {
+      const b = sorted[j]!;
+      const [x, y] = a.number < b.number ? [a, b] : [b, a];
       const to = Math.min(partitionEnd(a), partitionEnd(b));
-      if (from <= to) problems.push(problem('error', 'overlap', `partitions ${a.number} and ${b.number} overlap (LBA ${from}-${to})`, from, [a.number, b.number]));
+      problems.push(problem('error', 'overlap', `partitions ${x.number} and ${y.number} overlap (LBA ${b.start}-${to})`, b.start, [x.number, y.number]));
     }
   }
+  if (problems.length < MAX_LISTED_OVERLAPS) return problems;
+  // A partition overlaps another iff it starts before the furthest end so far, or the next one
+  // starts before it ends.
+  const overlapping: number[] = [];
+  let furthestEnd = -1;
+  sorted.forEach((p, i) => {
+    const next = sorted[i + 1];
+    if (p.start <= furthestEnd || (next !== undefined && next.start <= partitionEnd(p))) overlapping.push(p.number);
+    furthestEnd = Math.max(furthestEnd, partitionEnd(p));
+  });
+  overlapping.sort((a, b) => a - b);
+  problems.push(problem('error', 'overlap', `${overlapping.length} partitions overlap others (the first ${MAX_LISTED_OVERLAPS} overlaps are listed)`, undefined, overlapping));
   return problems;
 }
 
