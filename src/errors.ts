@@ -22,7 +22,7 @@ export const SPARSECOPY_EXIT_CODES = {
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
   CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage
-  NO_PARTITION: 19, // --from-partition/--to-partition: no table, or no such partition
+  NO_PARTITION: 19, // --from-partition/--to-partition: no table, no such partition, or (--to-partition) one that overlaps
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 
