@@ -17,6 +17,7 @@ import { guidFromBytes, guidToBytes, isGuid, randomGuid } from '../src/partition
 import type { Partition, PartitionTable, SectorReader, SectorWrite, TableProblem } from '../src/partition/model.js';
 import { bufferReader, checkTable, detectGptSectorSize, readTable } from '../src/partition/read.js';
 import { loopUnavailableReason, newImageIn, nodeNumber, sfdiskWrite, useTempDir } from './helpers.js';
+import { editFile, editGptEntry } from './table-edits.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -144,21 +145,9 @@ function flipByte(file: string, offset: number): void {
 }
 
 /** Edits entry `index` of both entry arrays with `edit`, then recomputes every CRC (a consistent but bad table). */
-function editEntries(file: string, sectorSize: number, index: number, edit: (entry: Buffer) => void): void {
-  const img = fs.readFileSync(file);
-  const sectors = img.length / sectorSize;
-  for (const headerLba of [1, sectors - 1]) {
-    const h = img.subarray(headerLba * sectorSize, headerLba * sectorSize + sectorSize);
-    const entriesLba = Number(h.readBigUInt64LE(GPT_HEADER.entriesLba));
-    const count = h.readUInt32LE(GPT_HEADER.entryCount);
-    const array = img.subarray(entriesLba * sectorSize, entriesLba * sectorSize + count * 128);
-    edit(array.subarray(index * 128, index * 128 + 128));
-    h.writeUInt32LE(crc32(array), GPT_HEADER.entriesCrc32);
-    h.writeUInt32LE(0, GPT_HEADER.headerCrc32);
-    h.writeUInt32LE(crc32(h.subarray(0, 92)), GPT_HEADER.headerCrc32);
-  }
-  fs.writeFileSync(file, img);
-}
+/** Edits entry `index` (0-based) of both entry arrays of an image file, every CRC repaired. */
+const editEntries = (file: string, sectorSize: number, index: number, edit: (entry: Buffer) => void): void =>
+  editFile(file, (image) => editGptEntry(image, sectorSize, index, edit));
 
 const brief = (ps: TableProblem[]): Array<{ code: string; lba?: number; severity: string }> =>
   ps.map(({ code, lba, severity }) => (lba === undefined ? { code, severity } : { code, lba, severity }));
