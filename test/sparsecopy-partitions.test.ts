@@ -475,6 +475,26 @@ describe('sparsecopy --to-partition refuses a partition that overlaps what ptabl
   });
 });
 
+describe('sparsecopy --to-partition on a GPT whose two headers are damaged', () => {
+  it('refuses (exit 19) rather than write into the protective MBR\'s "partition 1", which covers the GPT', () => {
+    const disk = fresh('gpt-both-bad');
+    fs.copyFileSync(gptDisk, disk);
+    editFile(disk, (image) => {
+      image[512 + 56]! ^= 0xff; // the disk GUID: both header CRCs fail
+      image[image.length - 512 + 56]! ^= 0xff;
+    });
+    const before = fs.readFileSync(disk);
+    const src = fresh('src-bad-gpt');
+    writeSparseFile(src, 4096, [{ offset: 0, data: patternBytes(4096, 8) }]);
+    const r = sparsecopy(['--to-partition', '1', src, disk]);
+    expect(r.status, r.stderr).toBe(19);
+    expect(linesOf(r.stderr)).toEqual([expect.stringMatching(new RegExp(`^sparsecopy: ${disk}: its gpt table cannot be read \\(.*\\): refusing to write into what its protective MBR describes; nothing written$`))]);
+    expectSame(fs.readFileSync(disk), before, 'disk');
+    // Reading is harmless: --from-partition 1 still copies what sfdisk calls partition 1.
+    expect(sparsecopy(['--from-partition', '1', disk, fresh('pmbr-part')]).status).toBe(0);
+  });
+});
+
 describe('sparsecopy --from-partition when reading the table fails', () => {
   it('a read error on the EBR: SOURCE_READ (16) naming the LBA, not a stack trace (injected EIO)', () => {
     const { file, parts } = buildDisk(DOS_SCRIPT, 16 * MiB, () => []);

@@ -31,12 +31,20 @@ function sectorSizeOf(fd: number, isBlockDevice: boolean, head: () => Buffer): n
   return detectGptSectorSize(head()) ?? 512;
 }
 
-/** Partition `number` of the table `read` sees, as a byte range; NO_PARTITION when absent. */
-export function locatePartition(name: string, read: SectorReader, sectorSize: number, diskSectors: number, number: number): ByteRange {
-  const { table, problems } = readTable(read, sectorSize, diskSectors);
+/**
+ * Partition `number` of the table `read` sees, as a byte range; NO_PARTITION when absent, and
+ * `forWriting` when the table is the protective MBR of a GPT that cannot be read (its "partition
+ * 1" covers what is left of the GPT).
+ */
+export function locatePartition(name: string, read: SectorReader, sectorSize: number, diskSectors: number, number: number, forWriting = false): ByteRange {
+  const { table, problems, unreadableLabel } = readTable(read, sectorSize, diskSectors);
   if (!table) {
     const why = problems.find((p) => p.severity === 'error')?.message ?? 'no partition table';
     throw new ToolError('NO_PARTITION', `${name}: cannot read its partition table: ${why}`);
+  }
+  if (forWriting && unreadableLabel) {
+    const why = problems.find((p) => p.severity === 'error')?.message ?? 'damaged';
+    throw new ToolError('NO_PARTITION', `${name}: its ${unreadableLabel} table cannot be read (${why}): refusing to write into what its protective MBR describes; nothing written`);
   }
   const p: Partition | undefined = table.partitions.find((x) => x.number === number);
   if (!p) throw new ToolError('NO_PARTITION', `${name}: no partition ${number} in its ${table.label} table`);
@@ -130,7 +138,7 @@ export function locateDestinationPartition(name: string, fd: number, isBlockDevi
   const reader = (sectorSize: number): SectorReader => fdSectorReader(name, fd, sectorSize, { errorCode: DESTINATION_ERRORS.read });
   const sectorSize = sectorSizeOf(fd, isBlockDevice, () => reader(512)(0, 16));
   const diskSectors = Math.floor(sizeBytes / sectorSize);
-  const range = locatePartition(name, reader(sectorSize), sectorSize, diskSectors, number);
+  const range = locatePartition(name, reader(sectorSize), sectorSize, diskSectors, number, true);
   const hazard = writeHazards(reader(sectorSize), sectorSize, diskSectors, number)[0];
   if (hazard) {
     throw new ToolError('NO_PARTITION', `${name}: refusing to write into partition ${number}: ${hazard.message}${hazard.lba !== undefined ? ` (LBA ${hazard.lba})` : ''}; nothing written`);
