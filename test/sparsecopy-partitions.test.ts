@@ -522,4 +522,14 @@ describe('sparsecopy --from-partition when reading the table fails', () => {
       fs.closeSync(fd);
     }
   });
+
+  it('a real EIO through the CLI: /proc/self/mem as SOURCE (reading its offset 0 fails): exit 16 naming LBA 0, no output', () => {
+    // No device-mapper here for an error target over an EBR; this file fails the same read call.
+    const out = fresh('from-mem');
+    const r = sparsecopy(['--from-partition', '7', '/proc/self/mem', out]);
+    expect(r.status, r.stderr).toBe(16);
+    expect(linesOf(r.stderr)).toEqual(['sparsecopy: /proc/self/mem: reading the partition table failed at LBA 0 (byte 0): i/o error']);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(tempLeftovers(dir)).toEqual([]);
+  });
 });
