@@ -93,10 +93,11 @@ function commitTable(disk: Disk, change: () => PartitionTable): void {
 function writeScript(path: string, options: GlobalOptions, sizeText: string | undefined): void {
   // stdin first: a command waiting for its script holds nothing open and is ended by a signal.
   const script = fs.readFileSync(0, 'utf8');
-  const disk = openDisk(path, { writable: true, create: true, sectorSize: sectorSizeOption(options.sectorSize) ?? 512 });
+  const sectorSize = sectorSizeOption(options.sectorSize) ?? 512;
+  const sizeSectors = sizeText === undefined ? 0 : Math.ceil(parseSize(sizeText, sectorSize, 'size') / sectorSize);
+  const disk = openDisk(path, { writable: true, create: true, sectorSize });
   let written = false;
   try {
-    const sizeSectors = sizeText === undefined ? 0 : Math.ceil(parseSize(sizeText, disk.sectorSize, 'size') / disk.sectorSize);
     const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
     const plan = prepareScriptTable(script, {
       path,
@@ -217,7 +218,7 @@ function buildCommand(): Command {
           const table = loadTable(disk, true);
           if (!table.partitions.some((p) => p.number === number)) throw new ToolError('PARTITION_MISSING', `${path}: no partition ${n}`);
           const hazard = writeHazards(disk.read, disk.sectorSize, disk.sectors, number)[0];
-          if (hazard) throw new ToolError('REFUSED', `${path}: refusing to grow partition ${number}: ${hazard.message}${hazard.lba !== undefined ? ` (LBA ${hazard.lba})` : ''}; nothing written`);
+          if (hazard) throw new ToolError('REFUSED', `${path}: refusing to grow partition ${number}: ${hazard.message}; nothing written`);
           // A grown disk: the GPT's backup moves to its new end first.
           commitTable(disk, () => growPartition(table.label === 'gpt' ? relocateBackup(table, disk.sectors) : table, number));
         },

@@ -1458,7 +1458,7 @@ class ScriptRun {
       const p = dos.ptes[i];
       return p && i < dos.npartsMax && isExtendedCode(p.sys & 0xff);
     });
-    if (extended.length === 2) {
+    if (extended.length > 1 && this.departures.length === 0) {
       this.departures.push({ line, message: `a second extended partition (${extended.map((i) => i + 1).join(' and ')}): only one can hold logical partitions` });
     }
   }

@@ -141,7 +141,7 @@ export function locateDestinationPartition(name: string, fd: number, isBlockDevi
   const range = locatePartition(name, reader(sectorSize), sectorSize, diskSectors, number, true);
   const hazard = writeHazards(reader(sectorSize), sectorSize, diskSectors, number)[0];
   if (hazard) {
-    throw new ToolError('NO_PARTITION', `${name}: refusing to write into partition ${number}: ${hazard.message}${hazard.lba !== undefined ? ` (LBA ${hazard.lba})` : ''}; nothing written`);
+    throw new ToolError('NO_PARTITION', `${name}: refusing to write into partition ${number}: ${hazard.message}; nothing written`);
   }
   return range;
 }
