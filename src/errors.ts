@@ -22,7 +22,7 @@ export const SPARSECOPY_EXIT_CODES = {
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
   CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage
-  NO_PARTITION: 19, // --from-partition/--to-partition: no table, or no such partition
+  NO_PARTITION: 19, // --from-partition/--to-partition: no table, no such partition, or (--to-partition) one that overlaps
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 
@@ -32,9 +32,10 @@ export const PTABLE_EXIT_CODES = {
   DISK_OPEN: 2, // cannot open the disk or image
   NO_TABLE: 3, // no MBR or GPT found
   CHECK_FAILED: 4, // `ptable check` found errors
-  DISK_IO: 5, // reading or writing sectors failed, or the disk is too small
+  DISK_IO: 5, // reading, writing or extending the disk failed, or the disk is too small
   SCRIPT: 6, // the sfdisk script is invalid
   PARTITION_MISSING: 7, // no such partition number
+  REFUSED: 8, // relocate/grow refused: the change would overlap, or the table on the disk is damaged; nothing written
 } as const;
 
 /**

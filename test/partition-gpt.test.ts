@@ -17,6 +17,7 @@ import { guidFromBytes, guidToBytes, isGuid, randomGuid } from '../src/partition
 import type { Partition, PartitionTable, SectorReader, SectorWrite, TableProblem } from '../src/partition/model.js';
 import { bufferReader, checkTable, detectGptSectorSize, readTable } from '../src/partition/read.js';
 import { loopUnavailableReason, newImageIn, nodeNumber, sfdiskWrite, useTempDir } from './helpers.js';
+import { editFile, editGptEntry } from './table-edits.js';
 
 const MiB = 1024 * 1024;
 let dir = '';
@@ -144,21 +145,9 @@ function flipByte(file: string, offset: number): void {
 }
 
 /** Edits entry `index` of both entry arrays with `edit`, then recomputes every CRC (a consistent but bad table). */
-function editEntries(file: string, sectorSize: number, index: number, edit: (entry: Buffer) => void): void {
-  const img = fs.readFileSync(file);
-  const sectors = img.length / sectorSize;
-  for (const headerLba of [1, sectors - 1]) {
-    const h = img.subarray(headerLba * sectorSize, headerLba * sectorSize + sectorSize);
-    const entriesLba = Number(h.readBigUInt64LE(GPT_HEADER.entriesLba));
-    const count = h.readUInt32LE(GPT_HEADER.entryCount);
-    const array = img.subarray(entriesLba * sectorSize, entriesLba * sectorSize + count * 128);
-    edit(array.subarray(index * 128, index * 128 + 128));
-    h.writeUInt32LE(crc32(array), GPT_HEADER.entriesCrc32);
-    h.writeUInt32LE(0, GPT_HEADER.headerCrc32);
-    h.writeUInt32LE(crc32(h.subarray(0, 92)), GPT_HEADER.headerCrc32);
-  }
-  fs.writeFileSync(file, img);
-}
+/** Edits entry `index` (0-based) of both entry arrays of an image file, every CRC repaired. */
+const editEntries = (file: string, sectorSize: number, index: number, edit: (entry: Buffer) => void): void =>
+  editFile(file, (image) => editGptEntry(image, sectorSize, index, edit));
 
 const brief = (ps: TableProblem[]): Array<{ code: string; lba?: number; severity: string }> =>
   ps.map(({ code, lba, severity }) => (lba === undefined ? { code, severity } : { code, lba, severity }));
@@ -576,12 +565,18 @@ start=18432, size=8192, type=${SWAP}, uuid=C4EC4EC4-0000-4000-8000-000000000003
   it('partitions outside the usable LBAs, past the end of the disk, or ending before they start', () => {
     const image = fresh();
     editEntries(image, 512, 2, (e) => e.writeBigUInt64LE(BigInt(sectors - 10), GPT_ENTRY.lastLba));
-    expect(check(image)).toEqual([{ code: 'outside-usable', lba: 18432, severity: 'error' }]);
+    // It also covers the backup entry array (the last 33 sectors but one).
+    expect(check(image)).toEqual([
+      { code: 'outside-usable', lba: 18432, severity: 'error' },
+      { code: 'overlap', lba: sectors - 33, severity: 'error' },
+    ]);
     editEntries(image, 512, 2, (e) => e.writeBigUInt64LE(BigInt(sectors + 10), GPT_ENTRY.lastLba));
     editEntries(image, 512, 0, (e) => e.writeBigUInt64LE(2000n, GPT_ENTRY.lastLba));
     expect(check(image)).toEqual([
       { code: 'start-after-end', lba: 2048, severity: 'error' },
       { code: 'past-end', lba: 18432, severity: 'error' },
+      { code: 'overlap', lba: sectors - 1, severity: 'error' }, // the backup header
+      { code: 'overlap', lba: sectors - 33, severity: 'error' }, // the backup entry array
     ]);
   });
 

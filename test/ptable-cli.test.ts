@@ -12,7 +12,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBLEM_CODES } from '../src/partition/read.js';
 import {
   allocatedBytes,
-  crc32,
   firstDifference,
   linesOf,
   loopUnavailableReason,
@@ -23,6 +22,7 @@ import {
   withLoop,
   type CliResult,
 } from './helpers.js';
+import { GPT_ENTRY_FIELD, editFile, editGptEntry } from './table-edits.js';
 
 const MiB = 1024 * 1024;
 const IMAGE_BYTES = 64 * MiB;
@@ -183,40 +183,6 @@ function patch(img: string, offset: number, bytes: Buffer): void {
   }
 }
 
-/**
- * Changes the first LBA of GPT entry `entry` (1-based) in both entry arrays of a 512-byte-sector
- * image and fixes every CRC, so that only the layout is wrong.
- */
-function moveGptEntryStart(img: string, entry: number, firstLba: number): void {
-  const fd = fs.openSync(img, 'r+');
-  try {
-    const header = (lba: number): Buffer => {
-      const b = Buffer.alloc(512);
-      fs.readSync(fd, b, 0, 512, lba * 512);
-      return b;
-    };
-    const primary = header(1);
-    expect(primary.subarray(0, 8).toString('latin1')).toBe('EFI PART');
-    const backupLba = Number(primary.readBigUInt64LE(32));
-    for (const lba of [1, backupLba]) {
-      const h = header(lba);
-      const entriesLba = Number(h.readBigUInt64LE(72));
-      const count = h.readUInt32LE(80);
-      const size = h.readUInt32LE(84);
-      const array = Buffer.alloc(count * size);
-      fs.readSync(fd, array, 0, array.length, entriesLba * 512);
-      array.writeBigUInt64LE(BigInt(firstLba), (entry - 1) * size + 32);
-      fs.writeSync(fd, array, 0, array.length, entriesLba * 512);
-      h.writeUInt32LE(crc32(array), 88);
-      h.writeUInt32LE(0, 16);
-      h.writeUInt32LE(crc32(h.subarray(0, h.readUInt32LE(12))), 16);
-      fs.writeSync(fd, h, 0, 512, lba * 512);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 function expectSameBytes(actual: string, expected: string): void {
   const a = fs.readFileSync(actual);
   const b = fs.readFileSync(expected);
@@ -365,7 +331,8 @@ describe('ptable check on damaged tables', () => {
 
   it('overlapping GPT partitions (entry edited, CRCs fixed): overlap at the first shared LBA, exit 4', () => {
     const img = copyOf(gpt);
-    moveGptEntryStart(img, 2, 10000); // partition 1 is 2048-18431
+    // partition 1 is 2048-18431; both entry arrays edited, every CRC fixed: only the layout is wrong
+    editFile(img, (image) => editGptEntry(image, 512, 1, (e) => e.writeBigUInt64LE(10000n, GPT_ENTRY_FIELD.firstLba)));
     const { r, problems } = check(img);
     expect(r.status, r.stdout + r.stderr).toBe(4);
     expect(errorsOf(problems)).toEqual([{ severity: 'error', lba: 10000, code: 'overlap' }]);

@@ -8,6 +8,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ToolError } from '../src/errors.js';
+import { fdSectorReader } from '../src/io/disk.js';
+import { locatePartition } from '../src/sparsecopy/partitions.js';
 import {
   allocatedBytes,
   firstDifference,
@@ -25,6 +28,7 @@ import {
   writeSparseFile,
   type Piece,
 } from './helpers.js';
+import { ebrChain, editFile, editGptEntry, editGptHeader, editMbrEntry } from './table-edits.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -369,5 +373,163 @@ describe.skipIf(reason)('sparsecopy partitions on loop devices', () => {
       expect(line).toContain(`(LBA ${DISK_BYTES / 512 - 1})`);
       expect(runTool('sgdisk', ['-v', dev]).stdout).toMatch(/Problem:/);
     });
+  });
+});
+
+/** A disk as fsmaker makes it: GRUB's boot code in the first 440 bytes of the protective MBR. */
+function bootableGptDisk(): { file: string; bootCode: Buffer } {
+  const file = fresh('bootable');
+  fs.copyFileSync(gptDisk, file);
+  const bootCode = patternBytes(440, 99);
+  writePieces(file, [{ offset: 0, data: bootCode }]);
+  return { file, bootCode };
+}
+
+/** The copy kept the boot code and moved the backup GPT to the end of `target` (`bytes` long). */
+function expectRelocatedWithBootCode(target: string, bytes: number, bootCode: Buffer): void {
+  expectSame(readRange(target, 0, 440), bootCode, `${target}: boot code`);
+  expect(readRange(target, bytes - 512, 8).toString('latin1')).toBe('EFI PART');
+  const c = ptable(['check', target]);
+  expect(c.status, c.stdout + c.stderr).toBe(0);
+}
+
+describe('sparsecopy --relocate-gpt keeps the boot code of sector 0', () => {
+  it('to a larger new file (--finalsize)', () => {
+    const { file, bootCode } = bootableGptDisk();
+    const out = fresh('relocated-f');
+    const r = sparsecopy(['--relocate-gpt', '-f', '32M', file, out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/backup GPT moved/);
+    expectRelocatedWithBootCode(out, 32 * MiB, bootCode);
+  });
+
+  it('over a larger existing file (-o)', () => {
+    const { file, bootCode } = bootableGptDisk();
+    const out = fresh('relocated-o');
+    writeSparseFile(out, 32 * MiB, []);
+    const r = sparsecopy(['--relocate-gpt', '-o', file, out]);
+    expect(r.status, r.stderr).toBe(0);
+    expectRelocatedWithBootCode(out, 32 * MiB, bootCode);
+  });
+
+  it.skipIf(reason)('onto a larger loop device', async () => {
+    const { file, bootCode } = bootableGptDisk();
+    const backing = fresh('relocated-loop');
+    writeSparseFile(backing, 32 * MiB, []);
+    await withLoop(backing, (dev) => {
+      const r = sparsecopy(['--relocate-gpt', file, dev]);
+      expect(r.status, r.stderr).toBe(0);
+      expectRelocatedWithBootCode(dev, 32 * MiB, bootCode);
+    });
+  });
+});
+
+describe('sparsecopy --to-partition refuses a partition that overlaps what ptable check flags', () => {
+  /** --to-partition N into `disk`: exit 19, one line naming the problem, the disk byte-for-byte as before. */
+  function expectRefused(disk: string, n: number, problem: RegExp): void {
+    const before = fs.readFileSync(disk);
+    const src = fresh('small-src');
+    writeSparseFile(src, 64 * KiB, [{ offset: 0, data: patternBytes(64 * KiB, 5) }]);
+    const r = sparsecopy(['--to-partition', String(n), src, disk]);
+    expect(r.status, r.stderr).toBe(19);
+    expect(linesOf(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toMatch(new RegExp(`^sparsecopy: ${disk}: refusing to write into partition ${n}: `));
+    expect(r.stderr).toMatch(problem);
+    expectSame(fs.readFileSync(disk), before, `${disk} after a refused copy`);
+  }
+
+  it('a logical partition that covers its own EBR', () => {
+    const { file } = buildDisk(DOS_SCRIPT, 16 * MiB, () => []);
+    // Partition 6: its EBR's entry made to start at the EBR itself (relative start 0).
+    editFile(file, (image) => {
+      const ebr6 = ebrChain(image)[1]!;
+      editMbrEntry(image, ebr6, 0, { lbaStart: 0 });
+    });
+    const c = ptable(['check', file]);
+    expect(c.stdout).toMatch(/partition 6 .*covers the EBR/);
+    expectRefused(file, 6, /covers the EBR at LBA \d+/);
+    // Its neighbour 5 is sound: written as usual.
+    const src = fresh('src5');
+    writeSparseFile(src, 4096, [{ offset: 0, data: patternBytes(4096, 6) }]);
+    expect(sparsecopy(['--to-partition', '5', src, file]).status).toBe(0);
+  });
+
+  it('GPT partitions 1 and 2 overlapping (entry edited, CRCs repaired): neither is written', () => {
+    const disk = fresh('gpt-overlap');
+    fs.copyFileSync(gptDisk, disk);
+    editFile(disk, (image) => editGptEntry(image, 512, 1, (e) => e.writeBigUInt64LE(BigInt(gptParts.get(1)!.offset / 512 + 100), 32)));
+    expect(ptable(['check', disk]).stdout).toMatch(/partitions 1 and 2 overlap/);
+    expectRefused(disk, 1, /partitions 1 and 2 overlap/);
+    expectRefused(disk, 2, /partitions 1 and 2 overlap/);
+  });
+
+  it('a GPT partition whose entry covers the primary entry array (CRCs repaired)', () => {
+    const disk = fresh('gpt-over-entries');
+    fs.copyFileSync(gptDisk, disk);
+    editFile(disk, (image) => {
+      editGptEntry(image, 512, 0, (e) => e.writeBigUInt64LE(2n, 32));
+      editGptHeader(image, 512, 'primary', (h) => h.writeBigUInt64LE(2n, 40)); // first usable LBA 2
+      editGptHeader(image, 512, 'backup', (h) => h.writeBigUInt64LE(2n, 40));
+    });
+    expectRefused(disk, 1, /covers the primary GPT entry array/);
+  });
+});
+
+describe('sparsecopy --to-partition on a GPT whose two headers are damaged', () => {
+  it('refuses (exit 19) rather than write into the protective MBR\'s "partition 1", which covers the GPT', () => {
+    const disk = fresh('gpt-both-bad');
+    fs.copyFileSync(gptDisk, disk);
+    editFile(disk, (image) => {
+      image[512 + 56]! ^= 0xff; // the disk GUID: both header CRCs fail
+      image[image.length - 512 + 56]! ^= 0xff;
+    });
+    const before = fs.readFileSync(disk);
+    const src = fresh('src-bad-gpt');
+    writeSparseFile(src, 4096, [{ offset: 0, data: patternBytes(4096, 8) }]);
+    const r = sparsecopy(['--to-partition', '1', src, disk]);
+    expect(r.status, r.stderr).toBe(19);
+    expect(linesOf(r.stderr)).toEqual([expect.stringMatching(new RegExp(`^sparsecopy: ${disk}: its gpt table cannot be read \\(.*\\): refusing to write into what its protective MBR describes; nothing written$`))]);
+    expectSame(fs.readFileSync(disk), before, 'disk');
+    // Reading is harmless: --from-partition 1 still copies what sfdisk calls partition 1.
+    expect(sparsecopy(['--from-partition', '1', disk, fresh('pmbr-part')]).status).toBe(0);
+  });
+});
+
+describe('sparsecopy --from-partition when reading the table fails', () => {
+  it('a read error on the EBR: SOURCE_READ (16) naming the LBA, not a stack trace (injected EIO)', () => {
+    const { file, parts } = buildDisk(DOS_SCRIPT, 16 * MiB, () => []);
+    const image = fs.readFileSync(file);
+    const ebr6 = ebrChain(image)[1]!;
+    const fd = fs.openSync(file, 'r');
+    try {
+      const eio = (_fd: number, buffer: Buffer, offset: number, length: number, position: number): number => {
+        if (position <= ebr6 * 512 && ebr6 * 512 < position + length) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+        return fs.readSync(fd, buffer, offset, length, position);
+      };
+      const read = fdSectorReader(file, fd, 512, { errorCode: 'SOURCE_READ', pread: eio });
+      // Partition 5's EBR reads fine; the chain stops at 6's.
+      let error: unknown;
+      try {
+        locatePartition(file, read, 512, image.length / 512, 6);
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(ToolError);
+      expect((error as ToolError).exitCode).toBe(16);
+      expect((error as ToolError).message).toBe(`${file}: reading the partition table failed at LBA ${ebr6} (byte ${ebr6 * 512}): i/o error`);
+      expect(parts.get(6)).toBeDefined();
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('a real EIO through the CLI: /proc/self/mem as SOURCE (reading its offset 0 fails): exit 16 naming LBA 0, no output', () => {
+    // No device-mapper here for an error target over an EBR; this file fails the same read call.
+    const out = fresh('from-mem');
+    const r = sparsecopy(['--from-partition', '7', '/proc/self/mem', out]);
+    expect(r.status, r.stderr).toBe(16);
+    expect(linesOf(r.stderr)).toEqual(['sparsecopy: /proc/self/mem: reading the partition table failed at LBA 0 (byte 0): i/o error']);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(tempLeftovers(dir)).toEqual([]);
   });
 });

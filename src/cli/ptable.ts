@@ -6,15 +6,15 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ToolError } from '../errors.js';
-import { type Disk, ensureDiskSectors, openDisk, rereadIfDevice, writeSectors } from '../io/disk.js';
+import { type Disk, closeDisk, ensureDiskSectors, openDisk } from '../io/disk.js';
+import { writeTable } from '../io/table-writer.js';
 import type { PartitionTable, TableProblem } from '../partition/model.js';
-import { checkTable, detectGptSectorSize, readTable, serializeTable } from '../partition/read.js';
+import { checkTable, readTable, writeHazards } from '../partition/read.js';
 import { formatSfdiskDump } from '../partition/sfdisk-dump.js';
 import { formatSfdiskJson } from '../partition/sfdisk-json.js';
 import { formatShow } from '../partition/show.js';
 import { growPartition } from '../partition/align.js';
 import { relocateBackup } from '../partition/gpt.js';
-import { mergeMbrSector } from '../partition/mbr.js';
 import { prepareScriptTable } from '../partition/script-table.js';
 import { parseSize } from '../size.js';
 import { programLine, runMain } from './run.js';
@@ -33,30 +33,33 @@ function sectorSizeOption(text: string | undefined): number | undefined {
 }
 
 /** Opens a disk; an image's sector size is taken from its GPT header's position when not given. */
-function open(path: string, options: GlobalOptions, writable = false, create = false): Disk {
-  let sectorSize = sectorSizeOption(options.sectorSize);
-  if (sectorSize === undefined && fs.existsSync(path) && fs.statSync(path).isFile()) {
-    const probe = openDisk(path, { sectorSize: 512 });
-    try {
-      sectorSize = detectGptSectorSize(probe.read(0, 16)) ?? 512;
-    } finally {
-      probe.close();
-    }
-  }
-  return openDisk(path, { writable, create, sectorSize });
+function open(path: string, options: GlobalOptions, writable = false): Disk {
+  const sectorSize = sectorSizeOption(options.sectorSize);
+  return openDisk(path, sectorSize === undefined ? { writable } : { writable, sectorSize });
 }
 
 function formatProblem(path: string, p: TableProblem): string {
   return `${path}: ${p.severity}: ${p.message}${p.lba !== undefined ? ` (LBA ${p.lba})` : ''} [${p.code}]`;
 }
 
-/** Reads the table or fails with NO_TABLE; warnings (a GPT read from its backup) go to stderr. */
-function loadTable(disk: Disk): PartitionTable {
-  const { table, problems } = readTable(disk.read, disk.sectorSize, disk.sectors);
+const warn = (message: string): void => {
+  process.stderr.write(programLine('ptable', message));
+};
+
+/**
+ * Reads the table or fails with NO_TABLE; warnings (a GPT read from its backup) go to stderr.
+ * `forChange`: the table is about to be rewritten, which is refused when what was read is the
+ * protective MBR of a GPT that could not be read.
+ */
+function loadTable(disk: Disk, forChange = false): PartitionTable {
+  const { table, problems, unreadableLabel } = readTable(disk.read, disk.sectorSize, disk.sectors);
   for (const p of problems) if (p.severity === 'warning' || table) process.stderr.write(`${formatProblem(disk.path, p)}\n`);
   if (!table) {
     const why = problems.find((p) => p.severity === 'error');
     throw new ToolError('NO_TABLE', `${disk.path}: ${why ? why.message : 'no partition table'}${why?.lba !== undefined ? ` (LBA ${why.lba})` : ''}`);
+  }
+  if (forChange && unreadableLabel) {
+    throw new ToolError('REFUSED', `${disk.path}: its ${unreadableLabel} table cannot be read (see the errors above), and its protective MBR is no ${table.label} table to change; nothing written`);
   }
   return table;
 }
@@ -70,14 +73,67 @@ function withDisk<T>(path: string, options: GlobalOptions, body: (disk: Disk) =>
   }
 }
 
-/** Writes `table` to `disk`, keeping the boot code of an existing sector 0. */
-function commitTable(disk: Disk, table: PartitionTable): void {
-  const writes = serializeTable(table);
-  for (const w of writes) if (w.lba === 0) w.data = Buffer.concat([mergeMbrSector(disk.read(0, 1), w.data.subarray(0, 512)), w.data.subarray(512)]);
-  writeSectors(disk, writes);
-  const warning = rereadIfDevice(disk);
-  if (warning) process.stderr.write(programLine('ptable', warning));
+/**
+ * Changes the table on the disk (relocate, grow). A change the model refuses (a partition that no
+ * longer fits) or a table the drivers refuse to serialize (overlapping partitions read from the
+ * disk, say) is a refusal: the disk is left as it was.
+ */
+function commitTable(disk: Disk, change: () => PartitionTable): void {
+  let warning: string | null;
+  try {
+    warning = writeTable(disk, change());
+  } catch (err) {
+    if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError('REFUSED', `${disk.path}: ${err.message}; nothing written`, { cause: err });
+    throw err;
+  }
+  if (warning) warn(warning);
 }
+
+/** `ptable write`: the script's table on the disk; an image is created or extended as needed. */
+function writeScript(path: string, options: GlobalOptions, sizeText: string | undefined): void {
+  // stdin first: a command waiting for its script holds nothing open and is ended by a signal.
+  const script = fs.readFileSync(0, 'utf8');
+  const sectorSize = sectorSizeOption(options.sectorSize) ?? 512;
+  const sizeSectors = sizeText === undefined ? 0 : Math.ceil(parseSize(sizeText, sectorSize, 'size') / sectorSize);
+  const disk = openDisk(path, { writable: true, create: true, sectorSize });
+  let written = false;
+  try {
+    const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
+    const plan = prepareScriptTable(script, {
+      path,
+      sectorSize: disk.sectorSize,
+      diskSectors: Math.max(disk.sectors, sizeSectors),
+      ...(current ? { currentLabel: current.label } : {}),
+    });
+    if (!plan) {
+      warn(`${path}: the script holds no label and no partition: nothing written (as sfdisk)`);
+      return;
+    }
+    for (const w of plan.warnings) warn(`${path}: ${w}`);
+    ensureDiskSectors(disk, Math.max(sizeSectors, plan.table.diskSectors));
+    try {
+      const warning = writeTable(disk, plan.table);
+      if (warning) warn(warning);
+    } catch (err) {
+      // The script parser lays out only tables the drivers can write; anything else is the script's.
+      if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError('SCRIPT', `${path}: the script's table cannot be written: ${err.message}`, { cause: err });
+      throw err;
+    }
+    written = true;
+  } finally {
+    closeDisk(disk, written || !disk.created);
+  }
+}
+
+const HELP_TAIL = `
+DISK is an image file or a block device (a FIFO or terminal is refused). A script with no label
+and no partition (empty, blank or comment lines) writes nothing, as sfdisk.
+
+Exit codes: 0 ok, 1 usage, 2 cannot open the disk, 3 no partition table, 4 check found errors,
+5 reading, writing or extending the disk failed (or it is too small), 6 invalid script (the
+message names the line), 7 no such partition, 8 relocate/grow refused (the change would overlap,
+or the table on the disk is damaged; nothing written), 130/143 interrupted.
+`;
 
 function buildCommand(): Command {
   const program = new Command('ptable')
@@ -86,7 +142,8 @@ function buildCommand(): Command {
     .option('--debug', 'show stack traces of errors')
     .version(version, '-V, --version')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .addHelpText('after', HELP_TAIL);
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
   program
@@ -128,19 +185,7 @@ function buildCommand(): Command {
     .description("write the table an sfdisk script on stdin describes (image files are created or extended, sparse)")
     .argument('<DISK>')
     .option('--size <SIZE>', 'size of a new or extended image (e.g. 2G; suffixes K M G T, a bare number is sectors)')
-    .action((path: string, opts: { size?: string }) => {
-      const sectorSize = sectorSizeOption(globals().sectorSize) ?? 512;
-      const script = fs.readFileSync(0, 'utf8');
-      const disk = openDisk(path, { writable: true, create: true, sectorSize });
-      try {
-        if (opts.size !== undefined) ensureDiskSectors(disk, Math.ceil(parseSize(opts.size, sectorSize, 'size') / sectorSize));
-        const table = prepareScriptTable(script, { path, sectorSize: disk.sectorSize, diskSectors: disk.sectors });
-        ensureDiskSectors(disk, table.diskSectors);
-        commitTable(disk, table);
-      } finally {
-        disk.close();
-      }
-    });
+    .action((path: string, opts: { size?: string }) => writeScript(path, globals(), opts.size));
 
   program
     .command('relocate')
@@ -151,9 +196,9 @@ function buildCommand(): Command {
         path,
         globals(),
         (disk) => {
-          const table = loadTable(disk);
+          const table = loadTable(disk, true);
           if (table.label !== 'gpt') throw new ToolError('USAGE', `${path}: relocate applies to GPT disks; this one is ${table.label}`);
-          commitTable(disk, relocateBackup(table, disk.sectors));
+          commitTable(disk, () => relocateBackup(table, disk.sectors));
         },
         true,
       ),
@@ -170,10 +215,12 @@ function buildCommand(): Command {
         globals(),
         (disk) => {
           const number = Number(n);
-          let table = loadTable(disk);
+          const table = loadTable(disk, true);
           if (!table.partitions.some((p) => p.number === number)) throw new ToolError('PARTITION_MISSING', `${path}: no partition ${n}`);
-          if (table.label === "gpt") table = relocateBackup(table, disk.sectors); // a grown disk: use its new end
-          commitTable(disk, growPartition(table, number));
+          const hazard = writeHazards(disk.read, disk.sectorSize, disk.sectors, number)[0];
+          if (hazard) throw new ToolError('REFUSED', `${path}: refusing to grow partition ${number}: ${hazard.message}; nothing written`);
+          // A grown disk: the GPT's backup moves to its new end first.
+          commitTable(disk, () => growPartition(table.label === 'gpt' ? relocateBackup(table, disk.sectors) : table, number));
         },
         true,
       ),

@@ -238,8 +238,19 @@ function readSectors(read: SectorReader, lba: number, count: number, sectorSize:
   return out;
 }
 
-const problem = (severity: TableProblem['severity'], code: string, message: string, lba?: number): TableProblem =>
-  lba === undefined ? { severity, code, message } : { severity, code, message, lba };
+const problem = (severity: TableProblem['severity'], code: string, message: string, lba?: number, partitions?: number[]): TableProblem => {
+  const p: TableProblem = { severity, code, message };
+  if (lba !== undefined) p.lba = lba;
+  if (partitions !== undefined) p.partitions = partitions;
+  return p;
+};
+
+/** Sectors that hold the table (protective MBR, a header, an entry array), for overlap checks. */
+interface TableSectors {
+  from: number;
+  to: number;
+  what: string;
+}
 
 /** What the validation ladder found at one header location. */
 interface HeaderExam {
@@ -251,6 +262,8 @@ interface HeaderExam {
   valid: boolean;
   header?: GptHeader;
   partitions?: Partition[];
+  /** Where its entry array lies, when its geometry could be believed. */
+  entries?: TableSectors;
   problems: TableProblem[];
 }
 
@@ -318,6 +331,7 @@ function examineHeader(read: SectorReader, sectorSize: number, diskSectors: numb
     entriesOk = false;
   }
   if (entriesOk) {
+    exam.entries = { from: h.entriesLba, to: h.entriesLba + entriesSectors - 1, what: `the ${role} GPT entry array` };
     const array = readSectors(read, h.entriesLba, entriesSectors, sectorSize).subarray(0, arrayBytes);
     const crc = crc32(array);
     if (crc !== h.entriesCrc32) {
@@ -414,6 +428,8 @@ interface GptAnalysis {
    * partitions past the end are worth naming).
    */
   bestEffort: PartitionTable | null;
+  /** The sectors the table occupies, wherever its headers say (a partition must not cover them). */
+  tableSectors: TableSectors[];
 }
 
 function tableFrom(exam: HeaderExam, sectorSize: number, diskSectors: number, entriesLba: number): PartitionTable {
@@ -476,49 +492,93 @@ function analyze(read: SectorReader, sectorSize: number, diskSectors: number): G
     }
   }
 
+  const tableSectors: TableSectors[] = [{ from: 0, to: 0, what: 'the protective MBR' }];
+  for (const exam of [primary, backup]) {
+    if (!exam.trusted) continue;
+    tableSectors.push({ from: exam.lba, to: exam.lba, what: `the ${exam.role} GPT header` });
+    if (exam.entries) tableSectors.push(exam.entries);
+  }
+  if (!primary.trusted) tableSectors.push({ from: GPT_PRIMARY_HEADER_LBA, to: GPT_PRIMARY_HEADER_LBA, what: 'the primary GPT header' });
+
   if (primary.valid) {
     const table = tableFrom(primary, sectorSize, diskSectors, primary.header!.entriesLba);
-    return { table, problems, bestEffort: table };
+    return { table, problems, bestEffort: table, tableSectors };
   }
   if (backup.valid) {
     const why = primary.problems.filter((p) => p.severity === 'error').map((p) => p.code).join(', ');
     problems.push(problem('warning', 'read-from-backup', `primary GPT is damaged (${why}); using the backup GPT at LBA ${backup.lba}, as sgdisk does`, backup.lba));
     const entriesLba = primary.trusted ? primary.header!.entriesLba : 2;
     const table = tableFrom(backup, sectorSize, diskSectors, entriesLba);
-    return { table, problems, bestEffort: table };
+    return { table, problems, bestEffort: table, tableSectors };
   }
   const readable = [primary, backup].find((e) => e.trusted && e.partitions !== undefined);
   const bestEffort = readable ? tableFrom(readable, sectorSize, diskSectors, readable.header!.entriesLba) : null;
-  return { table: null, problems, bestEffort };
+  return { table: null, problems, bestEffort, tableSectors };
 }
 
-/** Problems of the partitions: past the end, outside the usable LBAs, end before start, overlaps. */
-function checkPartitions(table: PartitionTable): TableProblem[] {
+/**
+ * Problems of the partitions: past the end, outside the usable LBAs, end before start, overlaps
+ * with each other and with the table's own sectors (which usable LBAs that a damaged header moved
+ * would not catch).
+ */
+function checkPartitions(table: PartitionTable, tableSectors: TableSectors[]): TableProblem[] {
   const problems: TableProblem[] = [];
   const first = table.firstLba ?? 0;
   const last = table.lastLba ?? table.diskSectors - 1;
   for (const p of table.partitions) {
     const end = partitionEnd(p);
     if (p.size <= 0) {
-      problems.push(problem('error', 'start-after-end', `partition ${p.number}: last LBA ${end} is before first LBA ${p.start}`, p.start));
+      problems.push(problem('error', 'start-after-end', `partition ${p.number}: last LBA ${end} is before first LBA ${p.start}`, p.start, [p.number]));
       continue;
     }
     if (end >= table.diskSectors) {
-      problems.push(problem('error', 'past-end', `partition ${p.number} (LBA ${p.start}-${end}) ends past the end of the disk (last LBA ${table.diskSectors - 1})`, p.start));
+      problems.push(problem('error', 'past-end', `partition ${p.number} (LBA ${p.start}-${end}) ends past the end of the disk (last LBA ${table.diskSectors - 1})`, p.start, [p.number]));
     } else if (p.start < first || end > last) {
-      problems.push(problem('error', 'outside-usable', `partition ${p.number} (LBA ${p.start}-${end}) is outside the usable LBAs ${first}-${last}`, p.start));
+      problems.push(problem('error', 'outside-usable', `partition ${p.number} (LBA ${p.start}-${end}) is outside the usable LBAs ${first}-${last}`, p.start, [p.number]));
+    }
+    for (const t of tableSectors) {
+      if (p.start <= t.to && end >= t.from) {
+        const from = Math.max(p.start, t.from);
+        problems.push(problem('error', 'overlap', `partition ${p.number} (LBA ${p.start}-${end}) covers ${t.what} (LBA ${t.from}-${t.to})`, from, [p.number]));
+      }
     }
   }
-  const used = table.partitions.filter((p) => p.size > 0);
-  for (let i = 0; i < used.length; i++) {
-    for (let j = i + 1; j < used.length; j++) {
-      const a = used[i]!;
-      const b = used[j]!;
-      const from = Math.max(a.start, b.start);
+  problems.push(...overlapProblems(table.partitions.filter((p) => p.size > 0)));
+  return problems;
+}
+
+/** Overlapping pairs listed one by one up to this many; the rest in one problem naming them all. */
+const MAX_LISTED_OVERLAPS = 64;
+
+/**
+ * Overlaps between partitions in O(n log n), whatever the entry count (a hostile array may hold
+ * 131072 entries): a sweep in start order lists pairs while there are few, and every partition
+ * that overlaps any other is named in the problems (writeHazards relies on it).
+ */
+function overlapProblems(used: Partition[]): TableProblem[] {
+  const problems: TableProblem[] = [];
+  const sorted = [...used].sort((a, b) => a.start - b.start || a.number - b.number);
+  for (let i = 0; i < sorted.length && problems.length < MAX_LISTED_OVERLAPS; i++) {
+    const a = sorted[i]!;
+    for (let j = i + 1; j < sorted.length && sorted[j]!.start <= partitionEnd(a) && problems.length < MAX_LISTED_OVERLAPS; j++) {
+      const b = sorted[j]!;
+      const [x, y] = a.number < b.number ? [a, b] : [b, a];
       const to = Math.min(partitionEnd(a), partitionEnd(b));
-      if (from <= to) problems.push(problem('error', 'overlap', `partitions ${a.number} and ${b.number} overlap (LBA ${from}-${to})`, from));
+      problems.push(problem('error', 'overlap', `partitions ${x.number} and ${y.number} overlap (LBA ${b.start}-${to})`, b.start, [x.number, y.number]));
     }
   }
+  if (problems.length < MAX_LISTED_OVERLAPS) return problems;
+  // A partition overlaps another iff it starts before the furthest end so far, or the next one
+  // starts before it ends.
+  const overlapping: number[] = [];
+  let furthestEnd = -1;
+  sorted.forEach((p, i) => {
+    const next = sorted[i + 1];
+    if (p.start <= furthestEnd || (next !== undefined && next.start <= partitionEnd(p))) overlapping.push(p.number);
+    furthestEnd = Math.max(furthestEnd, partitionEnd(p));
+  });
+  overlapping.sort((a, b) => a - b);
+  problems.push(problem('error', 'overlap', `${overlapping.length} partitions overlap others (the first ${MAX_LISTED_OVERLAPS} overlaps are listed)`, undefined, overlapping));
   return problems;
 }
 
@@ -533,8 +593,8 @@ export function readGpt(read: SectorReader, sectorSize: number, diskSectors: num
 
 /** Every problem: protective MBR, both headers and entry arrays, backup placement, partitions. */
 export function checkGpt(read: SectorReader, sectorSize: number, diskSectors: number): TableProblem[] {
-  const { bestEffort, problems } = analyze(read, sectorSize, diskSectors);
-  return bestEffort ? [...problems, ...checkPartitions(bestEffort)] : problems;
+  const { bestEffort, problems, tableSectors } = analyze(read, sectorSize, diskSectors);
+  return bestEffort ? [...problems, ...checkPartitions(bestEffort, tableSectors)] : problems;
 }
 
 // ---------------------------------------------------------------------------------------------

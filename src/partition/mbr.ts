@@ -52,8 +52,8 @@ export const MBR_BYTES = 512;
 const ACTIVE_FLAG = 0x80;
 /** Type of the link entries sfdisk writes in EBRs, whatever the extended partition's own type. */
 const EBR_LINK_TYPE = 0x05;
-/** More logical partitions than this means a corrupt (looping) chain. */
-const MAX_LOGICALS = 256;
+/** libfdisk reads at most 60 partitions: 4 primaries and this many EBRs. */
+const MAX_LOGICALS = 56;
 
 /** One raw entry as stored (relative start). */
 export interface MbrEntry {
@@ -148,14 +148,102 @@ function readSector(read: SectorReader, lba: number, sectorSize: number): Buffer
   return out;
 }
 
-const problem = (severity: TableProblem['severity'], code: string, message: string, lba?: number): TableProblem =>
-  lba === undefined ? { severity, code, message } : { severity, code, message, lba };
+const problem = (severity: TableProblem['severity'], code: string, message: string, lba?: number, partitions?: number[]): TableProblem => {
+  const p: TableProblem = { severity, code, message };
+  if (lba !== undefined) p.lba = lba;
+  if (partitions !== undefined) p.partitions = partitions;
+  return p;
+};
 
 interface MbrAnalysis {
   table: PartitionTable | null;
   problems: TableProblem[];
   /** LBAs of the EBRs found in the chain (for overlap checks). */
   ebrLbas: number[];
+  /** Number of the extended partition whose EBR chain was followed. */
+  extendedNumber?: number;
+}
+
+/** One EBR of the chain as libfdisk reads it: the entry it takes as the logical partition, and its link. */
+interface EbrRead {
+  ebr: number;
+  data: MbrEntry;
+  dataCleared: boolean;
+  linkCleared: boolean;
+}
+
+/**
+ * The entries of an EBR that libfdisk (read_extended) takes as the logical partition and as the
+ * link: the first entry with a size and an extended type is the link, the first with a size and a
+ * non-zero type the partition; when one is missing, entry 1 stands for it (entry 2 when entry 1 is
+ * the other one). So an entry of type 0 with a size is still a partition (sfdisk and the kernel
+ * number it), and an EBR without one gives an empty partition that is dropped afterwards.
+ */
+function ebrEntries(sector: Buffer, ebr: number, problems: TableProblem[]): { data: number; link: number } {
+  let data = -1;
+  let link = -1;
+  parseMbrEntries(sector).forEach((e, i) => {
+    if (e.sectors === 0) return;
+    if (isExtendedType(e.type.toString(16))) {
+      if (link >= 0) problems.push(problem('warning', 'extra-ebr-entries', `EBR at LBA ${ebr}: extra link entry ${i + 1} ignored`, ebr));
+      else link = i;
+    } else if (e.type !== 0) {
+      if (data >= 0) problems.push(problem('warning', 'extra-ebr-entries', `EBR at LBA ${ebr}: extra partition entry ${i + 1} ignored`, ebr));
+      else data = i;
+    }
+  });
+  if (data < 0) data = link === 0 ? 1 : 0;
+  if (link < 0) link = data === 0 ? 1 : 0;
+  return { data, link };
+}
+
+/**
+ * Follows the EBR chain from the extended partition `ext` as libfdisk does: wherever the links
+ * point (inside the extended partition or not: check() reports that), until a link entry without
+ * an extended type, a loop, the end of the disk, or sfdisk's limit of partition 60.
+ */
+function readEbrChain(read: SectorReader, sectorSize: number, diskSectors: number, ext: { start: number }, problems: TableProblem[]): { chain: EbrRead[]; ebrLbas: number[] } {
+  const chain: EbrRead[] = [];
+  const ebrLbas: number[] = [];
+  let next: number | null = ext.start;
+  while (next !== null) {
+    const ebr: number = next;
+    next = null;
+    if (ebrLbas.includes(ebr)) {
+      problems.push(problem('error', 'ebr-loop', `EBR chain loops back to LBA ${ebr}`, ebr));
+      break;
+    }
+    if (ebr >= diskSectors) {
+      problems.push(problem('error', 'bad-ebr-link', `EBR link points to LBA ${ebr}, past the end of the disk (last LBA ${diskSectors - 1})`, ebr));
+      break;
+    }
+    if (chain.length >= MAX_LOGICALS) {
+      problems.push(problem('error', 'too-many-logicals', `more than ${MAX_LOGICALS} EBRs: partitions after ${4 + MAX_LOGICALS} are omitted, as sfdisk omits them`, ebr));
+      break;
+    }
+    ebrLbas.push(ebr);
+    const sector = readSector(read, ebr, sectorSize);
+    if (!hasMbrSignature(sector)) {
+      const found = sector.subarray(MBR.bootSignature, MBR.bootSignature + 2).toString('hex');
+      problems.push(problem('warning', 'bad-ebr-signature', `EBR at LBA ${ebr}: expected signature 55aa, found ${found}`, ebr));
+    }
+    const { data, link } = ebrEntries(sector, ebr, problems);
+    const entries = parseMbrEntries(sector);
+    chain.push({ ebr, data: entries[data]!, dataCleared: isCleared(sector, data), linkCleared: isCleared(sector, link) });
+    const l = entries[link]!;
+    if (isExtendedType(l.type.toString(16))) next = ext.start + l.lbaStart;
+  }
+  // libfdisk drops a last EBR with nothing in it, then every empty (0-sector) partition but a
+  // lone logical partition of type 0, renumbering the ones after it.
+  const last = chain[chain.length - 1];
+  if (last && last.dataCleared && last.linkCleared) chain.pop();
+  for (;;) {
+    const firstType = chain[0]?.data.type ?? 0;
+    const empty = chain.findIndex((c) => c.data.sectors === 0 && (chain.length > 1 || firstType !== 0));
+    if (empty < 0) break;
+    chain.splice(empty, 1);
+  }
+  return { chain, ebrLbas };
 }
 
 /** Reads sector 0 and the EBR chain. Problems here are the structural ones. */
@@ -169,123 +257,93 @@ function analyze(read: SectorReader, sectorSize: number, diskSectors: number): M
   }
   const id = s0.readUInt32LE(MBR.diskSignature);
   const partitions: Partition[] = [];
-  let ext: { start: number; size: number; number: number } | undefined;
+  // libfdisk follows an extended entry whatever its size (a 0-sector one too: its logical
+  // partitions are then outside it, which check() reports).
+  let ext: { start: number; number: number } | undefined;
   parseMbrEntries(s0).forEach((e, i) => {
     if (isCleared(s0, i)) return;
     const p: Partition = { number: i + 1, start: e.lbaStart, size: e.sectors, type: e.type.toString(16) };
     if (e.bootIndicator === ACTIVE_FLAG) p.bootable = true;
     partitions.push(p);
     if (e.bootIndicator !== 0 && e.bootIndicator !== ACTIVE_FLAG) {
-      problems.push(problem('warning', 'bad-boot-flag', `partition ${i + 1}: boot indicator 0x${e.bootIndicator.toString(16)}, expected 0x00 or 0x80`, 0));
+      problems.push(problem('warning', 'bad-boot-flag', `partition ${i + 1}: boot indicator 0x${e.bootIndicator.toString(16)}, expected 0x00 or 0x80`, 0, [i + 1]));
     }
-    if (isExtendedType(p.type) && e.sectors > 0) {
-      if (ext) {
-        problems.push(problem('warning', 'multiple-extended', `partition ${i + 1}: a second extended partition (ignored; partition ${ext.number} is the extended one)`, e.lbaStart));
-      } else if (e.lbaStart === 0) {
-        problems.push(problem('error', 'bad-extended', `partition ${i + 1}: extended partition starts at LBA 0`, 0));
-      } else {
-        ext = { start: e.lbaStart, size: e.sectors, number: i + 1 };
-      }
+    if (!isExtendedType(p.type)) return;
+    if (ext) {
+      problems.push(problem('warning', 'multiple-extended', `partition ${i + 1}: a second extended partition (ignored; partition ${ext.number} is the extended one)`, e.lbaStart, [i + 1]));
+    } else if (e.lbaStart === 0) {
+      problems.push(problem('error', 'bad-extended', `partition ${i + 1}: extended partition starts at LBA 0`, 0, [i + 1]));
+    } else {
+      ext = { start: e.lbaStart, number: i + 1 };
     }
   });
 
-  const ebrLbas: number[] = [];
+  let ebrLbas: number[] = [];
   if (ext) {
-    const extEnd = ext.start + ext.size - 1;
-    const visited = new Set<number>();
-    let next: number | null = ext.start;
+    const read_ = readEbrChain(read, sectorSize, diskSectors, ext, problems);
+    ebrLbas = read_.ebrLbas;
     let number = 5;
-    while (next !== null) {
-      const ebr: number = next;
-      next = null;
-      if (visited.has(ebr)) {
-        problems.push(problem('error', 'ebr-loop', `EBR chain loops back to LBA ${ebr}`, ebr));
-        break;
-      }
-      if (ebr < ext.start || ebr > extEnd || ebr >= diskSectors) {
-        problems.push(problem('error', 'bad-ebr-link', `EBR link points to LBA ${ebr}, outside the extended partition (LBA ${ext.start}-${extEnd}) or the disk`, ebr));
-        break;
-      }
-      if (visited.size >= MAX_LOGICALS) {
-        problems.push(problem('error', 'ebr-loop', `more than ${MAX_LOGICALS} EBRs: the chain is corrupt`, ebr));
-        break;
-      }
-      visited.add(ebr);
-      ebrLbas.push(ebr);
-      const sector = readSector(read, ebr, sectorSize);
-      if (!hasMbrSignature(sector)) {
-        const found = sector.subarray(MBR.bootSignature, MBR.bootSignature + 2).toString('hex');
-        problems.push(problem('warning', 'bad-ebr-signature', `EBR at LBA ${ebr}: expected signature 55aa, found ${found}`, ebr));
-      }
-      // As libfdisk: the first used non-extended entry is the logical partition, the first used
-      // extended entry is the link; anything else is ignored.
-      let data: MbrEntry | undefined;
-      let link: MbrEntry | undefined;
-      for (const e of parseMbrEntries(sector)) {
-        if (e.sectors === 0) continue;
-        if (isExtendedType(e.type.toString(16))) {
-          if (link) problems.push(problem('warning', 'extra-ebr-entries', `EBR at LBA ${ebr}: extra link entry ignored`, ebr));
-          else link = e;
-        } else if (e.type !== 0) {
-          if (data) problems.push(problem('warning', 'extra-ebr-entries', `EBR at LBA ${ebr}: extra partition entry ignored`, ebr));
-          else data = e;
-        }
-      }
-      if (data) {
-        const p: Partition = { number: number++, start: ebr + data.lbaStart, size: data.sectors, type: data.type.toString(16), ebrLba: ebr };
-        if (data.bootIndicator === ACTIVE_FLAG) p.bootable = true;
-        partitions.push(p);
-      }
-      if (link) next = ext.start + link.lbaStart;
+    for (const c of read_.chain) {
+      const n = number++;
+      if (c.dataCleared) continue; // a lone all-zero entry: counted by libfdisk, listed by nobody
+      const p: Partition = { number: n, start: c.ebr + c.data.lbaStart, size: c.data.sectors, type: c.data.type.toString(16), ebrLba: c.ebr };
+      if (c.data.bootIndicator === ACTIVE_FLAG) p.bootable = true;
+      partitions.push(p);
     }
   }
   partitions.sort((a, b) => a.number - b.number);
-  return {
-    table: { label: 'dos', id: formatDiskId(id), sectorSize, diskSectors, partitions },
-    problems,
-    ebrLbas,
-  };
+  const analysis: MbrAnalysis = { table: { label: 'dos', id: formatDiskId(id), sectorSize, diskSectors, partitions }, problems, ebrLbas };
+  if (ext) analysis.extendedNumber = ext.number;
+  return analysis;
 }
 
-/** Problems of the partitions themselves: overlaps, past the end, logical outside extended. */
-function checkPartitions(table: PartitionTable, ebrLbas: number[]): TableProblem[] {
+/**
+ * Problems of the partitions themselves, as sfdisk -V finds them and more: a start over the MBR,
+ * past the end, a logical partition outside the extended one or of type 0 ("empty"), overlaps
+ * between any two partitions (but a logical partition and its extended one), and a partition
+ * covering an EBR or an EBR outside the extended partition.
+ */
+function checkPartitions(table: PartitionTable, ebrLbas: number[], extendedNumber: number | undefined): TableProblem[] {
   const problems: TableProblem[] = [];
-  const ext = extendedPartition(table);
+  const ext = table.partitions.find((p) => p.number === extendedNumber);
+  const isLogical = (p: Partition): boolean => p.number >= 5;
+  const logicals = table.partitions.filter(isLogical);
   const used = table.partitions.filter((p) => p.size > 0);
   for (const p of used) {
     const end = partitionEnd(p);
     if (p.start === 0) {
-      problems.push(problem('error', 'bad-start', `partition ${p.number} starts at LBA 0, over the MBR`, 0));
+      problems.push(problem('error', 'bad-start', `partition ${p.number} starts at LBA 0, over the MBR`, 0, [p.number]));
     }
     if (end >= table.diskSectors) {
-      problems.push(problem('error', 'past-end', `partition ${p.number} (LBA ${p.start}-${end}) ends past the end of the disk (last LBA ${table.diskSectors - 1})`, p.start));
+      problems.push(problem('error', 'past-end', `partition ${p.number} (LBA ${p.start}-${end}) ends past the end of the disk (last LBA ${table.diskSectors - 1})`, p.start, [p.number]));
     }
-    if (p.number >= 5 && ext && (p.start < ext.start || end > partitionEnd(ext))) {
-      problems.push(problem('error', 'logical-outside-extended', `logical partition ${p.number} (LBA ${p.start}-${end}) is not inside extended partition ${ext.number} (LBA ${ext.start}-${partitionEnd(ext)})`, p.start));
-    }
-  }
-  // Primaries (the extended one as a whole) against each other; logical partitions against each
-  // other and against the EBRs.
-  const primaries = used.filter((p) => p.number <= 4);
-  const logicals = used.filter((p) => p.number >= 5);
-  for (const group of [primaries, logicals]) {
-    for (let i = 0; i < group.length; i++) {
-      for (let j = i + 1; j < group.length; j++) {
-        const a = group[i]!;
-        const b = group[j]!;
-        const from = Math.max(a.start, b.start);
-        const to = Math.min(partitionEnd(a), partitionEnd(b));
-        if (from <= to) {
-          problems.push(problem('error', 'overlap', `partitions ${a.number} and ${b.number} overlap (LBA ${from}-${to})`, from));
-        }
-      }
+    if (isLogical(p) && ext && (p.start < ext.start || end > partitionEnd(ext))) {
+      problems.push(problem('error', 'logical-outside-extended', `logical partition ${p.number} (LBA ${p.start}-${end}) is not inside extended partition ${ext.number} (LBA ${ext.start}-${partitionEnd(ext)})`, p.start, [p.number]));
     }
   }
   for (const p of logicals) {
-    for (const ebr of ebrLbas) {
-      if (ebr >= p.start && ebr <= partitionEnd(p)) {
-        problems.push(problem('error', 'overlap', `logical partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the EBR at LBA ${ebr}`, ebr));
-      }
+    // sfdisk -V: "Partition N: empty." (a lone logical partition 5 is left alone).
+    if (Number.parseInt(p.type, 16) === 0 && !(p.number === 5 && logicals.length === 1)) {
+      problems.push(problem('error', 'empty-partition', `logical partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) has type 0 (empty) but ${p.size} sectors`, p.start, [p.number]));
+    }
+  }
+  for (let i = 0; i < used.length; i++) {
+    for (let j = i + 1; j < used.length; j++) {
+      const a = used[i]!;
+      const b = used[j]!;
+      if ((a === ext && isLogical(b)) || (b === ext && isLogical(a))) continue;
+      const from = Math.max(a.start, b.start);
+      const to = Math.min(partitionEnd(a), partitionEnd(b));
+      if (from <= to) problems.push(problem('error', 'overlap', `partitions ${a.number} and ${b.number} overlap (LBA ${from}-${to})`, from, [a.number, b.number]));
+    }
+  }
+  for (const ebr of ebrLbas) {
+    if (ext && (ebr < ext.start || ebr > partitionEnd(ext))) {
+      problems.push(problem('error', 'bad-ebr-link', `the EBR at LBA ${ebr} is outside extended partition ${ext.number} (LBA ${ext.start}-${partitionEnd(ext)})`, ebr));
+    }
+    for (const p of used) {
+      if (p === ext || ebr < p.start || ebr > partitionEnd(p)) continue;
+      problems.push(problem('error', 'overlap', `partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the EBR at LBA ${ebr}`, ebr, [p.number]));
     }
   }
   return problems;
@@ -301,8 +359,8 @@ export function readMbr(read: SectorReader, sectorSize: number, diskSectors: num
 }
 
 export function checkMbr(read: SectorReader, sectorSize: number, diskSectors: number): TableProblem[] {
-  const { table, problems, ebrLbas } = analyze(read, sectorSize, diskSectors);
-  return table ? [...problems, ...checkPartitions(table, ebrLbas)] : problems;
+  const { table, problems, ebrLbas, extendedNumber } = analyze(read, sectorSize, diskSectors);
+  return table ? [...problems, ...checkPartitions(table, ebrLbas, extendedNumber)] : problems;
 }
 
 const bad = (message: string): ToolError => new ToolError('USAGE', `dos partition table: ${message}`);
@@ -396,6 +454,9 @@ export function serializeMbr(table: PartitionTable): SectorWrite[] {
     if (q) {
       const qEbr = ebrOf(q);
       const qEnd = partitionEnd(q);
+      // The link's fields are relative to the extended partition and span EBR and partition.
+      checkU32(`logical partition ${q.number}: its EBR's offset in the extended partition`, qEbr - ext.start);
+      checkU32(`logical partition ${q.number}: the link's size (EBR at LBA ${qEbr} to LBA ${qEnd})`, qEnd - qEbr + 1);
       writeEntry(sector, 1, {
         boot: false,
         type: EBR_LINK_TYPE,

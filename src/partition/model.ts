@@ -64,6 +64,8 @@ export interface TableProblem {
   code: string;
   message: string;
   lba?: number;
+  /** The partitions the problem is about (an overlap names both), so callers can tell which are unsafe. */
+  partitions?: number[];
 }
 
 /** Raw sectors to write: `data.length` is a multiple of the sector size. */

@@ -20,7 +20,7 @@ export const PROBLEM_CODES = {
   'bad-sector-size': 'sector size other than 512 or 4096 (error)',
   // both labels
   'bad-signature': 'MBR without 0x55AA at LBA 0, or primary GPT header without "EFI PART" (error)',
-  overlap: 'two partitions overlap, or a logical partition covers an EBR; lba = first shared sector (error)',
+  overlap: 'two partitions overlap, or a partition covers a table sector (an EBR, a GPT header or entry array); lba = first shared sector (error)',
   'past-end': 'a partition ends past the end of the disk; lba = its start (error)',
   // dos
   'bad-start': 'a partition starts at LBA 0 (error)',
@@ -28,10 +28,12 @@ export const PROBLEM_CODES = {
   'multiple-extended': 'more than one extended partition; only the first is followed (warning)',
   'bad-extended': 'extended partition at LBA 0 (error)',
   'bad-ebr-signature': 'an EBR without 0x55AA (warning, as libfdisk)',
-  'bad-ebr-link': 'an EBR link outside the extended partition (error)',
+  'bad-ebr-link': 'an EBR outside the extended partition or past the end of the disk (error)',
   'ebr-loop': 'the EBR chain loops (error)',
   'extra-ebr-entries': 'an EBR with more than one partition or link entry (warning)',
   'logical-outside-extended': 'a logical partition not inside the extended partition (error)',
+  'empty-partition': 'a logical partition of type 0 with a size: sfdisk -V "Partition N: empty." (error)',
+  'too-many-logicals': 'more than 56 EBRs: sfdisk omits the partitions after 60 (error)',
   // gpt
   'no-protective-mbr': 'no MBR signature or no 0xEE entry at LBA 0 (warning)',
   'hybrid-mbr': 'the protective MBR also holds other partitions (warning)',
@@ -73,6 +75,12 @@ export interface ReadResult {
   label: LabelType | null;
   table: PartitionTable | null;
   problems: TableProblem[];
+  /**
+   * A label the disk carries but that could not be read (a GPT with both headers damaged, whose
+   * protective MBR is then read as a dos table): showing that table is sfdisk's way, rewriting it
+   * would destroy what is left of the real one.
+   */
+  unreadableLabel?: LabelType;
 }
 
 /**
@@ -84,11 +92,17 @@ export function readTable(read: SectorReader, sectorSize: number, diskSectors: n
   const bad = sectorSizeProblem(sectorSize);
   if (bad) return { label: null, table: null, problems: [bad] };
   const carried: TableProblem[] = [];
+  let unreadableLabel: LabelType | undefined;
   for (const driver of LABEL_DRIVERS) {
     if (!driver.probe(read, sectorSize, diskSectors)) continue;
     const { table, problems } = driver.read(read, sectorSize, diskSectors);
-    if (table) return { label: driver.label, table, problems: [...carried, ...problems] };
+    if (table) {
+      const result: ReadResult = { label: driver.label, table, problems: [...carried, ...problems] };
+      if (unreadableLabel) result.unreadableLabel = unreadableLabel;
+      return result;
+    }
     carried.push(...problems);
+    unreadableLabel ??= driver.label;
   }
   if (carried.length > 0) return { label: null, table: null, problems: carried };
   return { label: null, table: null, problems: [{ severity: 'error', code: 'no-table', message: 'no partition table (neither GPT nor MBR signature)', lba: 0 }] };
@@ -102,6 +116,19 @@ export function checkTable(read: SectorReader, sectorSize: number, diskSectors: 
     if (driver.probe(read, sectorSize, diskSectors)) return { label: driver.label, problems: driver.check(read, sectorSize, diskSectors) };
   }
   return { label: null, problems: [{ severity: 'error', code: 'no-table', message: 'no partition table (neither GPT nor MBR signature)', lba: 0 }] };
+}
+
+/**
+ * The check problems that make writing into partition `number` unsafe: it overlaps another
+ * partition or a table sector, starts over the MBR, or runs past the disk or the usable LBAs.
+ * (Reading such a partition is harmless; writing it destroys the table or another partition.)
+ */
+export const WRITE_HAZARD_CODES: ReadonlySet<string> = new Set(['overlap', 'bad-start', 'past-end', 'outside-usable', 'start-after-end']);
+
+export function writeHazards(read: SectorReader, sectorSize: number, diskSectors: number, number: number): TableProblem[] {
+  return checkTable(read, sectorSize, diskSectors).problems.filter(
+    (p) => p.severity === 'error' && WRITE_HAZARD_CODES.has(p.code) && p.partitions?.includes(number) === true,
+  );
 }
 
 /** The sectors that hold `table`, from its label's driver. */

@@ -39,7 +39,9 @@
  *    extended, sfdisk stops reading ("All partitions used"; a warning here). A start given
  *    below 2048 switches libfdisk to first-usable-sector 1 for the rest. libfdisk's oddities
  *    are kept: a size larger than the free space gives a 0-sector partition at its end,
- *    32-bit wrap-around in entries, a second extended partition hiding later logical ones.
+ *    32-bit wrap-around in entries. A second extended partition is laid out as sfdisk does,
+ *    and reported as a departure (sfdisk writes it, then reads only the first one's EBR chain);
+ *    name=, uuid=, attrs= on a dos line are ignored with a warning (sfdisk ignores them silently).
  *  - gpt: first-lba defaults to 1 MiB (2048 / 256 sectors; 34 on tiny disks), last-lba to
  *    disk - 2 - entry-array sectors (131038 for 64 MiB and 128 entries; table-length: 8 ->
  *    131068). The label-id and partition uuids come from the script or are left undefined for
@@ -96,7 +98,24 @@ export interface ScriptTable extends Omit<PartitionTable, 'id'> {
 }
 
 export type ScriptResult =
-  | { ok: true; table: ScriptTable; warnings: ScriptMessage[]; headers: Record<string, string> }
+  | {
+      ok: true;
+      table: ScriptTable;
+      warnings: ScriptMessage[];
+      headers: Record<string, string>;
+      /**
+       * Whether sfdisk would write anything: only a "label:" header or a partition line makes it
+       * create a label. Empty input, blank lines, comments, other headers and commands alone leave
+       * the disk as it is (sfdisk 2.38 then exits 0 without writing).
+       */
+      changesDisk: boolean;
+      /**
+       * What sfdisk accepts but cannot work: a second extended partition (sfdisk writes it, then
+       * reads only the first one's EBR chain). The table above is still what sfdisk would write;
+       * ptable refuses to write it.
+       */
+      departures: ScriptMessage[];
+    }
   | { ok: false; error: ScriptMessage; warnings: ScriptMessage[] };
 
 /** Parses an sfdisk script and lays it out as sfdisk 2.38 would on an empty disk of this size. */
@@ -1264,6 +1283,7 @@ const SUPPORTED_HEADERS = ['label', 'unit', 'label-id', 'device', 'grain', 'firs
 
 class ScriptRun {
   private readonly warnings: ScriptMessage[] = [];
+  private readonly departures: ScriptMessage[] = [];
   private readonly headers = new Map<string, { value: string; line: number }>();
   private readonly geo: DeviceGeometry;
   private readonly a: Align;
@@ -1403,6 +1423,7 @@ class ScriptRun {
         if (!(e instanceof AddError)) throw e;
         this.fail(lineNo, `Failed to add #${nextPartno + 1} partition: ${e.message}`);
       }
+      if (this.dos) this.checkDosLine(pa, lineNo);
     }
 
     if (stop) {
@@ -1413,13 +1434,33 @@ class ScriptRun {
         }
       }
     }
+    const changesDisk = this.created || this.header('label') !== undefined;
     if (!this.created) this.createLabel(lineNo);
     if (this.gpt) {
       const o = this.gpt.overlap();
       if (o) this.fail(o.line, o.message);
     }
     const headers = Object.fromEntries([...this.headers].map(([k, v]) => [k, v.value]));
-    return { ok: true, table: this.table(), warnings: this.warnings, headers };
+    return { ok: true, table: this.table(), warnings: this.warnings, headers, changesDisk, departures: this.departures };
+  }
+
+  /**
+   * What sfdisk accepts on a dos line but ptable does not take silently: gpt-only fields (sfdisk
+   * ignores them without a word: a warning) and a second extended partition (a departure).
+   */
+  private checkDosLine(pa: Template, line: number): void {
+    const dos = this.dos as DosLabel;
+    const ignored = (['name', 'uuid', 'attrs'] as const).filter((f) => pa[f] !== undefined);
+    if (ignored.length > 0) {
+      this.warn({ line, message: `${ignored.map((f) => `${f}=`).join(', ')} ignored: a dos partition has no ${ignored.join(', ')} (sfdisk ignores it too)` });
+    }
+    const extended = [0, 1, 2, 3].filter((i) => {
+      const p = dos.ptes[i];
+      return p && i < dos.npartsMax && isExtendedCode(p.sys & 0xff);
+    });
+    if (extended.length > 1 && this.departures.length === 0) {
+      this.departures.push({ line, message: `a second extended partition (${extended.map((i) => i + 1).join(' and ')}): only one can hold logical partitions` });
+    }
   }
 
   /** parse_line_header(). */

@@ -4,15 +4,15 @@
  * (write SOURCE into partition N of DEST), --relocate-gpt (move a GPT's backup to the end of a
  * larger destination after the copy).
  */
-import fs from 'node:fs';
-import { ToolError, describeSystemError } from '../errors.js';
+import { ToolError } from '../errors.js';
 import type { Extent, ExtentSource } from '../extent/extent.js';
+import { type DiskErrorCodes, diskOnFd, fdSectorReader } from '../io/disk.js';
+import { writeTable } from '../io/table-writer.js';
 import { deviceSectorSize } from '../io/target.js';
 import type { OpenedInput } from '../io/target.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { Partition, SectorReader } from '../partition/model.js';
-import { bufferReader, detectGptSectorSize, readTable, serializeTable } from '../partition/read.js';
-import { rereadPartitionTable } from '../io/ffi.js';
+import { bufferReader, detectGptSectorSize, readTable, writeHazards } from '../partition/read.js';
 
 /** Bytes of a stream's start buffered to read its table: MBR, GPT header and 128 entries fit. */
 const STREAM_HEAD_BYTES = 1 << 20;
@@ -22,30 +22,29 @@ export interface ByteRange {
   length: number;
 }
 
-function fdReader(fd: number, sectorSize: number, base = 0): SectorReader {
-  return (lba, count) => {
-    const buffer = Buffer.alloc(count * sectorSize);
-    let got = 0;
-    while (got < buffer.length) {
-      const n = fs.readSync(fd, buffer, got, buffer.length - got, base + lba * sectorSize + got);
-      if (n === 0) break;
-      got += n;
-    }
-    return buffer;
-  };
-}
+/** Failures reading the source's table are source reads; the destination's, destination reads. */
+const SOURCE_ERRORS = 'SOURCE_READ';
+const DESTINATION_ERRORS: DiskErrorCodes = { read: 'DEST_CHECK_READ', write: 'WRITE' };
 
 function sectorSizeOf(fd: number, isBlockDevice: boolean, head: () => Buffer): number {
   if (isBlockDevice) return deviceSectorSize(fd);
   return detectGptSectorSize(head()) ?? 512;
 }
 
-/** Partition `number` of the table `read` sees, as a byte range; NO_PARTITION when absent. */
-export function locatePartition(name: string, read: SectorReader, sectorSize: number, diskSectors: number, number: number): ByteRange {
-  const { table, problems } = readTable(read, sectorSize, diskSectors);
+/**
+ * Partition `number` of the table `read` sees, as a byte range; NO_PARTITION when absent, and
+ * `forWriting` when the table is the protective MBR of a GPT that cannot be read (its "partition
+ * 1" covers what is left of the GPT).
+ */
+export function locatePartition(name: string, read: SectorReader, sectorSize: number, diskSectors: number, number: number, forWriting = false): ByteRange {
+  const { table, problems, unreadableLabel } = readTable(read, sectorSize, diskSectors);
   if (!table) {
     const why = problems.find((p) => p.severity === 'error')?.message ?? 'no partition table';
     throw new ToolError('NO_PARTITION', `${name}: cannot read its partition table: ${why}`);
+  }
+  if (forWriting && unreadableLabel) {
+    const why = problems.find((p) => p.severity === 'error')?.message ?? 'damaged';
+    throw new ToolError('NO_PARTITION', `${name}: its ${unreadableLabel} table cannot be read (${why}): refusing to write into what its protective MBR describes; nothing written`);
   }
   const p: Partition | undefined = table.partitions.find((x) => x.number === number);
   if (!p) throw new ToolError('NO_PARTITION', `${name}: no partition ${number} in its ${table.label} table`);
@@ -55,8 +54,9 @@ export function locatePartition(name: string, read: SectorReader, sectorSize: nu
 /** --from-partition on a file or device: narrow the input to the partition (holes still skipped). */
 export function narrowSeekableInput(input: OpenedInput, number: number): void {
   const size = input.size ?? 0;
-  const sectorSize = sectorSizeOf(input.fd, input.kind === 'block', () => fdReader(input.fd, 512, input.startOffset)(0, 16));
-  const range = locatePartition(input.name, fdReader(input.fd, sectorSize, input.startOffset), sectorSize, Math.floor(size / sectorSize), number);
+  const reader = (sectorSize: number): SectorReader => fdSectorReader(input.name, input.fd, sectorSize, { baseOffset: input.startOffset, errorCode: SOURCE_ERRORS });
+  const sectorSize = sectorSizeOf(input.fd, input.kind === 'block', () => reader(512)(0, 16));
+  const range = locatePartition(input.name, reader(sectorSize), sectorSize, Math.floor(size / sectorSize), number);
   if (range.offset + range.length > size) {
     throw new ToolError('NO_PARTITION', `${input.name}: partition ${number} ends at byte ${range.offset + range.length}, past the end (${size})`);
   }
@@ -129,10 +129,21 @@ export async function* partitionOfStream(name: string, extents: ExtentSource, nu
   }
 }
 
-/** --to-partition: where partition `number` of the destination lies. */
+/**
+ * --to-partition: where partition `number` of the destination lies. Refused (NO_PARTITION) when
+ * `ptable check` finds the partition overlapping another one or a table sector, or running past
+ * the disk: writing there would destroy the table or another partition.
+ */
 export function locateDestinationPartition(name: string, fd: number, isBlockDevice: boolean, sizeBytes: number, number: number): ByteRange {
-  const sectorSize = sectorSizeOf(fd, isBlockDevice, () => fdReader(fd, 512)(0, 16));
-  return locatePartition(name, fdReader(fd, sectorSize), sectorSize, Math.floor(sizeBytes / sectorSize), number);
+  const reader = (sectorSize: number): SectorReader => fdSectorReader(name, fd, sectorSize, { errorCode: DESTINATION_ERRORS.read });
+  const sectorSize = sectorSizeOf(fd, isBlockDevice, () => reader(512)(0, 16));
+  const diskSectors = Math.floor(sizeBytes / sectorSize);
+  const range = locatePartition(name, reader(sectorSize), sectorSize, diskSectors, number, true);
+  const hazard = writeHazards(reader(sectorSize), sectorSize, diskSectors, number)[0];
+  if (hazard) {
+    throw new ToolError('NO_PARTITION', `${name}: refusing to write into partition ${number}: ${hazard.message}; nothing written`);
+  }
+  return range;
 }
 
 /**
@@ -141,20 +152,12 @@ export function locateDestinationPartition(name: string, fd: number, isBlockDevi
  * already at the end. Returns a message for the summary, or null.
  */
 export function relocateGptAfterCopy(name: string, fd: number, isBlockDevice: boolean, sizeBytes: number): string | null {
-  const sectorSize = sectorSizeOf(fd, isBlockDevice, () => fdReader(fd, 512)(0, 16));
-  const diskSectors = Math.floor(sizeBytes / sectorSize);
-  const { table } = readTable(fdReader(fd, sectorSize), sectorSize, diskSectors);
+  const sectorSize = sectorSizeOf(fd, isBlockDevice, () => fdSectorReader(name, fd, 512, { errorCode: DESTINATION_ERRORS.read })(0, 16));
+  // The descriptor is the copy's: the destination's owner closes it.
+  const disk = diskOnFd(name, fd, { isBlockDevice, sectorSize, sizeBytes, errors: DESTINATION_ERRORS });
+  const { table } = readTable(disk.read, sectorSize, disk.sectors);
   if (!table || table.label !== 'gpt') return null;
-  const relocated = relocateBackup(table, diskSectors);
-  try {
-    for (const w of serializeTable(relocated)) {
-      let done = 0;
-      while (done < w.data.length) done += fs.writeSync(fd, w.data, done, w.data.length - done, w.lba * sectorSize + done);
-    }
-    fs.fsyncSync(fd);
-  } catch (err) {
-    throw new ToolError('WRITE', `${name}: relocating the backup GPT failed: ${describeSystemError(err)}`, { cause: err });
-  }
-  if (isBlockDevice) rereadPartitionTable(fd);
-  return `${name}: backup GPT moved to the last LBA ${diskSectors - 1}`;
+  // The sink already asked a device to re-read its table and warned when it could not.
+  writeTable(disk, relocateBackup(table, disk.sectors));
+  return `${name}: backup GPT moved to the last LBA ${disk.sectors - 1}`;
 }
