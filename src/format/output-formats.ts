@@ -1,0 +1,107 @@
+/**
+ * Output formats: chosen by --format NAME or by the destination's extension, each declaring what
+ * it needs so that a copy that cannot work is refused in one place, before anything is written,
+ * with a message naming the format and the option. Pure: the sinks live in codec/ and sparsecopy/.
+ */
+
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2';
+
+export interface OutputFormat {
+  name: OutputFormatName;
+  /** Destination extensions that choose it (lower case, with the dot). */
+  extensions: readonly string[];
+  /** What messages call it. */
+  label: string;
+  /** Compression levels it takes, and the default; null: none. */
+  levels: { min: number; max: number; default: number } | null;
+  needs: {
+    /** Its bytes depend on every byte before them: extents must come in order, and a new file or a stream is written. */
+    ordered: boolean;
+    /** It must seek in its destination (qcow2, VMDK later). */
+    seekable: boolean;
+    /** It must know the exact size before the first byte (OVA's tar header, later). */
+    sizeFirst: boolean;
+  };
+  /** A program it runs, and the Debian package that has it. */
+  tool?: { command: string; debianPackage: string };
+}
+
+const compressed = { ordered: true, seekable: false, sizeFirst: false } as const;
+
+export const OUTPUT_FORMATS: readonly OutputFormat[] = [
+  { name: 'raw', extensions: [], label: 'raw', levels: null, needs: { ordered: false, seekable: false, sizeFirst: false } },
+  { name: 'gzip', extensions: ['.gz'], label: 'gzip', levels: { min: 1, max: 9, default: 6 }, needs: compressed },
+  { name: 'xz', extensions: ['.xz'], label: 'xz', levels: { min: 0, max: 9, default: 6 }, needs: compressed, tool: { command: 'xz', debianPackage: 'xz-utils' } },
+  { name: 'zstd', extensions: ['.zst', '.zstd'], label: 'zstd', levels: { min: 1, max: 19, default: 3 }, needs: compressed },
+  { name: 'bzip2', extensions: ['.bz2'], label: 'bzip2', levels: { min: 1, max: 9, default: 9 }, needs: compressed, tool: { command: 'lbzip2', debianPackage: 'lbzip2' } },
+];
+
+/** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
+const NOT_WRITTEN: Record<string, string> = {
+  '.qcow2': 'qcow2',
+  '.qcow': 'qcow',
+  '.vmdk': 'VMDK',
+  '.ova': 'OVA',
+  '.ovf': 'OVF',
+  '.vhd': 'VHD',
+  '.vpc': 'VHD',
+  '.vhdx': 'VHDX',
+  '.vdi': 'VDI',
+  '.simg': 'Android sparse',
+  '.lz4': 'lz4',
+  '.lzma': 'lzma',
+  '.zip': 'zip',
+  '.dmg': 'DMG',
+  '.tar': 'tar',
+  '.tgz': 'tar.gz',
+};
+
+/** The refusal of an output the user asked for, or null. */
+export class OutputFormatRefusal extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutputFormatRefusal';
+  }
+}
+
+export const outputFormatNamed = (name: string): OutputFormat | undefined => OUTPUT_FORMATS.find((f) => f.name === name || f.extensions.includes(`.${name}`));
+
+/**
+ * The format of `destination`: --format when given (it wins over the name), else the name's
+ * extension (.gz, .xz, .zst, .bz2), else raw. With `raw` (--raw), the name decides nothing: the
+ * bytes are written as they are. A known extension of a format not written is refused.
+ */
+export function chooseOutputFormat(destination: string, options: { format?: string; raw?: boolean }): OutputFormat {
+  if (options.format !== undefined) {
+    const chosen = outputFormatNamed(options.format.toLowerCase());
+    if (!chosen) {
+      const known = OUTPUT_FORMATS.map((f) => f.name).join(', ');
+      throw new OutputFormatRefusal(`--format ${options.format}: not an output format sparsecopy writes (${known})`);
+    }
+    return chosen;
+  }
+  const raw = OUTPUT_FORMATS[0]!;
+  if (options.raw || destination === '-') return raw;
+  const lower = destination.toLowerCase();
+  for (const f of OUTPUT_FORMATS) if (f.extensions.some((e) => lower.endsWith(e))) return f;
+  const unsupported = Object.keys(NOT_WRITTEN).find((e) => lower.endsWith(e));
+  if (unsupported) {
+    throw new OutputFormatRefusal(
+      `${destination}: a name for ${NOT_WRITTEN[unsupported]} output, which sparsecopy cannot write yet; nothing written (--format raw, or --raw, writes a raw image under that name)`,
+    );
+  }
+  return raw;
+}
+
+/** A level for `format` from the user's text, or its default. */
+export function levelFor(format: OutputFormat, text: string | undefined): number | null {
+  if (!format.levels) {
+    if (text !== undefined) throw new OutputFormatRefusal(`--level ${text}: ${format.label} output has no levels`);
+    return null;
+  }
+  if (text === undefined) return format.levels.default;
+  const level = Number(text);
+  const { min, max } = format.levels;
+  if (!Number.isInteger(level) || level < min || level > max) throw new OutputFormatRefusal(`bad ${format.label} level '${text}': expected ${min} to ${max}`);
+  return level;
+}
