@@ -244,7 +244,7 @@ describe('kernels and initrds that cannot boot are 27', () => {
     for (const r of [k, i]) expect(r.ms).toBeLessThan(5_000);
   });
 
-  it('-k DIRECTORY', () => expectRefusal(['-k', dir, '-i', initrd, rootfs, out()], 27, /the kernel is a directory/));
+  it('-k DIRECTORY', () => void expectRefusal(['-k', dir, '-i', initrd, rootfs, out()], 27, /the kernel is a directory/));
 
   it('an empty /boot/vmlinuz in the rootfs', () => {
     const image = buildRootfs(path.join(dir, 'empty-kernel.ext4'), { tree: (t) => fs.writeFileSync(path.join(t, 'boot/vmlinuz-1.0'), '') });
@@ -286,9 +286,9 @@ describe('options are checked before anything is written', () => {
     [['-b', '5T'], /bad boot size 5497558138880 bytes: .*2 TiB/],
     [['-s', '17T'], /MBR .*2 TiB.*--label gpt/],
     [['-s', 'abc'], /^fsmaker: bad size 'abc'/],
-  ])('%j: usage (1)', (extra, pattern) => expectRefusal([...extra, ...stand()], 1, pattern));
+  ])('%j: usage (1)', (extra, pattern) => void expectRefusal([...extra, ...stand()], 1, pattern));
 
-  it('-d naming a file, not a directory: usage (1)', () => expectRefusal(['-d', kernel, ...stand()], 1, /vmlinuz: the boot directory is not a directory/));
+  it('-d naming a file, not a directory: usage (1)', () => void expectRefusal(['-d', kernel, ...stand()], 1, /vmlinuz: the boot directory is not a directory/));
 });
 
 describe('signals: SIGINT and SIGTERM end fsmaker within a second, leaving nothing', () => {
