@@ -1,13 +1,15 @@
 /**
  * fsmaker's command line without booting: outputs (stdout, .gz, block devices), the spare
  * partition (-t, -t none, a 20 GiB spare that costs no space), --bootdir, and the error exits.
- * Kernel and initrd are stand-in files here: nothing boots, the disk's structure is checked.
+ * Kernel and initrd are stand-in files here (a valid boot header, a gzip magic): nothing boots, the
+ * disk's structure is checked.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, loopUnavailableReason, makeTempDir, patternBytes, runCli, sparsecopy, withLoop } from './helpers.js';
+import { writeBootFiles } from './fsmaker-fixtures.js';
 
 const FSMAKER = path.join(ROOT, 'dist/bin/fsmaker.mjs');
 const fsmaker = (args: string[]) => runCli(FSMAKER, args);
@@ -22,10 +24,7 @@ beforeAll(() => {
   rootfs = path.join(dir, 'root.ext4');
   execFileSync('truncate', ['-s', '32M', rootfs]);
   execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'cliroot', rootfs]);
-  kernel = path.join(dir, 'vmlinuz');
-  initrd = path.join(dir, 'initrd.img');
-  fs.writeFileSync(kernel, patternBytes(300_000, 1));
-  fs.writeFileSync(initrd, patternBytes(100_000, 2));
+  ({ kernel, initrd } = writeBootFiles(dir));
   stand = ['-k', kernel, '-i', initrd, '--seed', 'cli'];
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));

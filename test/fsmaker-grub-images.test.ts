@@ -73,7 +73,9 @@ describe('grubEarlyConfig / grubConfig', () => {
     expect(efi).not.toContain('serial');
     expect(efi).toContain('root=PARTUUID=5eed0000-0000-4000-8000-0000000000f5 ');
     expect(() => grubConfig({ rootPartUuid: 'nope', timeoutSeconds: 0, firmware: 'bios' })).toThrow(RangeError);
-    expect(() => grubConfig({ rootPartUuid: '5eedd15c-02', append: "a'b", timeoutSeconds: 0, firmware: 'bios' })).toThrow(RangeError);
+    // What the user gives is a usage error (exit 1), not a bug.
+    expect(() => grubConfig({ rootPartUuid: '5eedd15c-02', append: "a'b", timeoutSeconds: 0, firmware: 'bios' })).toThrow(expect.objectContaining({ code: 'USAGE' }));
+    expect(() => grubConfig({ rootPartUuid: '5eedd15c-02', timeoutSeconds: -1, firmware: 'bios' })).toThrow(expect.objectContaining({ code: 'USAGE' }));
   });
 });
 

@@ -101,8 +101,8 @@ export function expectCleanEnding(program: Program, r: BoundedResult, expectatio
 }
 
 /** Runs a command on a hostile case and checks its ending; returns the result for further checks. */
-export function runHostile(program: Program, args: string[], expectation: EndingExpectation & { input?: Buffer | string; timeoutMs?: number } = {}): BoundedResult {
-  const r = runBounded(program, args, { input: expectation.input, timeoutMs: expectation.timeoutMs });
+export function runHostile(program: Program, args: string[], expectation: EndingExpectation & { input?: Buffer | string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): BoundedResult {
+  const r = runBounded(program, args, { input: expectation.input, timeoutMs: expectation.timeoutMs, env: expectation.env });
   expectCleanEnding(program, r, { ...expectation, what: expectation.what ?? args.join(' ') });
   return r;
 }

@@ -2,13 +2,18 @@
  * fsmaker: a bootable disk from a bare root filesystem image, without root privileges.
  * Command line compatible with fsmaker v0.05: fsmaker [options] ROOTIMAGE OUTPUTIMAGE.
  */
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { ToolError } from '../errors.js';
 import { parseSize } from '../size.js';
-import { type FsmakerOptions, chooseBoot, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
+import { type BootFile, type FsmakerOptions, chooseBootFiles, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
 import { findGrubDirs } from '../fsmaker/grub-images.js';
+import { checkOptions } from '../fsmaker/preflight.js';
+import { runExitCleanups } from '../io/exit-cleanup.js';
 import { programLine, runMain } from './run.js';
+
+const SIGNAL_GRACE_MS = 500;
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -36,6 +41,27 @@ interface Raw {
 
 const bytes = (text: string | undefined, what: string): number | undefined => (text === undefined ? undefined : parseSize(text, 1, what));
 
+/** GRUB's menu timeout: a whole number of seconds (-1 would make GRUB wait for a key forever). */
+function timeoutOf(text: string | undefined): number {
+  if (text === undefined) return 1;
+  if (!/^\d{1,9}$/.test(text)) throw new ToolError('USAGE', `bad --timeout '${text}': expected a whole number of seconds (0 boots at once)`);
+  return Number(text);
+}
+
+const HELP_TAIL = `
+Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTIMAGE is one of the
+inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the
+disk does not fit on the output device, 20 cannot open the rootfs, 21 unknown or corrupt rootfs
+(or one Linux would not mount), 22 the rootfs does not fit in --size, 23 kernel or initrd not
+found, 24 GRUB files missing, 25 core.img too large, 26 formatting the spare partition failed,
+27 the kernel is not a bzImage or the initrd not an initramfs Linux unpacks, 130/143 interrupted
+by SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
+`;
+
+function bootLine(role: string, file: BootFile): string {
+  return `${role}: ${file.from} (${file.size} bytes)${file.why ? `, ${file.why}` : ''}`;
+}
+
 function buildCommand(): Command {
   return new Command('fsmaker')
     .usage('[options] ROOTIMAGE OUTPUTIMAGE')
@@ -61,7 +87,9 @@ function buildCommand(): Command {
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
     .option('--json', 'machine-readable summary on stdout')
+    .option('--debug', 'show stack traces of errors')
     .version(version, '-V, --version')
+    .addHelpText('after', HELP_TAIL)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 }
@@ -90,28 +118,34 @@ async function main(argv: string[]): Promise<number> {
     firmware: raw.firmware,
     seed: raw.seed,
     append: raw.append,
-    timeoutSeconds: Number(raw.timeout ?? 1),
+    timeoutSeconds: timeoutOf(raw.timeout),
   };
   if (raw.printConfig) {
+    checkOptions(options);
     const rootfs = inspectRootfs(rootImage);
-    const boot = chooseBoot(options, rootfs);
-    const grub = findGrubDirs(options.grubDir);
-    process.stdout.write(
-      [
-        `rootfs: ${rootImage}: ${rootfs.type}${rootfs.uuid ? `, UUID ${rootfs.uuid}` : ''}${rootfs.label ? `, label ${rootfs.label}` : ''}, ${rootfs.size} bytes`,
-        `kernel: ${boot.kernel.from} (${boot.kernel.size} bytes)`,
-        `initrd: ${boot.initrd.from} (${boot.initrd.size} bytes)`,
-        `grub i386-pc: ${grub.i386Pc ?? 'missing (install grub-pc-bin)'}`,
-        `grub x86_64-efi: ${grub.x86_64Efi ?? 'missing (install grub-efi-amd64-bin)'}`,
-        '',
-      ].join('\n'),
-    );
+    try {
+      const boot = chooseBootFiles(options, rootfs);
+      const grub = findGrubDirs(options.grubDir);
+      process.stdout.write(
+        [
+          `rootfs: ${rootImage}: ${rootfs.type}${rootfs.uuid ? `, UUID ${rootfs.uuid}` : ''}${rootfs.label ? `, label ${rootfs.label}` : ''}, ${rootfs.size} bytes`,
+          bootLine('kernel', boot.kernel),
+          bootLine('initrd', boot.initrd),
+          `grub i386-pc: ${grub.i386Pc ?? 'missing (install grub-pc-bin)'}`,
+          `grub x86_64-efi: ${grub.x86_64Efi ?? 'missing (install grub-efi-amd64-bin)'}`,
+          '',
+        ].join('\n'),
+      );
+    } finally {
+      rootfs.close();
+    }
     return 0;
   }
   if (!output) throw new ToolError('USAGE', 'missing OUTPUTIMAGE (see --help)');
   const gzipLevel = raw.gzip || /\.gz$/i.test(output) ? 6 : undefined;
   const result = await makeBootableDisk({
     ...options,
+    signal: onSignals(output),
     copy: {
       gzipLevel,
       digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
@@ -130,6 +164,36 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   return 0;
+}
+
+/**
+ * SIGINT/SIGTERM stop the run: the copy and the child processes (grub-mkimage, mkfs) are aborted
+ * and everything temporary is removed as the run unwinds; should anything hang (a write blocked
+ * on a pipe nobody reads), after a grace period what is registered is removed here and the
+ * process ends with 130/143.
+ */
+function onSignals(output: string): AbortSignal {
+  const controller = new AbortController();
+  let device = false;
+  try {
+    device = fs.statSync(output).isBlockDevice();
+  } catch {
+    // a new file
+  }
+  const what = output === '-' ? 'stdout may hold part of a disk' : device ? `${output}: the device may be partly written` : `${output}: left as it was`;
+  const onSignal = (signal: NodeJS.Signals) => {
+    const exitCode = signal === 'SIGTERM' ? 143 : 130;
+    const error = new ToolError('INTERRUPTED', `interrupted by ${signal}; ${what}`, { exitCode });
+    controller.abort(error);
+    setTimeout(() => {
+      runExitCleanups();
+      process.stderr.write(programLine('fsmaker', error.message));
+      process.exit(exitCode);
+    }, SIGNAL_GRACE_MS).unref();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return controller.signal;
 }
 
 await runMain('fsmaker', () => main(process.argv));

@@ -5,14 +5,16 @@
  * programs run are grub-mkimage (GRUB's images), the spare partition's mkfs (on a sparse
  * temporary file) and, once, scripts/fetch-kernel.sh for the default kernel.
  */
-import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { ToolError, describeSystemError } from '../errors.js';
 import { type Piece, concatPieces } from '../extent/concat.js';
+import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
 import { DEFAULT_CHUNK_BYTES, sourceExtents } from '../io/sources.js';
 import { prestartWriterThread } from '../io/writer-thread.js';
 import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
@@ -21,17 +23,19 @@ import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
 import { copyExtents, needsExtentsInOrder } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
+import { type BootChoice, chooseBoot } from './boot-choice.js';
 import { planFat, type FatFile } from './fat.js';
-import { detectFilesystem } from './fs-detect.js';
-import { openExt } from './ext4.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
 import { grubConfig } from './grub-config.js';
 import { type GrubFirmware, type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
-import { buildInitramfs, initScript } from './initramfs.js';
-import { DEFAULT_ROOT_MODULES, indexModules, resolveModuleOrder } from './kernel-modules.js';
 import { type DiskLayout, planDisk } from './layout.js';
-import { defaultBootCacheDir, findDefaultBootAssets } from './boot-assets.js';
+import { bootDirFiles, checkOptions, refuseOutputAmongInputs } from './preflight.js';
+import { type Rootfs, inspectRootfs } from './rootfs.js';
 
+export type { BootChoice, BootFile } from './boot-choice.js';
+export { inspectRootfs } from './rootfs.js';
+
+const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 
 export interface FsmakerOptions {
@@ -54,13 +58,10 @@ export interface FsmakerOptions {
   seed?: string;
   append?: string;
   timeoutSeconds?: number;
+  /** Stops the run (SIGINT/SIGTERM): child processes are killed, nothing is left behind. */
+  signal?: AbortSignal;
   /** Passed to the sink: gzip output, digests, --force, progress. */
-  copy?: Omit<SparseCopyOptions, 'source' | 'destination'>;
-}
-
-export interface BootChoice {
-  kernel: { bytes: () => Buffer; size: number; from: string };
-  initrd: { bytes: () => Buffer; size: number; from: string };
+  copy?: Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
 }
 
 export interface FsmakerResult extends CopySummary {
@@ -71,136 +72,18 @@ export interface FsmakerResult extends CopySummary {
 
 const repoRoot = (): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-function fileBytes(file: string, what: string): { bytes: () => Buffer; size: number; from: string } {
-  try {
-    const size = fs.statSync(file).size;
-    return { bytes: () => fs.readFileSync(file), size, from: file };
-  } catch (err) {
-    throw new ToolError('KERNEL_MISSING', `${file}: cannot read the ${what}: ${describeSystemError(err)}`);
-  }
+/** -k/-i, else the rootfs's own /boot/vmlinuz and /boot/initrd.img (ext2/3/4), else the default; each checked. */
+export function chooseBootFiles(options: Pick<FsmakerOptions, 'kernel' | 'initrd'>, rootfs: Rootfs): BootChoice {
+  return chooseBoot({ kernel: options.kernel, initrd: options.initrd, repoRoot: repoRoot() }, rootfs);
 }
 
-/** Reads the rootfs superblock; refuses what is not a filesystem or is corrupt. */
-export function inspectRootfs(rootImage: string): { type: string; uuid?: string; label?: string; size: number; read: (o: number, n: number) => Buffer } {
-  let fd: number;
-  try {
-    fd = fs.openSync(rootImage, 'r');
-  } catch (err) {
-    throw new ToolError('ROOTFS_OPEN', `${rootImage}: cannot open the root filesystem: ${describeSystemError(err)}`);
-  }
-  const size = fs.fstatSync(fd).size;
-  const read = (offset: number, length: number): Buffer => {
-    const b = Buffer.alloc(length);
-    const n = fs.readSync(fd, b, 0, length, offset);
-    return b.subarray(0, n);
-  };
-  const found = detectFilesystem(read);
-  if (!found) throw new ToolError('ROOTFS_UNKNOWN', `${rootImage}: not a filesystem fsmaker knows (ext2/3/4, xfs, btrfs, squashfs, erofs, vfat)`);
-  if (found.corrupt) throw new ToolError('ROOTFS_UNKNOWN', `${rootImage}: corrupt ${found.type} superblock: ${found.corrupt}`);
-  return { type: found.type, uuid: found.uuid, label: found.label, size, read };
-}
-
-/**
- * The default kernel, modules and busybox: found in the cache when scripts/fetch-kernel.sh has
- * filled it (the set-up does), else fetched by running it (13 ms even when there is nothing to
- * fetch: the cache is looked at first).
- */
-function defaultBootAssets(): { kernel: string; modules: string; busybox: string } {
-  const cached = findDefaultBootAssets(defaultBootCacheDir(repoRoot()));
-  if (cached.status === 'ok') return { kernel: cached.kernel, modules: cached.modulesDir, busybox: cached.busybox };
-  const script = path.join(repoRoot(), 'scripts/fetch-kernel.sh');
-  const r = spawnSync('sh', [script], { encoding: 'utf8' });
-  if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `no kernel given and the default one is not available: ${r.stderr.trim().split('\n').pop()}`);
-  const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '';
-  return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX') };
-}
-
-/** -k/-i, else the rootfs's own /boot/vmlinuz and /boot/initrd.img (ext2/3/4), else the default. */
-export function chooseBoot(options: FsmakerOptions, rootfs: ReturnType<typeof inspectRootfs>): BootChoice {
-  let kernel = options.kernel ? fileBytes(options.kernel, 'kernel') : null;
-  let initrd = options.initrd ? fileBytes(options.initrd, 'initrd') : null;
-  if ((!kernel || !initrd) && rootfs.type.startsWith('ext')) {
-    const ext = openExt(rootfs.read);
-    const own = (p: string) => {
-      const inode = ext.lookup(p);
-      return inode && inode.kind === 'file' ? { bytes: () => ext.readFile(inode), size: inode.size, from: `${p} in ${options.rootImage}` } : null;
-    };
-    kernel ??= own('/boot/vmlinuz') ?? own('/vmlinuz');
-    initrd ??= own('/boot/initrd.img') ?? own('/initrd.img');
-  }
-  if (!kernel || !initrd) {
-    const assets = defaultBootAssets();
-    kernel ??= fileBytes(assets.kernel, 'kernel');
-    if (!initrd) {
-      const { image, moduleCount } = cachedInitramfs(assets.busybox, assets.modules, Number(process.env.SOURCE_DATE_EPOCH ?? 0));
-      initrd = { bytes: () => image, size: image.length, from: `generated (busybox, ${moduleCount} modules from ${assets.modules})` };
-    }
-  }
-  return { kernel, initrd };
-}
-
-/**
- * The generated initramfs, kept next to the cached kernel: building it (gzip -9 of busybox and the
- * modules) is most of a default run's fixed cost (0.8 s of 1.1 s here), and its inputs rarely
- * change. Even finding the modules and their dependencies costs 18 ms, so the cache is looked up
- * by what decides them: the /init script for the root modules asked for, the archive's mtime, and
- * the path, size and times of busybox and of the (extracted once, never modified) modules
- * directory. A change of any of them builds it again.
- */
-function cachedInitramfs(busybox: string, modulesDir: string, mtime: number): { image: Buffer; moduleCount: number } {
-  const key = createHash('sha256').update(initScript(60, [...DEFAULT_ROOT_MODULES])).update(String(mtime));
-  for (const file of [busybox, modulesDir]) {
-    const st = fs.statSync(file);
-    key.update(`${file}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0`);
-  }
-  const cached = path.join(path.dirname(busybox), `initramfs-${key.digest('hex').slice(0, 16)}`);
-  try {
-    const moduleCount = Number(fs.readFileSync(`${cached}.modules`, 'utf8'));
-    if (Number.isInteger(moduleCount)) return { image: fs.readFileSync(`${cached}.img`), moduleCount };
-  } catch {
-    // not cached yet
-  }
-  const order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(modulesDir));
-  const image = buildInitramfs({ busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime });
-  const tmp = `${cached}.${process.pid}.tmp`;
-  try {
-    // The image first: a count without its image is never read as a hit.
-    fs.writeFileSync(tmp, image);
-    fs.renameSync(tmp, `${cached}.img`);
-    fs.writeFileSync(tmp, String(order.length));
-    fs.renameSync(tmp, `${cached}.modules`);
-  } catch {
-    fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
-  }
-  return { image, moduleCount: order.length };
-}
-
-function bootDirFiles(dir: string | undefined): FatFile[] {
-  if (!dir) return [];
-  const files: FatFile[] = [];
-  const walk = (rel: string) => {
-    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${entry.name}` : entry.name;
-      if (entry.isDirectory()) walk(r);
-      else if (entry.isFile()) {
-        const full = path.join(dir, r);
-        files.push({ path: r, size: fs.statSync(full).size, read: (o, n) => readRange(full, o, n) });
-      }
-    }
-  };
-  walk('');
-  return files;
-}
-
-function readRange(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    fs.readSync(fd, b, 0, length, offset);
-    return b;
-  } finally {
-    fs.closeSync(fd);
-  }
+/** Refuses an output that is the rootfs, the kernel or the initrd (13), before anything is opened for writing. */
+function refuseOutputAsInput(options: FsmakerOptions): void {
+  refuseOutputAmongInputs(options.output, [
+    { role: 'the rootfs', path: options.rootImage },
+    ...(options.kernel !== undefined ? [{ role: 'the kernel', path: options.kernel }] : []),
+    ...(options.initrd !== undefined ? [{ role: 'the initrd', path: options.initrd }] : []),
+  ]);
 }
 
 const memoryFile = (p: string, data: Buffer): FatFile => ({ path: p, size: data.length, read: (o, n) => data.subarray(o, o + n) });
@@ -209,18 +92,31 @@ const serialText = (serial: number): string => {
   return `${h.slice(0, 4)}-${h.slice(4)}`;
 };
 
-/** Formats the spare partition with the system's mkfs on a sparse temporary file. */
-function formatSpare(type: string, bytes: number, workDir: string): string {
+/** Formats the spare partition with the system's mkfs on a sparse temporary file (killed on abort). */
+async function formatSpare(type: string, bytes: number, workDir: string, signal: AbortSignal): Promise<string> {
   const file = path.join(workDir, 'spare.img');
-  fs.writeFileSync(file, '');
-  fs.truncateSync(file, bytes);
-  const r = spawnSync(`mkfs.${type}`, type.startsWith('ext') ? ['-q', '-F', file] : [file], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) {
-    throw new ToolError('SPARE_MKFS', `mkfs.${type} for the spare partition failed: ${r.error ? describeSystemError(r.error) : r.stderr.trim().split('\n').pop()}`);
+  try {
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, bytes);
+  } catch (err) {
+    throw new ToolError('SPARE_MKFS', `${file}: cannot make the ${bytes}-byte spare partition image: ${describeSystemError(err)}`);
+  }
+  try {
+    await execFileAsync(`mkfs.${type}`, type.startsWith('ext') ? ['-q', '-F', file] : [file], { signal });
+  } catch (err) {
+    if (signal.aborted) throw signal.reason;
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    const why = e.code === 'ENOENT' ? `mkfs.${type} not found` : ((e.stderr ?? '').trim().split('\n').pop() || describeSystemError(err));
+    throw new ToolError('SPARE_MKFS', `mkfs.${type} for the spare partition failed: ${why}`);
   }
   return file;
 }
 
+/**
+ * Makes the disk. Everything that can refuse it is checked first, before GRUB is built or a byte
+ * is written: the options, an output that is an input, the rootfs (as Linux would mount it), the
+ * kernel and initrd, the layout and whether the boot files fit.
+ */
 export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
   const inAnyOrder = takesExtentsInAnyOrder(options);
   // A disk image is written from a writer thread: start it now, so that it is running (about
@@ -228,49 +124,83 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
   if (inAnyOrder) void prestartWriterThread();
   const label = options.label ?? 'mbr';
   const firmware = options.firmware ?? 'both';
+  const bootBytes = options.bootBytes ?? 128 * MiB;
+  checkOptions({ ...options, bootBytes });
+  refuseOutputAsInput(options);
+  const extraBootFiles = bootDirFiles(options.bootDir, options.output);
   const rootfs = inspectRootfs(options.rootImage);
-  const grubDirs = findGrubDirs(options.grubDir);
-  const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware !== 'uefi' : firmware !== 'bios'));
-  if (needed.length > 0) {
-    throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
-  }
-  removeStale(os.tmpdir(), (name) => isStaleWorkDir('fsmaker', name));
-  const workDir = path.join(os.tmpdir(), workDirName('fsmaker'));
-  fs.mkdirSync(workDir, { mode: 0o700 });
-  let building: Promise<GrubImages> | null = null;
   try {
-    const bootBytes = options.bootBytes ?? 128 * MiB;
+    const grubDirs = findGrubDirs(options.grubDir);
+    const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware !== 'uefi' : firmware !== 'bios'));
+    if (needed.length > 0) {
+      throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
+    }
+    const boot = chooseBootFiles(options, rootfs);
     // Without --seed, one random seed for the whole run: the layout is planned twice (before and
     // after GRUB's image size is known) and must keep the same FAT serial both times.
     const seed = options.seed ?? randomBytes(16).toString('hex');
     const plan = (coreSectors: number): DiskLayout => {
+      let layout: DiskLayout;
       try {
-        return planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed });
+        layout = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed });
       } catch (err) {
-        if (err instanceof ToolError) throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : 'ROOTFS_TOO_LARGE', err.message);
+        if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : /--size allows/.test(err.message) ? 'ROOTFS_TOO_LARGE' : 'USAGE', err.message);
         throw err;
       }
+      serializeTable(layout.table); // refuses a table its format cannot hold (MBR's 32-bit fields)
+      return layout;
     };
     // Where everything goes does not depend on core.img's size (only whether it fits), so the
     // layout is known before GRUB is built, with the FAT serial GRUB's early config searches for.
     const layout = plan(0);
-    // grub-mkimage runs in child processes while this thread finds the kernel and the initramfs
-    // and, for a disk image or a device, writes the rootfs.
-    building = buildGrubImages({ fatSerial: serialText(layout.fatSerial), firmware, grubDirs, workDir });
+    planBootFat(layout, boot, options, firmware, extraBootFiles, null); // refuses boot files that do not fit
+    return await writeDisk(options, { rootfs, boot, layout, plan, firmware, extraBootFiles, inAnyOrder, grubDirs });
+  } finally {
+    rootfs.close();
+  }
+}
+
+interface DiskPlan {
+  rootfs: Rootfs;
+  boot: BootChoice;
+  layout: DiskLayout;
+  plan: (coreSectors: number) => DiskLayout;
+  firmware: GrubFirmware;
+  extraBootFiles: FatFile[];
+  inAnyOrder: boolean;
+  grubDirs: ReturnType<typeof findGrubDirs>;
+}
+
+/** Builds GRUB, formats the spare partition and streams the disk, in a work directory that never outlives the run. */
+async function writeDisk(options: FsmakerOptions, d: DiskPlan): Promise<FsmakerResult> {
+  const { layout, inAnyOrder } = d;
+  // Stopped by the caller's signal, or here when anything fails: child processes never outlive the run.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  removeStale(os.tmpdir(), (name) => isStaleWorkDir('fsmaker', name));
+  const workDir = path.join(os.tmpdir(), workDirName('fsmaker'));
+  fs.mkdirSync(workDir, { mode: 0o700 });
+  registerExitCleanup(workDir);
+  let building: Promise<GrubImages> | null = null;
+  try {
+    // grub-mkimage runs in child processes while this thread formats the spare partition and, for
+    // a disk image or a device, writes the rootfs.
+    building = buildGrubImages({ fatSerial: serialText(layout.fatSerial), firmware: d.firmware, grubDirs: d.grubDirs, workDir, signal });
     building.catch(() => undefined); // its failure is reported where it is awaited
-    const boot = chooseBoot(options, rootfs);
     const head = async (): Promise<Piece[]> => {
       const images = await building!;
-      plan(images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0); // refuses a core.img too large for its room
-      return headPieces(layout, images, boot, options, firmware);
+      d.plan(images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0); // refuses a core.img too large for its room
+      return headPieces(layout, images, d.boot, options, d.firmware, d.extraBootFiles);
     };
 
-    const rootInput = openInput(options.rootImage);
-    let spareInput: ReturnType<typeof openInput> | null = null;
+    let rootInput: OpenedInput | null = null;
+    let spareInput: OpenedInput | null = null;
     try {
       if (layout.spare && (options.spareType ?? 'ext3') !== 'none') {
-        spareInput = openInput(formatSpare(options.spareType ?? 'ext3', layout.spare.sectors * 512, workDir));
+        spareInput = openInput(await formatSpare(options.spareType ?? 'ext3', layout.spare.sectors * 512, workDir, signal));
       }
+      signal.throwIfAborted();
+      rootInput = openInput(options.rootImage);
       const tail = tailPieces(layout, rootInput, spareInput);
       const headEnd = layout.root.startLba * 512;
       const total = layout.totalBytes;
@@ -282,16 +212,18 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
         : concatPieces([...(await head()), ...tail], total);
       const summary = await copyExtents(
         { name: options.rootImage, length: total, extents, anyOrder: inAnyOrder },
-        { ...options.copy, destination: options.output, blockSize: 4096 },
+        { ...options.copy, destination: options.output, blockSize: 4096, signal },
       );
-      return { ...summary, layout, rootfs: { type: rootfs.type, uuid: rootfs.uuid, label: rootfs.label }, boot };
+      return { ...summary, layout, rootfs: { type: d.rootfs.type, uuid: d.rootfs.uuid, label: d.rootfs.label }, boot: d.boot };
     } finally {
       spareInput?.close();
-      rootInput.close();
+      rootInput?.close();
     }
   } finally {
+    if (!signal.aborted) stop.abort(new Error('fsmaker: the run ended'));
     await building?.catch(() => undefined); // nothing may still write into workDir once it is removed
     fs.rmSync(workDir, { recursive: true, force: true });
+    unregisterExitCleanup(workDir);
   }
 }
 
@@ -310,18 +242,18 @@ function takesExtentsInAnyOrder(options: FsmakerOptions): boolean {
   }
 }
 
-/** Everything before the rootfs: the partition table (boot.img in the MBR), core.img, the FAT. */
-function headPieces(layout: DiskLayout, images: GrubImages, boot: BootChoice, options: FsmakerOptions, firmware: GrubFirmware): Piece[] {
+/** The boot partition's FAT: kernel, initrd, grub.cfg, the EFI image (once built) and --bootdir's files. */
+function planBootFat(layout: DiskLayout, boot: BootChoice, options: FsmakerOptions, firmware: GrubFirmware, extra: FatFile[], efiImg: Buffer | null): ReturnType<typeof planFat> {
   const cfg = grubConfig({ rootPartUuid: partUuid(layout.table, 1), append: options.append, timeoutSeconds: options.timeoutSeconds ?? 1, firmware });
   const files: FatFile[] = [
-    { path: 'vmlinuz', size: boot.kernel.size, read: lazyRead(boot.kernel.bytes) },
-    { path: 'initrd.img', size: boot.initrd.size, read: lazyRead(boot.initrd.bytes) },
+    { path: 'vmlinuz', size: boot.kernel.size, read: boot.kernel.read },
+    { path: 'initrd.img', size: boot.initrd.size, read: boot.initrd.read },
     memoryFile('grub/grub.cfg', Buffer.from(cfg)),
-    ...(images.efiImg ? [memoryFile('EFI/BOOT/BOOTX64.EFI', images.efiImg)] : []),
-    ...bootDirFiles(options.bootDir),
+    ...(efiImg ? [memoryFile('EFI/BOOT/BOOTX64.EFI', efiImg)] : []),
+    ...extra,
   ];
   const epoch = process.env.SOURCE_DATE_EPOCH;
-  const fat = planFat({
+  return planFat({
     sizeBytes: layout.boot.sectors * 512,
     volumeLabel: 'BOOT',
     serial: layout.fatSerial,
@@ -329,6 +261,11 @@ function headPieces(layout: DiskLayout, images: GrubImages, boot: BootChoice, op
     files,
     timestamp: epoch !== undefined ? new Date(Number(epoch) * 1000) : undefined,
   });
+}
+
+/** Everything before the rootfs: the partition table (boot.img in the MBR), core.img, the FAT. */
+function headPieces(layout: DiskLayout, images: GrubImages, boot: BootChoice, options: FsmakerOptions, firmware: GrubFirmware, extra: FatFile[]): Piece[] {
+  const fat = planBootFat(layout, boot, options, firmware, extra, images.efiImg ?? null);
   const pieces: Piece[] = [];
   for (const w of tableWrites(layout).head) {
     let data = w.data;
@@ -358,14 +295,6 @@ function tableWrites(layout: DiskLayout): { head: ReturnType<typeof serializeTab
   const writes = serializeTable(layout.table);
   const before = (w: { lba: number }): boolean => w.lba < layout.root.startLba;
   return { head: writes.filter(before), tail: writes.filter((w) => !before(w)) };
-}
-
-function lazyRead(bytes: () => Buffer): (offset: number, length: number) => Buffer {
-  let cached: Buffer | null = null;
-  return (offset, length) => {
-    cached ??= bytes();
-    return cached.subarray(offset, offset + length);
-  };
 }
 
 function padTo(data: Buffer, length: number): Buffer {

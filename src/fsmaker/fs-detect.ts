@@ -101,14 +101,18 @@ export function extSuperblockProblem(sb: Buffer): string | null {
   if (sb.readUInt32LE(0x0c) > blocksCount) return 'free block count exceeds block count';
   if (sb.readUInt32LE(0x10) > inodesCount) return 'free inode count exceeds inode count';
   if (rev > 1) return `revision ${rev} is unknown`;
+  const inodeSize = rev >= 1 ? sb.readUInt16LE(0x58) : 128;
   if (rev >= 1) {
-    const inodeSize = sb.readUInt16LE(0x58);
     if (inodeSize < 128 || inodeSize > blockSize || (inodeSize & (inodeSize - 1)) !== 0) return `inode size ${inodeSize} is impossible`;
-    if (sb.readUInt32LE(0x54) < 1) return 'first non-reserved inode is zero';
+    // Linux (ext4_inode_info_init): inodes 1-10 are reserved, so the first ordinary one is 11 or later.
+    const firstIno = sb.readUInt32LE(0x54);
+    if (firstIno < 11) return `first non-reserved inode ${firstIno} is below 11`;
   }
+  if (inodesPerGroup < blockSize / inodeSize) return `inodes per group ${inodesPerGroup} is less than one block of inodes (${blockSize / inodeSize})`;
   if (incompat & INCOMPAT_64BIT) {
+    // Linux refuses 64bit descriptors under 64 bytes (EXT4_MIN_DESC_SIZE_64BIT).
     const descSize = sb.readUInt16LE(0xfe);
-    if (descSize < 32 || descSize > 1024 || (descSize & (descSize - 1)) !== 0) return `group descriptor size ${descSize} is impossible`;
+    if (descSize < 64 || descSize > 1024 || (descSize & (descSize - 1)) !== 0) return `group descriptor size ${descSize} is impossible for 64bit (64 to 1024, a power of two)`;
   }
   return null;
 }

@@ -4,6 +4,7 @@
  * since OVMF already mirrors ConOut onto COM1 (both terminals would print every line twice).
  * See shared/notes/boot-recipe.md.
  */
+import { ToolError } from '../errors.js';
 
 export type GrubConfigFirmware = 'bios' | 'uefi' | 'both';
 
@@ -35,7 +36,7 @@ function indent(lines: string[], prefix = '  '): string[] {
 /** Characters that would break out of GRUB's single-quoted word or the command line. */
 function checkWords(what: string, value: string): void {
   if (/['\n\r\\$;]/.test(value)) {
-    throw new RangeError(`grubConfig: ${what} must not contain quotes, backslashes, '$', ';' or newlines: ${JSON.stringify(value)}`);
+    throw new ToolError('USAGE', `bad --${what} ${JSON.stringify(value)}: GRUB's menu must not get quotes, backslashes, '$', ';' or newlines`);
   }
 }
 
@@ -51,10 +52,10 @@ export function grubConfig(options: GrubConfigOptions): string {
   const { rootPartUuid, append, timeoutSeconds, firmware } = options;
   const title = options.title ?? 'Linux';
   if (!PARTUUID_RE.test(rootPartUuid)) {
-    throw new RangeError(`grubConfig: rootPartUuid must be an MBR (xxxxxxxx-nn) or GPT PARTUUID, got ${JSON.stringify(rootPartUuid)}`);
+    throw new RangeError(`grubConfig: rootPartUuid must be an MBR (xxxxxxxx-nn) or GPT PARTUUID, got ${JSON.stringify(rootPartUuid)}`); // fsmaker's own value: a bug
   }
   if (!Number.isSafeInteger(timeoutSeconds) || timeoutSeconds < 0) {
-    throw new RangeError(`grubConfig: timeoutSeconds must be a non-negative integer, got ${timeoutSeconds}`);
+    throw new ToolError('USAGE', `bad --timeout '${timeoutSeconds}': expected a whole number of seconds (0 boots at once)`);
   }
   if (append !== undefined) checkWords('append', append);
   checkWords('title', title);

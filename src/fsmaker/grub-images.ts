@@ -77,6 +77,8 @@ export interface BuildGrubImagesOptions {
   workDir: string;
   /** grub-mkimage executable (default: found on PATH). */
   grubMkimage?: string;
+  /** Stops the runs (their processes are killed); the build then fails with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export interface GrubImages {
@@ -98,10 +100,11 @@ export function grubEarlyConfig(fatSerial: string): string {
   return `search --no-floppy --fs-uuid --set=root ${fatSerial.toLowerCase()}\nset prefix=($root)/grub\n`;
 }
 
-async function mkimage(exe: string, format: string, dir: string, earlyCfg: string, out: string, modules: readonly string[]): Promise<Buffer> {
+async function mkimage(exe: string, format: string, dir: string, earlyCfg: string, out: string, modules: readonly string[], signal?: AbortSignal): Promise<Buffer> {
   try {
-    await execFileAsync(exe, ['-d', dir, '-O', format, '-c', earlyCfg, '-p', '/grub', '-o', out, ...modules]);
+    await execFileAsync(exe, ['-d', dir, '-O', format, '-c', earlyCfg, '-p', '/grub', '-o', out, ...modules], { signal });
   } catch (err) {
+    if (signal?.aborted) throw signal.reason;
     const e = err as NodeJS.ErrnoException & { stderr?: string };
     if (e.code === 'ENOENT') {
       throw new ToolError('GRUB_MISSING', `grub-mkimage not found (${exe}): install the Debian package grub-common`);
@@ -126,11 +129,11 @@ export async function buildGrubImages(options: BuildGrubImagesOptions): Promise<
   if (firmware === 'bios' || firmware === 'both') {
     if (!grubDirs.i386Pc) throw new Error('GRUB i386-pc modules not found: install the Debian package grub-pc-bin');
     result.bootImg = fs.readFileSync(path.join(grubDirs.i386Pc, 'boot.img'));
-    runs.push(mkimage(exe, 'i386-pc', grubDirs.i386Pc, earlyCfg, path.join(workDir, 'core.img'), GRUB_BIOS_MODULES).then((img) => void (result.coreImg = img)));
+    runs.push(mkimage(exe, 'i386-pc', grubDirs.i386Pc, earlyCfg, path.join(workDir, 'core.img'), GRUB_BIOS_MODULES, options.signal).then((img) => void (result.coreImg = img)));
   }
   if (firmware === 'uefi' || firmware === 'both') {
     if (!grubDirs.x86_64Efi) throw new Error('GRUB x86_64-efi modules not found: install the Debian package grub-efi-amd64-bin');
-    runs.push(mkimage(exe, 'x86_64-efi', grubDirs.x86_64Efi, earlyCfg, path.join(workDir, 'BOOTX64.EFI'), GRUB_EFI_MODULES).then((img) => void (result.efiImg = img)));
+    runs.push(mkimage(exe, 'x86_64-efi', grubDirs.x86_64Efi, earlyCfg, path.join(workDir, 'BOOTX64.EFI'), GRUB_EFI_MODULES, options.signal).then((img) => void (result.efiImg = img)));
   }
   await Promise.all(runs);
   return result;

@@ -19,6 +19,7 @@ const SECTOR = 512;
 const MiB = 1024 * 1024;
 const ALIGN_SECTORS = MiB / SECTOR;
 const GPT_TABLE_LENGTH = 128;
+const MBR_MAX_SECTORS = 2 ** 32;
 
 export const TYPES = {
   mbrFat32: 'c',
@@ -104,6 +105,10 @@ export function planDisk(request: LayoutRequest): DiskLayout {
     throw new ToolError('USAGE', `the rootfs (${request.rootBytes} bytes) and the boot partition (${request.bootBytes} bytes) need ${minimumSectors * SECTOR} bytes; --size allows ${requestedSectors * SECTOR}`);
   }
   const diskSectors = requestedSectors;
+  // MBR fields are 32-bit sector numbers: every partition must end within the first 2 TiB.
+  if (label === 'mbr' && diskSectors > MBR_MAX_SECTORS) {
+    throw new ToolError('USAGE', `an MBR disk ends by 2 TiB (2^32 sectors of 512 bytes); this one would be ${diskSectors * SECTOR} bytes: use --label gpt`);
+  }
   // Spare space: from the end of root to the last usable LBA (aligned down), when at least 1 MiB.
   const lastUsable = diskSectors - 1 - tailSectors;
   const spareEnd = Math.floor((lastUsable + 1) / ALIGN_SECTORS) * ALIGN_SECTORS;
