@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { blockDeviceSize, blockSectorSize } from './ffi.js';
+import { sameTargetOrOverlap } from './same-target.js';
 
 export type TargetKind = 'file' | 'block' | 'pipe' | 'char' | 'directory' | 'other';
 
@@ -108,9 +109,11 @@ export function splitDeviceNumber(rdev: number): { major: number; minor: number 
   return { major, minor };
 }
 
-/** Same file: same inode on the same filesystem, or the same device node. */
+/**
+ * Whether two whole files or devices share bytes: the same inode (symlinks, hard links), or loop
+ * devices, partitions and their backing files resolved to what holds their bytes. A shorthand of
+ * sameTargetOrOverlap (same-target.ts), which also takes byte ranges.
+ */
 export function sameTarget(a: fs.Stats, b: fs.Stats): boolean {
-  if (a.isBlockDevice() && b.isBlockDevice()) return a.rdev === b.rdev;
-  if (a.isFile() && b.isFile()) return a.dev === b.dev && a.ino === b.ino;
-  return false;
+  return sameTargetOrOverlap(a, b) !== null;
 }

@@ -10,8 +10,8 @@ import { type DigestAlgorithm, DigestSet } from '../codec/digest.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
 import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
-import { sameTarget } from '../io/target.js';
-import { type OpenedDestination, openDestination } from './destination.js';
+import { sameTargetOrOverlap } from '../io/same-target.js';
+import { type OpenedDestination, destinationStat, openDestination } from './destination.js';
 import { type CopyInput, type ExtentInput, describeExtentInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
 import type { CopySummary, SparseCopyOptions } from './options.js';
 import { checkFirstBlock, makeSink } from './sinks.js';
@@ -100,6 +100,9 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
   if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
     throw new ToolError('MORE_THAN_MAX', `${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
+  const destStat = destinationStat(options.destination);
+  // --to-partition learns where it writes from the destination's table: checked once that is read.
+  if (options.toPartition === undefined) refuseSameTarget(source, destStat, options, options.seekBytes ?? 0);
   const dest = openDestination({
     path: options.destination,
     overlay: options.overlay ?? false,
@@ -107,10 +110,8 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
     compressed: options.gzipLevel !== undefined,
   });
   try {
-    if (dest.stat && input && sameTarget(input.stat, dest.stat)) {
-      throw new ToolError('SAME_FILE', `${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
-    }
     const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
+    if (options.toPartition !== undefined) refuseSameTarget(source, dest.stat, effective, effective.seekBytes ?? 0);
     const seekBytes = effective.seekBytes ?? 0;
     if (dest.kind === 'stream' && seekBytes > 0) {
       throw new ToolError('SEEK', `${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
@@ -121,6 +122,35 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
     dest.discard();
     throw err;
   }
+}
+
+/**
+ * Refuses a copy that would write bytes it reads, whatever names the two go by (symlinks, hard
+ * links, stdin or stdout redirected from or to the file, loop devices on one file, a loop device
+ * and its backing file). Copies within one file or device whose ranges do not overlap proceed:
+ * only a destination written in place (a device, or a file with --overlay) can have such ranges;
+ * a replaced file or a stream is all of the file.
+ */
+function refuseSameTarget(source: CopyInput, destStat: fs.Stats | null, options: SparseCopyOptions, seekBytes: number): void {
+  const input = source.input;
+  if (!input || !destStat) return;
+  const inPlace = options.destination !== '-' && (destStat.isBlockDevice() || (destStat.isFile() && !!options.overlay && options.gzipLevel === undefined));
+  let clash;
+  if (inPlace) {
+    const readBytes = source.compressed || input.size === null ? input.size : Math.min(input.size, options.maxBytes ?? Infinity);
+    const length = source.compressed || source.knownLength === null ? Infinity : source.knownLength + paddingFor(source.knownLength, options.padBytes);
+    const read = { stat: input.stat, start: input.startOffset, end: readBytes === null ? Infinity : input.startOffset + readBytes };
+    clash = sameTargetOrOverlap(read, { stat: destStat, start: seekBytes, end: seekBytes + length });
+  } else {
+    clash = sameTargetOrOverlap(input.stat, destStat); // all of it is replaced (or streamed over)
+  }
+  if (!clash) return;
+  const what = destStat.isBlockDevice() && clash.name === null ? 'device' : 'file';
+  const destName = options.destination === '-' ? 'stdout' : options.destination;
+  const named = clash.aVia.length > 0 || clash.bVia.length > 0 ? ` (${clash.name ?? destName})` : '';
+  const end = clash.end === Infinity ? 'its end' : `byte ${clash.end}`;
+  const where = inPlace ? `: bytes ${clash.start} to ${end} of it would be written while read` : '';
+  throw new ToolError('SAME_FILE', `${destName}: source and destination are the same ${what}${named}${where}; nothing written`);
 }
 
 /** --to-partition: the copy starts at the partition and may not pass its end. */

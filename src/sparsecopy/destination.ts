@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { findDeviceUse } from '../io/device-use.js';
+import { loopDevicesBackedBy } from '../io/same-target.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
 import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
 import { copyTempName, isStaleCopyTemp, removeStale } from '../io/temp-files.js';
@@ -74,6 +75,21 @@ function creationPath(p: string): string {
   throw new ToolError('DEST_OPEN', `${p}: cannot open destination: too many levels of symbolic links`);
 }
 
+/**
+ * What the destination names, before anything is opened: the file a path or symlink leads to, or
+ * what stdout is for "-" (a regular file when redirected); null for a file yet to be created.
+ */
+export function destinationStat(p: string): fs.Stats | null {
+  if (p === '-') {
+    try {
+      return fs.fstatSync(1);
+    } catch {
+      return null;
+    }
+  }
+  return statOrNull(p);
+}
+
 export function openDestination(request: DestinationRequest): OpenedDestination {
   const name = request.path;
   if (name === '-') return streamDestination('stdout', 1, null, false);
@@ -96,8 +112,31 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
       }
       return streamDestination(name, fd, stat, true);
     }
-    case 'file':
-      return request.overlay && stat && !request.compressed ? overlayDestination(name, stat) : replacementDestination(name, stat);
+    case 'file': {
+      const inPlace = request.overlay && stat !== null && !request.compressed;
+      if (stat && !request.force) refuseLoopBackingFile(name, stat, inPlace);
+      return inPlace ? overlayDestination(name, stat) : replacementDestination(name, stat);
+    }
+  }
+}
+
+/**
+ * A file that loop devices show: replacing it (a new file renamed over the name) would leave the
+ * devices on the old, deleted inode while the name shows the new one; writing into it in place
+ * (--overlay) is what the devices see, but not under a mounted or held device.
+ */
+function refuseLoopBackingFile(name: string, stat: fs.Stats, inPlace: boolean): void {
+  const devices = loopDevicesBackedBy(stat);
+  if (devices.length === 0) return;
+  if (!inPlace) {
+    throw new ToolError(
+      'DEST_IN_USE',
+      `${name}: is the backing file of ${devices.join(', ')}: replacing it would leave the device on the old, deleted file; use -o to write into it in place, or detach the device (--force replaces it anyway)`,
+    );
+  }
+  for (const device of devices) {
+    const use = findDeviceUse(fs.statSync(device).rdev);
+    if (use.inUse) throw new ToolError('DEST_IN_USE', `${name}: is the backing file of ${device}, which is in use (${use.reason}); refusing to write (use --force to override)`);
   }
 }
 
