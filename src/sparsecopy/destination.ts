@@ -135,7 +135,8 @@ function refuseLoopBackingFile(name: string, stat: fs.Stats, inPlace: boolean): 
     );
   }
   for (const device of devices) {
-    const use = findDeviceUse(fs.statSync(device).rdev);
+    const rdev = statOrNull(device)?.rdev;
+    const use = rdev === undefined ? { inUse: false } : findDeviceUse(rdev);
     if (use.inUse) throw new ToolError('DEST_IN_USE', `${name}: is the backing file of ${device}, which is in use (${use.reason}); refusing to write (use --force to override)`);
   }
 }
