@@ -31,7 +31,7 @@ export async function looksGzipped(input: OpenedInput): Promise<boolean> {
   }
   if (!input.pending) {
     const first = Buffer.alloc(SNIFF_BYTES);
-    const n = await readAt(input.fd, first, SNIFF_BYTES, null);
+    const n = await readAt(input.fd, first, SNIFF_BYTES, null, input.signal);
     input.pending = first.subarray(0, n);
   }
   return input.pending.length >= 2 && input.pending[0] === GZIP_MAGIC_0 && input.pending[1] === GZIP_MAGIC_1;
@@ -65,9 +65,10 @@ async function* compressedChunks(input: OpenedInput, onRead: (n: number) => void
     const buffer = Buffer.allocUnsafe(length);
     const at = position;
     if (position !== null) position += length;
-    return readAt(input.fd, buffer, length, at).then(
+    return readAt(input.fd, buffer, length, at, input.signal).then(
       (n) => buffer.subarray(0, n),
       (err: unknown) => {
+        if (input.signal?.aborted && err === input.signal.reason) throw err;
         throw new ToolError('SOURCE_READ', `${input.name}: read failed: ${describeSystemError(err)}`, { cause: err });
       },
     );

@@ -148,13 +148,13 @@ export async function* streamSource(input: OpenedInput, options: SourceReadOptio
     const wanted = Math.min(chunkBytes, limit - at);
     if (wanted <= 0) return null;
     const buffer = pool.acquire();
-    const p = readAt(input.fd, buffer, wanted, null).then(
+    const p = readAt(input.fd, buffer, wanted, null, input.signal).then(
       (length) => {
         options.onRead?.(length);
         return { buffer, length, wanted };
       },
       (err: unknown) => {
-        throw readFailure(input, at, err);
+        throw input.signal?.aborted && err === input.signal.reason ? err : readFailure(input, at, err);
       },
     );
     p.catch(() => undefined);

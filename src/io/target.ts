@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { blockDeviceSize, blockSectorSize } from './ffi.js';
 import { sameTargetOrOverlap } from './same-target.js';
+import { openWaiting } from './fd-io.js';
 
 export type TargetKind = 'file' | 'block' | 'pipe' | 'char' | 'directory' | 'other';
 
@@ -31,13 +32,35 @@ export interface OpenedInput {
   seekable: boolean;
   /** Bytes already read from a stream (by sniffing its format); they come first. */
   pending: Buffer | null;
+  /** Aborts waits on a stream (an idle pipe): reads then reject with its reason. */
+  signal?: AbortSignal;
   close(): void;
 }
 
 /** Open a source for reading; "-" is stdin. Throws the raw system error; callers classify it. */
 export function openInput(path: string): OpenedInput {
+  return describeOpenInput(path === '-' ? 0 : fs.openSync(path, fs.constants.O_RDONLY), path);
+}
+
+/**
+ * openInput for a command that must stay interruptible: a FIFO is opened on the thread pool (its
+ * open waits for a writer), and the input keeps `signal` so that reads waiting on a pipe give up
+ * when it aborts.
+ */
+export async function openInputWaiting(path: string, signal?: AbortSignal): Promise<OpenedInput> {
+  let isFifo = false;
+  try {
+    isFifo = path !== '-' && fs.statSync(path).isFIFO();
+  } catch {
+    /* the open below reports it */
+  }
+  const input = isFifo ? describeOpenInput(await openWaiting(path, fs.constants.O_RDONLY, signal), path) : openInput(path);
+  input.signal = signal;
+  return input;
+}
+
+function describeOpenInput(fd: number, path: string): OpenedInput {
   const isStdin = path === '-';
-  const fd = isStdin ? 0 : fs.openSync(path, fs.constants.O_RDONLY);
   try {
     const stat = fs.fstatSync(fd);
     const kind = kindOf(stat);

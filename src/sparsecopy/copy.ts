@@ -27,9 +27,9 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
   if (!(blockSize > 0)) throw new ToolError('USAGE', `bad block size ${blockSize}`);
   refuseIncompatibleOptions(options);
 
-  const input = openSource(options.source);
+  const input = await interruptible(options, 'left as it was', () => openSource(options.source, options.signal));
   try {
-    let source = await describeInput(input, options);
+    let source = await interruptible(options, 'left as it was', () => describeInput(input, options));
     if (options.fromPartition !== undefined && !source.compressed && input.seekable) {
       narrowSeekableInput(input, options.fromPartition);
       source = await describeInput(input, { ...options, raw: true });
@@ -37,6 +37,20 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
     return await copyInto(source, options, blockSize, started);
   } finally {
     input.close();
+  }
+}
+
+/**
+ * Runs a step of the copy; once `options.signal` has aborted, whatever it throws (the abort's own
+ * reason from a wait that gave up, or anything else) becomes one INTERRUPTED error naming the
+ * destination and what became of it.
+ */
+async function interruptible<T>(options: SparseCopyOptions, outcome: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (options.signal?.aborted) throw interruptedError(options.signal, options.destination, outcome);
+    throw err;
   }
 }
 
@@ -52,18 +66,35 @@ export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyO
 }
 
 async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize: number, started: number): Promise<CopySummary> {
-  const { dest, effective } = prepareDestination(source, options);
+  const { dest, effective } = await interruptible(options, 'left as it was', () => prepareDestination(source, options));
   if (source.anyOrder) refuseUnorderedInto(dest, effective);
   let committed = false;
   try {
-    const summary = await runCopy(source, dest, effective, blockSize);
-    dest.commit();
+    const summary = await interruptible(options, dest.abandoned, async () => {
+      const result = await runCopy(source, dest, effective, blockSize);
+      // The point of no return: let a signal that has arrived be handled before deciding.
+      await signalsDelivered();
+      if (options.signal?.aborted) throw options.signal.reason;
+      return result;
+    });
+    dest.commit(); // synchronous: no signal handler runs between the check and the commit
     committed = true;
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
   }
 }
+
+/**
+ * Resolves after the event loop has polled for signals once more. libuv handles signals at the end
+ * of a poll phase, after the callbacks of that poll (the last write's or truncate's, whose
+ * continuation is running now), and a signal that came during those callbacks only at the next
+ * poll. An immediate scheduled from the check phase runs after that next poll.
+ */
+const signalsDelivered = async (): Promise<void> => {
+  await new Promise(setImmediate);
+  await new Promise(setImmediate);
+};
 
 type OrderOptions = Pick<SparseCopyOptions, 'gzipLevel' | 'digests' | 'verify' | 'maxBytes' | 'padBytes'>;
 
@@ -94,7 +125,7 @@ function refuseIncompatibleOptions(options: SparseCopyOptions): void {
  * Opens the destination after the checks that need nothing open, and runs the ones that do. With
  * --to-partition the destination's own table decides where the copy lands and how much fits.
  */
-function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { dest: OpenedDestination; effective: SparseCopyOptions } {
+async function prepareDestination(source: CopyInput, requested: SparseCopyOptions): Promise<{ dest: OpenedDestination; effective: SparseCopyOptions }> {
   const { input } = source;
   const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
   if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
@@ -103,11 +134,12 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
   const destStat = destinationStat(options.destination);
   // --to-partition learns where it writes from the destination's table: checked once that is read.
   if (options.toPartition === undefined) refuseSameTarget(source, destStat, options, options.seekBytes ?? 0);
-  const dest = openDestination({
+  const dest = await openDestination({
     path: options.destination,
     overlay: options.overlay ?? false,
     force: options.force ?? false,
     compressed: options.gzipLevel !== undefined,
+    signal: options.signal,
   });
   try {
     const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
@@ -320,9 +352,15 @@ function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOption
   return destOffset >= dest.oldLength || (dest.kind === 'block' && (policy === 'skip' || policy === 'write'));
 }
 
-function abortError(signal: AbortSignal): ToolError {
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason;
+}
+
+/** "DEST: interrupted by SIGTERM; left as it was": the abort's reason, with the destination's fate. */
+function interruptedError(signal: AbortSignal, destination: string, outcome: string): ToolError {
   const reason = signal.reason instanceof ToolError ? signal.reason : null;
-  return reason ?? new ToolError('INTERRUPTED', 'interrupted; destination left as it was');
+  const name = destination === '-' ? 'stdout' : destination;
+  return new ToolError('INTERRUPTED', `${name}: ${reason?.message ?? 'interrupted'}; ${outcome}`, { exitCode: reason?.exitCode });
 }
 
 export type { OpenedInput };

@@ -14,6 +14,7 @@ import { loopDevicesBackedBy } from '../io/same-target.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
 import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
 import { copyTempName, isStaleCopyTemp, removeStale } from '../io/temp-files.js';
+import { openWaiting } from '../io/fd-io.js';
 
 export interface DestinationRequest {
   path: string;
@@ -22,6 +23,8 @@ export interface DestinationRequest {
   force: boolean;
   /** The output is a gzip stream: always a new file (or a stream), never a device. */
   compressed?: boolean;
+  /** Gives up waiting for a FIFO's reader. */
+  signal?: AbortSignal;
 }
 
 export interface OpenedDestination {
@@ -41,6 +44,8 @@ export interface OpenedDestination {
   directFd: number | null;
   /** Smallest unit a skipped zero run must cover to save space (the filesystem or device block). */
   holeUnit: number;
+  /** What a discarded copy leaves behind, for messages: "left as it was", "partly written"... */
+  abandoned: string;
   /** Make the result visible under its final name (rename a temporary file). */
   commit(): void;
   /** Close, and remove a temporary file: the final name is left as it was. */
@@ -90,9 +95,12 @@ export function destinationStat(p: string): fs.Stats | null {
   return statOrNull(p);
 }
 
-export function openDestination(request: DestinationRequest): OpenedDestination {
+export async function openDestination(request: DestinationRequest): Promise<OpenedDestination> {
   const name = request.path;
-  if (name === '-') return streamDestination('stdout', 1, null, false);
+  if (name === '-') {
+    refuseClosedStdout();
+    return streamDestination('stdout', 1, null, false);
+  }
   const stat = statOrNull(name);
   const kind = stat ? kindOf(stat) : 'file';
   switch (kind) {
@@ -106,8 +114,10 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
     case 'other': {
       let fd: number;
       try {
-        fd = fs.openSync(name, fs.constants.O_WRONLY);
+        // A FIFO's open waits for a reader: on the thread pool, so that a signal still ends it.
+        fd = stat!.isFIFO() ? await openWaiting(name, fs.constants.O_WRONLY, request.signal) : fs.openSync(name, fs.constants.O_WRONLY);
       } catch (err) {
+        if (request.signal?.aborted && err === request.signal.reason) throw err;
         throw destinationError(name, err);
       }
       return streamDestination(name, fd, stat, true);
@@ -141,11 +151,45 @@ function refuseLoopBackingFile(name: string, stat: fs.Stats, inPlace: boolean): 
   }
 }
 
+/**
+ * A closed stdout is not there to write to, but Node, finding descriptor 1 closed at start-up,
+ * opens /dev/null read-write in its place, so the copy would "succeed" into nothing. A shell's
+ * `>/dev/null` opens it write-only; read-write /dev/null on descriptor 1 is taken for a closed
+ * stdout (naming /dev/null as DEST is the way to discard the output).
+ */
+function refuseClosedStdout(): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(1);
+  } catch (err) {
+    throw new ToolError('WRITE', `stdout: cannot write: ${describeSystemError(err)}`, { cause: err });
+  }
+  let devNull: fs.Stats | null = null;
+  try {
+    devNull = fs.statSync('/dev/null');
+  } catch {
+    return;
+  }
+  if (!stat.isCharacterDevice() || stat.rdev !== devNull.rdev) return;
+  const flags = /^flags:\s*([0-7]+)/m.exec(readFdInfo(1))?.[1];
+  if (flags !== undefined && (parseInt(flags, 8) & 3) === fs.constants.O_RDWR) {
+    throw new ToolError('WRITE', 'stdout: is closed (it reads as /dev/null opened read-write): nothing would be written; name /dev/null as DEST to discard the output');
+  }
+}
+
+function readFdInfo(fd: number): string {
+  try {
+    return fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 function streamDestination(name: string, fd: number, stat: fs.Stats | null, owned: boolean): OpenedDestination {
   const close = (): void => {
     if (owned) fs.closeSync(fd);
   };
-  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, commit: close, discard: close };
+  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, abandoned: 'the output is incomplete', commit: close, discard: close };
 }
 
 function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedDestination {
@@ -178,7 +222,7 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
     if (directFd !== null) fs.closeSync(directFd);
     fs.closeSync(fd);
   };
-  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, commit: close, discard: close };
+  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, abandoned: 'partly written', commit: close, discard: close };
 }
 
 function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
@@ -189,7 +233,7 @@ function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
     throw destinationError(name, err);
   }
   const close = (): void => fs.closeSync(fd);
-  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), commit: close, discard: close };
+  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), abandoned: 'partly written (it is written in place with --overlay)', commit: close, discard: close };
 }
 
 function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
@@ -224,6 +268,7 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     sectorSize: 512,
     directFd: null,
     holeUnit: filesystemBlockSize(dir),
+    abandoned: stat ? 'left as it was' : 'not created',
     commit: () => {
       if (stat) {
         try {

@@ -24,10 +24,10 @@ export interface ChosenSink {
 
 export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, blockSize: number, endOffset: () => number): ChosenSink {
   if (options.gzipLevel !== undefined) {
-    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null });
+    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null, signal: options.signal });
     return { sink, bytesWritten: () => sink.compressedBytes };
   }
-  if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name), bytesWritten: () => null };
+  if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name, options.signal), bytesWritten: () => null };
   const finish = dest.kind === 'file' ? () => setFinalLength(dest, options, endOffset()) : () => flushDevice(dest, options.onWarning);
   const sink = new PositionalSink({
     fd: dest.fd,
