@@ -8,6 +8,8 @@
 import { ToolError } from '../errors.js';
 import { type DigestAlgorithm, DigestSet } from '../codec/digest.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
+import { WholeBlocks } from '../extent/whole-blocks.js';
+import { chunkSizeFor } from '../io/sources.js';
 import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -237,14 +239,20 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
   const splitForSink = dest.kind !== 'stream' || options.gzipLevel !== undefined;
 
+  // Blocks larger than a read chunk arrive in pieces: joined so that a block with data is written whole.
+  const wholeBlocks = splitForSink && options.gzipLevel === undefined && blockSize > chunkSizeFor(blockSize, options.chunkBytes) ? new WholeBlocks(blockSize) : null;
+  const put = async (run: Extent): Promise<void> => {
+    if (!wholeBlocks) return sink.write(run);
+    for (const piece of wholeBlocks.push(run)) await sink.write(piece);
+  };
   const deliver = async (extent: Extent): Promise<void> => {
     await digests.update(extent); // copies the bytes before the sink may recycle the buffer
     if (extent.data && splitForSink) {
       const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
       const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
-      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
+      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
     } else {
-      await sink.write(extent);
+      await put(extent);
     }
     // The furthest byte delivered: the end of the copy, whatever order the extents came in.
     sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
@@ -268,6 +276,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     }
     const padded = paddingFor(sourceBytes, options.padBytes);
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
+    for (const piece of wholeBlocks?.flush() ?? []) await sink.write(piece);
     const counters = await sink.close();
     if (options.signal?.aborted) throw abortError(options.signal);
     if (options.relocateGpt && (dest.kind === 'block' || dest.kind === 'file')) {
