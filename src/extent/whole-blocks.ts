@@ -7,6 +7,9 @@
  * block size (-b 4G, -b 4P), so a block arrives in many runs: this transform takes the data and
  * zero runs in offset order and rewrites the zeros that share a block with data as data (from one
  * shared zero buffer), holding back only the length of a run of zeros whose block is undecided.
+ *
+ * As for smaller blocks, a hole of the source (never read, SEEK_HOLE) stays a hole and bounds the
+ * blocks around it: a block is judged on the part of it that lies in one data region.
  */
 import type { Extent } from './extent.js';
 import { allocAligned } from '../io/aligned.js';
@@ -54,6 +57,18 @@ export class WholeBlocks {
       this.zeros(run.offset, end, out);
       run.release?.();
     }
+    return out;
+  }
+
+  /** A hole of the source (or padding): a hole, and the end of the data region before it. */
+  sourceHole(hole: Extent): Extent[] {
+    const out: Extent[] = [];
+    if (hole.offset > this.seen) this.zeros(this.seen, hole.offset, out);
+    this.seen = hole.offset;
+    this.hole(this.seen, out);
+    out.push(hole);
+    this.placed = this.seen = hole.offset + hole.length;
+    this.dataBlockEnd = 0;
     return out;
   }
 

@@ -241,9 +241,9 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
 
   // Blocks larger than a read chunk arrive in pieces: joined so that a block with data is written whole.
   const wholeBlocks = splitForSink && options.gzipLevel === undefined && blockSize > chunkSizeFor(blockSize, options.chunkBytes) ? new WholeBlocks(blockSize) : null;
-  const put = async (run: Extent): Promise<void> => {
+  const put = async (run: Extent, sourceHole = false): Promise<void> => {
     if (!wholeBlocks) return sink.write(run);
-    for (const piece of wholeBlocks.push(run)) await sink.write(piece);
+    for (const piece of sourceHole ? wholeBlocks.sourceHole(run) : wholeBlocks.push(run)) await sink.write(piece);
   };
   const deliver = async (extent: Extent): Promise<void> => {
     await digests.update(extent); // copies the bytes before the sink may recycle the buffer
@@ -252,7 +252,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
       const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
       for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
     } else {
-      await put(extent);
+      await put(extent, !extent.data);
     }
     // The furthest byte delivered: the end of the copy, whatever order the extents came in.
     sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
