@@ -73,7 +73,9 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
   let committed = false;
   try {
     const summary = await interruptible(options, dest.abandoned, async () => {
-      const result = await runCopy(source, dest, effective, blockSize);
+      const result = await runCopy(source, dest, effective, blockSize).catch((err: unknown) => {
+        throw dest.replacing ? explainNoRoomBeside(err, source, effective, dest.stat?.size ?? 0) : err;
+      });
       // The point of no return: let a signal that has arrived be handled before deciding.
       await signalsDelivered();
       if (options.signal?.aborted) throw options.signal.reason;
@@ -85,6 +87,28 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
   } finally {
     if (!committed) dest.discard();
   }
+}
+
+/**
+ * A replacement is written beside the old file and renamed over it, so the filesystem needs room
+ * for both. When that is what failed, say so, and offer -o where it gives the same bytes: it
+ * writes over the old file in place (no room needed but for growth), and its result equals a
+ * replacement's when nothing of the old file is kept: no --seek (a replacement has zeros before
+ * it, -o the old bytes), and a copy at least as long as the old file (or -f to its length); not
+ * with --verify-* (a mismatch would then have changed the file). It is not atomic: a failed -o
+ * leaves the file half written, which is why it is not the default.
+ */
+function explainNoRoomBeside(err: unknown, source: CopyInput, options: SparseCopyOptions, oldLength: number): unknown {
+  const code = (err instanceof ToolError && err.code === 'WRITE' && (err.cause as { code?: string } | undefined)?.code) || '';
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  let advice = '';
+  const length = source.compressed || source.knownLength === null ? null : source.knownLength + paddingFor(source.knownLength, options.padBytes);
+  if (!options.seekBytes && Object.keys(options.verify ?? {}).length === 0 && options.gzipLevel === undefined) {
+    const cut = options.finalSize === undefined && length !== null && length < oldLength ? ` -f ${length}B` : '';
+    const caveat = length === null && options.finalSize === undefined ? ' (the same bytes if the new image is at least as long as the old one)' : ' with the same result';
+    advice = `; -o${cut} writes over the old file in place${caveat}, but not atomically: a failure then leaves it half written`;
+  }
+  return new ToolError('WRITE', `${(err as ToolError).message}; the old file is kept: a replacement is written beside it and needs room for both${advice}`, { cause: err });
 }
 
 /**

@@ -188,7 +188,7 @@ export class PositionalSink implements Sink {
       const batch = this.queued.find((b) => b.seq === failure.seq);
       const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
       const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
-      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`);
+      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
     }
     while (this.queued.length > 0 && this.queued[0]!.seq < done) {
       const batch = this.queued.shift()!;
