@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { SPARSECOPY, linesOf, patternBytes, sparsecopy, tempLeftovers, useTempDir } from './helpers.js';
 
@@ -70,5 +71,64 @@ describe('a pipe that closes early', () => {
     const at = Number(m![1]);
     expect(at).toBeGreaterThanOrEqual(1000);
     expect(at).toBeLessThanOrEqual(1000 + 2 * 65536); // a pipe buffer's worth past what head read
+  });
+});
+
+describe('corrupt gzip: the same message from a file, from stdin redirected from it, and from a pipe', () => {
+  /** 3 MB of text lines, gzip'd: 2.2 MB of compressed input, in several chunks. */
+  function goodGzip(): { gz: Buffer; raw: Buffer } {
+    const raw = Buffer.from(patternBytes(2_300_000, 20).toString('base64').replace(/(.{100})/g, '$1\n')).subarray(0, 3_000_000);
+    return { gz: zlib.gzipSync(raw, { level: 6 }), raw };
+  }
+
+  function messages(bytes: Buffer): { file: string; redirected: string; pipe: string; status: number[] } {
+    const bad = fresh('bad.gz');
+    fs.writeFileSync(bad, bytes);
+    const out = fresh('out');
+    const file = sparsecopy([bad, out]);
+    const fd = fs.openSync(bad, 'r');
+    const redirected = spawnSync(process.execPath, [SPARSECOPY, '-', out], { stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8' });
+    fs.closeSync(fd);
+    const pipe = sparsecopy(['-', out], { input: bytes });
+    expect(fs.existsSync(out)).toBe(false);
+    return {
+      file: file.stderr.replace(bad, 'SOURCE'),
+      redirected: redirected.stderr.replace('stdin', 'SOURCE'),
+      pipe: pipe.stderr.replace('stdin', 'SOURCE'),
+      status: [file.status!, redirected.status!, pipe.status!],
+    };
+  }
+
+  it('bit flips in the deflate data, a bad CRC, a bad length, truncation, trailing garbage: one message, exit 18', () => {
+    const { gz } = goodGzip();
+    const flip = (at: number): Buffer => {
+      const b = Buffer.from(gz);
+      b[at]! ^= 0x10;
+      return b;
+    };
+    const cases = [flip(1000), flip(Math.floor(gz.length / 3)), flip(gz.length - 8), flip(gz.length - 4), gz.subarray(0, gz.length - 1000), Buffer.concat([gz, Buffer.from('garbage')])];
+    for (const bytes of cases) {
+      const m = messages(bytes);
+      expect(m.status).toEqual([18, 18, 18]);
+      expect(m.file).toMatch(/^sparsecopy: SOURCE: .* compressed byte/);
+      expect(m.redirected).toBe(m.file);
+      expect(m.pipe).toBe(m.file);
+    }
+  });
+
+  it('zeros after the last member are padding (exit 0); a member or garbage after the zeros is not (18)', () => {
+    const { gz, raw } = goodGzip();
+    const second = zlib.gzipSync(Buffer.from('a second member'));
+    const padded = fresh('padded.gz');
+    fs.writeFileSync(padded, Buffer.concat([gz, Buffer.alloc(3 * MiB)]));
+    const out = fresh('out');
+    expect(sparsecopy(['-q', padded, out]).status).toBe(0);
+    expect(fs.readFileSync(out).equals(raw)).toBe(true);
+    for (const tail of [Buffer.concat([Buffer.alloc(1), second]), Buffer.concat([Buffer.alloc(2 * MiB), Buffer.from('x')])]) {
+      const m = messages(Buffer.concat([gz, tail]));
+      expect(m.status).toEqual([18, 18, 18]);
+      expect(m.file).toMatch(/^sparsecopy: SOURCE: trailing garbage after zero padding at compressed byte \d+\n$/);
+      expect(m.pipe).toBe(m.file);
+    }
   });
 });
