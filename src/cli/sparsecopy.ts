@@ -105,7 +105,8 @@ function buildCommand(): Command {
     .addHelpText('after', HELP_TAIL)
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // commander's own errors ("error: unknown option...") read as every other error: "sparsecopy: ...".
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? programLine('sparsecopy', s.slice('error: '.length).trimEnd()) : s) });
 }
 
 /** Sizes are parsed after -b, because a bare number is a count of blocks (v0.10). */

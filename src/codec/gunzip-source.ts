@@ -78,14 +78,20 @@ async function* compressedChunks(input: OpenedInput, onRead: (n: number) => void
     );
   };
   let next = read();
-  for (;;) {
-    const chunk = await next;
-    if (chunk.length === 0) return;
-    offset += chunk.length;
-    next = read();
-    next.catch(() => undefined);
-    onRead(chunk.length);
-    yield chunk;
+  try {
+    for (;;) {
+      const chunk = await next;
+      if (chunk.length === 0) return;
+      offset += chunk.length;
+      next = read();
+      next.catch(() => undefined);
+      onRead(chunk.length);
+      yield chunk;
+    }
+  } finally {
+    // The read ahead must be over before the caller closes the descriptor: a read still queued
+    // then would run on whatever file reuses the number. (An interrupted copy's read gives up.)
+    await next.catch(() => undefined);
   }
 }
 
@@ -162,8 +168,7 @@ export async function* gunzipSource(input: OpenedInput, options: { limitBytes?: 
   } finally {
     stopped = true;
     gunzip.destroy();
-    // Not awaited: a read of an idle pipe may never return (an interrupted copy exits anyway).
-    chunks.return(undefined).catch(() => undefined);
+    await chunks.return(undefined).catch(() => undefined); // no read left running (see compressedChunks)
   }
 }
 

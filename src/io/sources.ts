@@ -176,13 +176,19 @@ export async function* streamSource(input: OpenedInput, options: SourceReadOptio
     offset = first.length;
   }
   let next = readChunk(offset);
-  while (next) {
-    const { buffer, length, wanted } = await next;
-    if (length === 0) return;
-    // readAt retries until the chunk is full or the input ends, so a short chunk is the last one.
-    next = length < wanted ? null : readChunk(offset + length);
-    yield { offset, length, data: buffer.subarray(0, length), release: () => pool.release(buffer) };
-    offset += length;
+  try {
+    while (next) {
+      const { buffer, length, wanted } = await next;
+      if (length === 0) return;
+      // readAt retries until the chunk is full or the input ends, so a short chunk is the last one.
+      next = length < wanted ? null : readChunk(offset + length);
+      yield { offset, length, data: buffer.subarray(0, length), release: () => pool.release(buffer) };
+      offset += length;
+    }
+  } finally {
+    // The read ahead must be over before the caller closes the descriptor (a queued read would
+    // run on whatever file reuses the number); an interrupted copy's read gives up at once.
+    await next?.catch(() => undefined);
   }
 }
 
