@@ -285,7 +285,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   let remainderSeen = false;
   try {
     for await (let extent of extents) {
-      if (options.signal?.aborted) throw abortError(options.signal);
+      if (options.signal?.aborted) throw options.signal.reason;
       if (options.maxBytes !== undefined && extent.offset + extent.length > options.maxBytes) {
         remainderSeen = true;
         if (extent.offset >= options.maxBytes) break;
@@ -294,7 +294,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
       await deliver(extent);
       report();
     }
-    if (options.signal?.aborted) throw abortError(options.signal);
+    if (options.signal?.aborted) throw options.signal.reason;
     if (probeRemainder && remainderSeen) {
       throw new ToolError('MORE_THAN_MAX', `${source.name}: more data after --max ${options.maxBytes} bytes`);
     }
@@ -302,7 +302,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
     for (const piece of wholeBlocks?.flush() ?? []) await sink.write(piece);
     const counters = await sink.close();
-    if (options.signal?.aborted) throw abortError(options.signal);
+    if (options.signal?.aborted) throw options.signal.reason;
     if (options.relocateGpt && (dest.kind === 'block' || dest.kind === 'file')) {
       // The whole disk's size: dest.capacity may have been narrowed to a partition.
       const sizeBytes = dest.kind === 'block' ? deviceSize(dest.fd) : fs.fstatSync(dest.fd).size;
@@ -383,10 +383,6 @@ function verifyDigests(actual: Partial<Record<string, string>>, expected: Partia
 function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOptions, destOffset: number): boolean {
   const policy = options.zeroPolicy ?? 'compare';
   return destOffset >= dest.oldLength || (dest.kind === 'block' && (policy === 'skip' || policy === 'write'));
-}
-
-function abortError(signal: AbortSignal): unknown {
-  return signal.reason;
 }
 
 /** "DEST: interrupted by SIGTERM; left as it was": the abort's reason, with the destination's fate. */
