@@ -214,7 +214,7 @@ process.stdout.write('written\\n');
   /** Runs `body` while dd writes buffered data to a file in `dir` (the load the issue saw). */
   async function underBufferedWriteLoad<T>(body: () => Promise<T> | T): Promise<T> {
     const loadFile = path.join(dir, 'dd-load');
-    const dd = spawn('dd', ['if=/dev/zero', `of=${loadFile}`, 'bs=1M', 'count=3000', 'conv=fsync', 'status=none'], { stdio: 'ignore' });
+    const dd = spawn('dd', ['if=/dev/zero', `of=${loadFile}`, 'bs=1M', 'count=2000', 'conv=fsync', 'status=none'], { stdio: 'ignore' });
     const ended = new Promise((resolve) => dd.on('exit', resolve));
     await new Promise((r) => setTimeout(r, 300)); // let it fill the page cache (a delay, not an assertion)
     try {
