@@ -16,8 +16,8 @@ export const SPARSECOPY_EXIT_CODES = {
   TRUNCATE: 10, // setting the destination's final length failed
   FIRST_BLOCK_NOT_ZERO: 11, // --check found data in the destination's first block
   MORE_THAN_MAX: 12, // -e: the source holds more than --max
-  SAME_FILE: 13, // source and destination are the same file or device
-  DEST_IN_USE: 14, // destination device is mounted or held open exclusively (use --force)
+  SAME_FILE: 13, // source and destination are the same file or device, or overlap in one (loop devices, partitions)
+  DEST_IN_USE: 14, // destination device is mounted or held open exclusively, or the file backs a loop device (use --force)
   DOES_NOT_FIT: 15, // the source does not fit in the destination device
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match

@@ -3,15 +3,16 @@
  * are copied first, failures come back as one-line WRITE errors (ToolError, and exit 9 from the
  * command), and a signal still interrupts a large file copy whose writes it is doing.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ToolError } from '../src/errors.js';
 import { allocAligned } from '../src/io/aligned.js';
 import { WriterThread, prestartWriterThread } from '../src/io/writer-thread.js';
 import { PositionalSink } from '../src/sparsecopy/positional-sink.js';
-import { SPARSECOPY, patternBytes, sparsecopy, tempLeftovers, useTempDir } from './helpers.js';
+import { ROOT, SPARSECOPY, patternBytes, sparsecopy, tempLeftovers, useTempDir } from './helpers.js';
 
 const MiB = 1 << 20;
 let dir = '';
@@ -176,5 +177,90 @@ describe('sparsecopy with a writer thread (a source of 64 MiB or more)', () => {
     expect(stderr).toContain('interrupted');
     expect(fs.existsSync(dst)).toBe(false);
     expect(tempLeftovers(dir)).toEqual([]);
+  });
+});
+
+/**
+ * The writer thread's waits keep the process alive on their own. A pending Atomics.waitAsync does
+ * not, and worker.ref()/unref() are not counted: when two waits overlapped (fsmaker prestarts the
+ * thread and its start-up wait was still pending when the copy's first wait for a write began),
+ * the first to finish unref'd the thread under the other, the event loop emptied, and Node ended
+ * the process with exit 13 (an unsettled top-level await) and no message, leaving the temporary
+ * output behind. Seen mostly while another process writes buffered data: the copy's writes are
+ * throttled, so the second wait is still pending when the first one's wake-up is delivered.
+ */
+describe('waits that overlap (a prestarted writer thread) under load', () => {
+  /**
+   * fsmaker's order, made deterministic: the thread is prestarted, the copy sees it ready before
+   * the event loop has turned (its start-up wake-up still queued), hands it a write that takes a
+   * while (64 MiB and an fdatasync, under a concurrent buffered writer) and waits for it.
+   */
+  const RACE_SCRIPT = `
+import fs from 'node:fs';
+import { prestartWriterThread, takeWriterThread } from ${JSON.stringify(path.join(ROOT, 'dist/io/writer-thread.js'))};
+import { allocAligned } from ${JSON.stringify(path.join(ROOT, 'dist/io/aligned.js'))};
+void prestartWriterThread();
+const writer = takeWriterThread();
+while (!writer.ready); // synchronous: the start-up wait's wake-up stays queued
+const fd = fs.openSync(process.argv[2], 'w');
+const data = allocAligned(16 << 20).fill(7);
+writer.post({ fd, buffers: [data, data, data, data], position: 0, sync: true });
+await writer.waitUntilDone(1);
+await writer.close();
+fs.closeSync(fd);
+process.stdout.write('written\\n');
+`;
+
+  /** Runs `body` while dd writes buffered data to a file in `dir` (the load the issue saw). */
+  async function underBufferedWriteLoad<T>(body: () => Promise<T> | T): Promise<T> {
+    const loadFile = path.join(dir, 'dd-load');
+    const dd = spawn('dd', ['if=/dev/zero', `of=${loadFile}`, 'bs=1M', 'count=2000', 'conv=fsync', 'status=none'], { stdio: 'ignore' });
+    const ended = new Promise((resolve) => dd.on('exit', resolve));
+    await new Promise((r) => setTimeout(r, 300)); // let it fill the page cache (a delay, not an assertion)
+    try {
+      return await body();
+    } finally {
+      dd.kill('SIGKILL');
+      await ended;
+      fs.rmSync(loadFile, { force: true });
+    }
+  }
+
+  it('a wait that began before the start-up wake-up was delivered keeps the process alive (10 runs)', async () => {
+    const script = path.join(dir, 'race.mjs');
+    fs.writeFileSync(script, RACE_SCRIPT);
+    const outcomes = await underBufferedWriteLoad(() =>
+      Array.from({ length: 10 }, (_, i) => {
+        const out = path.join(dir, `race-${i}.out`);
+        const r = spawnSync(process.execPath, [script, out], { encoding: 'utf8', timeout: 30_000 });
+        const size = fs.existsSync(out) ? fs.statSync(out).size : -1;
+        fs.rmSync(out, { force: true });
+        return `exit ${r.status}, ${r.stdout.trim() || 'no output'}, ${size} bytes`;
+      }),
+    );
+    expect(outcomes).toEqual(Array.from({ length: 10 }, () => `exit 0, written, ${64 << 20} bytes`));
+  });
+
+  it('fsmaker and sparsecopy writing disk images under the same load: every run exits 0, nothing left behind', async () => {
+    const tree = path.join(dir, 'tree');
+    fs.mkdirSync(tree, { recursive: true });
+    fs.writeFileSync(path.join(tree, 'blob'), patternBytes(40 * MiB, 11));
+    const rootfs = path.join(dir, 'root.ext4');
+    execFileSync('truncate', ['-s', '64M', rootfs]);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-d', tree, rootfs]);
+    const kernel = path.join(dir, 'vmlinuz');
+    const initrd = path.join(dir, 'initrd.img');
+    fs.writeFileSync(kernel, patternBytes(300_000, 12));
+    fs.writeFileSync(initrd, patternBytes(100_000, 13));
+    const workDirs = (): string[] => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`fsmaker-`));
+    const before = workDirs();
+    const out = path.join(dir, 'disk.img');
+    const runs = await underBufferedWriteLoad(() => [
+      ...Array.from({ length: 8 }, () => spawnSync(process.execPath, [path.join(ROOT, 'dist/bin/fsmaker.mjs'), '-q', '-k', kernel, '-i', initrd, '--seed', 'load', rootfs, out], { encoding: 'utf8' })),
+      ...Array.from({ length: 8 }, () => spawnSync(process.execPath, [SPARSECOPY, '-q', rootfs, out], { encoding: 'utf8' })),
+    ]);
+    expect(runs.map((r) => `exit ${r.status}${r.stderr}`)).toEqual(runs.map(() => 'exit 0'));
+    expect(tempLeftovers(dir)).toEqual([]);
+    expect(workDirs()).toEqual(before);
   });
 });

@@ -12,6 +12,7 @@ import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
 import { programLine, runMain } from './run.js';
 import { runExitCleanups } from '../io/exit-cleanup.js';
+import { exitNow } from '../io/ffi.js';
 
 const SIGNAL_GRACE_MS = 500;
 
@@ -24,14 +25,18 @@ To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
 
+-b is the zero-detection block and the unit of bare sizes, not a buffer size: any value works.
+
 Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open destination,
 4 seek failed or --seek past the device end, 6/7 destination check read failed, 8 sparse skip
-failed, 9 write failed, 10 truncate failed, 11 --check found a non-zero first block, 12 more
-data than --max with -e, 13 source and destination are the same, 14 destination device mounted
-or in use (see --force), 15 source does not fit on the device, 16 reading the source failed,
-17 digest mismatch (--verify-*), 18 corrupt gzip input (truncated, bad CRC or length, trailing
-garbage), 19 no partition table or no such partition, 130/143 interrupted (temporary output
-removed).
+failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed,
+11 --check found a non-zero first block, 12 more data than --max with -e, 13 source and
+destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
+loop devices and their backing files), 14 destination device mounted or in use, or a loop
+device's backing file (see --force), 15 source does not fit on the device, 16 reading the source
+failed, 17 digest mismatch (--verify-*), 18 corrupt gzip input (truncated, bad CRC or length,
+trailing garbage), 19 no partition table or no such partition, 130/143 interrupted by
+SIGINT/SIGTERM (a replaced file left as it was, its temporary file removed).
 `;
 
 interface RawOptions {
@@ -104,7 +109,8 @@ function buildCommand(): Command {
     .addHelpText('after', HELP_TAIL)
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // commander's own errors ("error: unknown option...") read as every other error: "sparsecopy: ...".
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error: ') ? programLine('sparsecopy', s.slice('error: '.length).trimEnd()) : s) });
 }
 
 /** Sizes are parsed after -b, because a bare number is a count of blocks (v0.10). */
@@ -222,24 +228,10 @@ async function main(argv: string[]): Promise<number> {
     if (!quiet) process.stderr.write(programLine('sparsecopy', message));
   };
 
-  const controller = new AbortController();
-  options.signal = controller.signal;
-  const onSignal = (signal: NodeJS.Signals) => {
-    const exitCode = signal === 'SIGTERM' ? 143 : 130;
-    const error = new ToolError('INTERRUPTED', `interrupted by ${signal}; ${destination}: left as it was`, { exitCode });
-    controller.abort(error);
-    // The copy notices the abort between chunks; a read blocked on an idle pipe never returns, so
-    // after a grace period the temporary output is removed here and the process ends.
-    setTimeout(() => {
-      runExitCleanups();
-      process.stderr.write(programLine('sparsecopy', error.message));
-      process.exit(exitCode);
-    }, SIGNAL_GRACE_MS).unref();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
+  options.signal = interruption.controller.signal;
+  interruption.destination = destination === '-' ? 'stdout' : destination;
   const summary = await sparseCopy(options);
+  interruption.committed = true; // from here on a signal changes nothing: the copy is complete
   progress?.finish(last);
   if (raw.json) {
     const json = JSON.stringify({ source, destination, ...summary });
@@ -255,4 +247,41 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * SIGINT/SIGTERM abort the copy: every wait it can be in gives up (an idle pipe, a FIFO's open,
+ * a pipe nobody reads, the writer thread), it removes its temporary file and says what became of
+ * the destination, and the process ends with 130/143 at once, without joining libuv's pool
+ * threads: one may be blocked in a read of that idle pipe for ever (exitNow). A wait that cannot
+ * give up gets SIGNAL_GRACE_MS, then the handler cleans up and ends the process itself. Once the
+ * copy is committed (renamed into place), a signal is too late to undo it and is ignored.
+ */
+const interruption = {
+  controller: new AbortController(),
+  signal: null as NodeJS.Signals | null,
+  committed: false,
+  /** For the message of a forced exit. */
+  destination: 'the destination',
+};
+
+const signalExitCode = (signal: NodeJS.Signals): number => (signal === 'SIGTERM' ? 143 : 130);
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (interruption.committed) return;
+  if (interruption.signal) return forceExit(); // a second signal: no more waiting
+  interruption.signal = signal;
+  interruption.controller.abort(new ToolError('INTERRUPTED', `interrupted by ${signal}`, { exitCode: signalExitCode(signal) }));
+  setTimeout(forceExit, SIGNAL_GRACE_MS).unref();
+}
+
+function forceExit(): void {
+  const signal = interruption.signal ?? 'SIGTERM';
+  runExitCleanups();
+  process.stderr.write(programLine('sparsecopy', `${interruption.destination}: interrupted by ${signal}; any temporary output removed`));
+  exitNow(signalExitCode(signal));
+}
+
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
 await runMain('sparsecopy', () => main(process.argv));
+if (interruption.signal && !interruption.committed) exitNow(typeof process.exitCode === 'number' ? process.exitCode : signalExitCode(interruption.signal));

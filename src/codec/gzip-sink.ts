@@ -19,6 +19,7 @@ import { zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { writeAllSync } from '../io/write-sync.js';
+import { writevAll } from '../io/fd-io.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 import { crc32, crc32AppendZeros } from './crc32.js';
 import { fixedZeroRunBlock, zeroUnitBlock, ZERO_UNIT_BYTES } from './deflate-zeros.js';
@@ -32,6 +33,8 @@ export interface GzipSinkOptions {
   level?: number;
   /** Where the member starts in a regular file (positional writes); null: sequential writes (pipes, stdout). */
   position?: number | null;
+  /** Gives up a sequential write that waits on a pipe nobody reads. */
+  signal?: AbortSignal;
 }
 
 /** Uncompressed bytes per independently compressed piece. */
@@ -57,6 +60,12 @@ export const MAX_PIECES_IN_FLIGHT = 4;
 const OUTPUT_CHUNK_BYTES = 512 << 10;
 /** Zero units per writev call (IOV_MAX is 1024). */
 const UNITS_PER_WRITE = 1024;
+/**
+ * Sequential output (a pipe) is written on the thread pool, so that a reader that stops reading
+ * blocks a pool thread, not the main thread (which must still handle SIGINT/SIGTERM). Bytes
+ * handed over and not yet written: past this, compression and zero runs wait.
+ */
+const MAX_UNWRITTEN_BYTES = 8 << 20;
 const SPARE_STAGING_BUFFERS = MAX_PIECES_IN_FLIGHT + 1;
 
 const EMPTY = Buffer.alloc(0);
@@ -95,6 +104,10 @@ export class GzipSink implements Sink {
   private closed = false;
   private aborted = false;
   private unitBatch: Buffer[] | null = null;
+  /** Sequential output: buffers handed to the pool writer, in order, and their bytes. */
+  private readonly unwritten: Buffer[][] = [];
+  private unwrittenBytes = 0;
+  private writing = false;
 
   constructor(private readonly options: GzipSinkOptions) {
     const level = options.level ?? 6;
@@ -154,6 +167,7 @@ export class GzipSink implements Sink {
     while (this.queue.length > 0 && !this.failure) await this.changed();
     this.throwIfFailed();
     this.emit([FINAL_EMPTY_BLOCK, gzipTrailer(this.crcValue, this.total)]);
+    while ((this.writing || this.unwritten.length > 0) && !this.failure) await this.changed();
     this.throwIfFailed();
     this.closed = true;
     return { ...this.counters };
@@ -162,7 +176,9 @@ export class GzipSink implements Sink {
   async abort(): Promise<void> {
     this.aborted = true;
     this.wakeAll();
+    // Pieces compressing finish soon; a write to a pipe nobody reads may never: not waited for.
     while (this.compressing > 0) await this.changed();
+    this.unwritten.length = 0;
     this.queue.length = 0;
     this.piecesQueued = 0;
     this.staging = null;
@@ -223,7 +239,7 @@ export class GzipSink implements Sink {
   /** Starts compressing the staged bytes as one piece, once fewer than the maximum are in flight. */
   private async flushPiece(): Promise<void> {
     if (this.staged === 0 || !this.staging) return;
-    while (this.piecesQueued >= MAX_PIECES_IN_FLIGHT && !this.failure && !this.aborted) await this.changed();
+    while ((this.piecesQueued >= MAX_PIECES_IN_FLIGHT || this.unwrittenBytes > MAX_UNWRITTEN_BYTES) && !this.failure && !this.aborted) await this.changed();
     this.throwIfFailed();
     if (this.aborted) return;
     const buffer = this.staging;
@@ -264,30 +280,43 @@ export class GzipSink implements Sink {
         }
         this.emit([head.out!]);
       } else {
-        this.queue.shift();
-        this.emitZeros(head.length);
+        // Sequential output takes a long run in steps, as the pool writer catches up.
+        if (this.unwrittenBytes > MAX_UNWRITTEN_BYTES) break;
+        head.length -= this.emitZeros(head.length);
+        if (head.length === 0) this.queue.shift();
       }
     }
     this.wakeAll();
   }
 
-  private emitZeros(length: number): void {
+  /** Emits zero units for (the start of) a run of `length` zeros; returns the zeros emitted. */
+  private emitZeros(length: number): number {
     const unit = zeroUnitBlock();
     const batch = (this.unitBatch ??= new Array<Buffer>(UNITS_PER_WRITE).fill(unit));
     let units = Math.floor(length / ZERO_UNIT_BYTES);
     const rest = length - units * ZERO_UNIT_BYTES;
+    let emitted = 0;
     while (units > UNITS_PER_WRITE) {
-      if (!this.emit(batch)) return;
+      if (!this.emit(batch)) return length; // failed: nothing more is written
       units -= UNITS_PER_WRITE;
+      emitted += UNITS_PER_WRITE * ZERO_UNIT_BYTES;
+      if (this.unwrittenBytes > MAX_UNWRITTEN_BYTES) return emitted;
     }
     const last = batch.slice(0, units);
     if (rest > 0) last.push(fixedZeroRunBlock(rest));
     if (last.length > 0) this.emit(last);
+    return length;
   }
 
   /** Writes buffers in order; a failure is kept for the next write()/close() to throw. */
   private emit(buffers: Buffer[]): boolean {
     if (this.failure) return false;
+    if (this.start === null) {
+      this.unwritten.push(buffers);
+      for (const b of buffers) this.unwrittenBytes += b.length;
+      void this.writeUnwritten();
+      return true;
+    }
     try {
       this.written += writeAllSync(this.options.fd, buffers, this.start === null ? null : this.start + this.written);
       return true;
@@ -298,6 +327,32 @@ export class GzipSink implements Sink {
       });
       return false;
     }
+  }
+
+  /** The pool writer of sequential output: one writev at a time, in order. */
+  private async writeUnwritten(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    while (this.unwritten.length > 0 && !this.failure && !this.aborted) {
+      const buffers = this.unwritten[0]!;
+      let bytes = 0;
+      for (const b of buffers) bytes += b.length;
+      try {
+        await writevAll(this.options.fd, buffers, this.options.signal);
+      } catch (err) {
+        const at = this.written + ((err as { bytesWritten?: number }).bytesWritten ?? 0);
+        this.failure =
+          this.options.signal?.aborted && err === this.options.signal.reason
+            ? (err as ToolError)
+            : new ToolError('WRITE', `${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, { cause: err });
+      }
+      this.unwritten.shift();
+      this.unwrittenBytes -= bytes;
+      if (!this.failure) this.written += bytes;
+      this.pump(); // a long zero run waiting for room goes on
+    }
+    this.writing = false;
+    this.wakeAll();
   }
 
   private throwIfFailed(): void {

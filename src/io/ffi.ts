@@ -177,4 +177,21 @@ export function createPipe(): { readFd: number; writeFd: number } | null {
   return { readFd: fds.readInt32LE(0), writeFd: fds.readInt32LE(4) };
 }
 
+/**
+ * Ends the process at once with `code`, like _exit(2): no exit handlers, and above all no joining
+ * of libuv's pool threads, which process.exit() does (libuv's library destructor) and which waits
+ * forever for a thread blocked in read(2) on an idle pipe or in open(2) on a FIFO. Callers run
+ * their cleanups and write their messages first (stderr writes are synchronous on Linux).
+ * Without FFI, process.exit() is the best there is.
+ */
+export function exitNow(code: number): never {
+  try {
+    const ffi = requireFfi();
+    if (loadLibc()) ffi.load({ library: 'libc', funcName: '_exit', retType: ffi.DataType.Void, paramsType: [ffi.DataType.I32], paramsValue: [code] });
+  } catch {
+    /* no FFI: fall through */
+  }
+  process.exit(code);
+}
+
 export const ERRNO = { EBUSY: 16, EINVAL, ENXIO, ENOTTY, EOPNOTSUPP } as const;

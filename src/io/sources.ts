@@ -6,7 +6,8 @@
  * sequentially into full chunks, one read ahead on the thread pool (a pipe's reads may block).
  *
  * Chunk boundaries sit at multiples of the chunk size in the source's address space, and the
- * chunk size is a multiple of the block size, so a zero-detection block never straddles chunks.
+ * chunk size is a multiple of the block size (up to 2 MiB blocks), so such a zero-detection block
+ * never straddles chunks.
  */
 import fs from 'node:fs';
 import type { Extent, ExtentSource } from '../extent/extent.js';
@@ -27,9 +28,14 @@ export const DEFAULT_CHUNK_BYTES = 2 << 20;
 const YIELD_EVERY_BYTES = 64 << 20;
 const YIELD_EVERY_MS = 100;
 
+/**
+ * The read chunk for a block size: a multiple of it up to `preferred`, so that no block straddles
+ * two chunks. A block larger than that is not a buffer size (-b 4G must not allocate 4 GiB): the
+ * chunk stays `preferred` and the copy joins the pieces of a block (extent/whole-blocks.ts).
+ */
 export function chunkSizeFor(blockSize: number, preferred = DEFAULT_CHUNK_BYTES): number {
-  if (blockSize >= preferred) return blockSize;
-  return Math.max(blockSize, Math.floor(preferred / blockSize) * blockSize);
+  if (blockSize >= preferred) return preferred;
+  return Math.floor(preferred / blockSize) * blockSize;
 }
 
 export interface SourceReadOptions {
@@ -148,13 +154,13 @@ export async function* streamSource(input: OpenedInput, options: SourceReadOptio
     const wanted = Math.min(chunkBytes, limit - at);
     if (wanted <= 0) return null;
     const buffer = pool.acquire();
-    const p = readAt(input.fd, buffer, wanted, null).then(
+    const p = readAt(input.fd, buffer, wanted, null, input.signal).then(
       (length) => {
         options.onRead?.(length);
         return { buffer, length, wanted };
       },
       (err: unknown) => {
-        throw readFailure(input, at, err);
+        throw input.signal?.aborted && err === input.signal.reason ? err : readFailure(input, at, err);
       },
     );
     p.catch(() => undefined);
@@ -170,13 +176,19 @@ export async function* streamSource(input: OpenedInput, options: SourceReadOptio
     offset = first.length;
   }
   let next = readChunk(offset);
-  while (next) {
-    const { buffer, length, wanted } = await next;
-    if (length === 0) return;
-    // readAt retries until the chunk is full or the input ends, so a short chunk is the last one.
-    next = length < wanted ? null : readChunk(offset + length);
-    yield { offset, length, data: buffer.subarray(0, length), release: () => pool.release(buffer) };
-    offset += length;
+  try {
+    while (next) {
+      const { buffer, length, wanted } = await next;
+      if (length === 0) return;
+      // readAt retries until the chunk is full or the input ends, so a short chunk is the last one.
+      next = length < wanted ? null : readChunk(offset + length);
+      yield { offset, length, data: buffer.subarray(0, length), release: () => pool.release(buffer) };
+      offset += length;
+    }
+  } finally {
+    // The read ahead must be over before the caller closes the descriptor (a queued read would
+    // run on whatever file reuses the number); an interrupted copy's read gives up at once.
+    await next?.catch(() => undefined);
   }
 }
 

@@ -4,6 +4,8 @@
  */
 import fs from 'node:fs';
 import { blockDeviceSize, blockSectorSize } from './ffi.js';
+import { sameTargetOrOverlap } from './same-target.js';
+import { openWaiting } from './fd-io.js';
 
 export type TargetKind = 'file' | 'block' | 'pipe' | 'char' | 'directory' | 'other';
 
@@ -30,13 +32,35 @@ export interface OpenedInput {
   seekable: boolean;
   /** Bytes already read from a stream (by sniffing its format); they come first. */
   pending: Buffer | null;
+  /** Aborts waits on a stream (an idle pipe): reads then reject with its reason. */
+  signal?: AbortSignal;
   close(): void;
 }
 
 /** Open a source for reading; "-" is stdin. Throws the raw system error; callers classify it. */
 export function openInput(path: string): OpenedInput {
+  return describeOpenInput(path === '-' ? 0 : fs.openSync(path, fs.constants.O_RDONLY), path);
+}
+
+/**
+ * openInput for a command that must stay interruptible: a FIFO is opened on the thread pool (its
+ * open waits for a writer), and the input keeps `signal` so that reads waiting on a pipe give up
+ * when it aborts.
+ */
+export async function openInputWaiting(path: string, signal?: AbortSignal): Promise<OpenedInput> {
+  let isFifo = false;
+  try {
+    isFifo = path !== '-' && fs.statSync(path).isFIFO();
+  } catch {
+    /* the open below reports it */
+  }
+  const input = isFifo ? describeOpenInput(await openWaiting(path, fs.constants.O_RDONLY, signal), path) : openInput(path);
+  input.signal = signal;
+  return input;
+}
+
+function describeOpenInput(fd: number, path: string): OpenedInput {
   const isStdin = path === '-';
-  const fd = isStdin ? 0 : fs.openSync(path, fs.constants.O_RDONLY);
   try {
     const stat = fs.fstatSync(fd);
     const kind = kindOf(stat);
@@ -108,9 +132,11 @@ export function splitDeviceNumber(rdev: number): { major: number; minor: number 
   return { major, minor };
 }
 
-/** Same file: same inode on the same filesystem, or the same device node. */
+/**
+ * Whether two whole files or devices share bytes: the same inode (symlinks, hard links), or loop
+ * devices, partitions and their backing files resolved to what holds their bytes. A shorthand of
+ * sameTargetOrOverlap (same-target.ts), which also takes byte ranges.
+ */
 export function sameTarget(a: fs.Stats, b: fs.Stats): boolean {
-  if (a.isBlockDevice() && b.isBlockDevice()) return a.rdev === b.rdev;
-  if (a.isFile() && b.isFile()) return a.dev === b.dev && a.ino === b.ino;
-  return false;
+  return sameTargetOrOverlap(a, b) !== null;
 }

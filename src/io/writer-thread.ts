@@ -154,12 +154,13 @@ export class WriterThread {
   private async changeOf(index: number, value: number): Promise<void> {
     const wait = Atomics.waitAsync(this.control, index, value);
     if (!wait.async) return;
-    // A pending waitAsync does not keep the process alive; the (otherwise unref'd) thread does.
-    this.worker.ref();
+    // A pending waitAsync does not keep the process alive: a counted hold does, for every wait at
+    // once (fsmaker's start-up wait and the copy's first wait for a write overlap).
+    const release = holdProcessOpen();
     try {
       await wait.value;
     } finally {
-      this.worker.unref();
+      release();
     }
   }
 
@@ -181,6 +182,26 @@ export class WriterThread {
     Atomics.store(this.control, DONE, this.posted);
     Atomics.notify(this.control, DONE);
   }
+}
+
+/**
+ * Keeps the event loop alive while any wait is pending, counting the waits. worker.ref() and
+ * unref() are not counted: with two waits pending, the first to finish unref'd the thread under
+ * the second, the loop emptied, and Node ended the process with exit 13 (an unsettled top-level
+ * await) and no message. One long timer, ref'd while the count is above zero, costs nothing.
+ */
+let pendingWaits = 0;
+let keepAlive: ReturnType<typeof setInterval> | null = null;
+
+function holdProcessOpen(): () => void {
+  keepAlive ??= setInterval(() => undefined, 2 ** 30).unref();
+  if (pendingWaits++ === 0) keepAlive.ref();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--pendingWaits === 0) keepAlive?.unref();
+  };
 }
 
 let spare: WriterThread | null = null;

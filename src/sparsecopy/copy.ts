@@ -8,10 +8,12 @@
 import { ToolError } from '../errors.js';
 import { type DigestAlgorithm, DigestSet } from '../codec/digest.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
+import { WholeBlocks } from '../extent/whole-blocks.js';
+import { chunkSizeFor } from '../io/sources.js';
 import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
-import { sameTarget } from '../io/target.js';
-import { type OpenedDestination, openDestination } from './destination.js';
+import { sameTargetOrOverlap } from '../io/same-target.js';
+import { type OpenedDestination, destinationStat, openDestination } from './destination.js';
 import { type CopyInput, type ExtentInput, describeExtentInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
 import type { CopySummary, SparseCopyOptions } from './options.js';
 import { checkFirstBlock, makeSink } from './sinks.js';
@@ -27,9 +29,9 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
   if (!(blockSize > 0)) throw new ToolError('USAGE', `bad block size ${blockSize}`);
   refuseIncompatibleOptions(options);
 
-  const input = openSource(options.source);
+  const input = await interruptible(options, 'left as it was', () => openSource(options.source, options.signal));
   try {
-    let source = await describeInput(input, options);
+    let source = await interruptible(options, 'left as it was', () => describeInput(input, options));
     if (options.fromPartition !== undefined && !source.compressed && input.seekable) {
       narrowSeekableInput(input, options.fromPartition);
       source = await describeInput(input, { ...options, raw: true });
@@ -37,6 +39,20 @@ export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummar
     return await copyInto(source, options, blockSize, started);
   } finally {
     input.close();
+  }
+}
+
+/**
+ * Runs a step of the copy; once `options.signal` has aborted, whatever it throws (the abort's own
+ * reason from a wait that gave up, or anything else) becomes one INTERRUPTED error naming the
+ * destination and what became of it.
+ */
+async function interruptible<T>(options: SparseCopyOptions, outcome: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (options.signal?.aborted) throw interruptedError(options.signal, options.destination, outcome);
+    throw err;
   }
 }
 
@@ -52,18 +68,59 @@ export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyO
 }
 
 async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize: number, started: number): Promise<CopySummary> {
-  const { dest, effective } = prepareDestination(source, options);
+  const { dest, effective } = await interruptible(options, 'left as it was', () => prepareDestination(source, options));
   if (source.anyOrder) refuseUnorderedInto(dest, effective);
   let committed = false;
   try {
-    const summary = await runCopy(source, dest, effective, blockSize);
-    dest.commit();
+    const summary = await interruptible(options, dest.abandoned, async () => {
+      const result = await runCopy(source, dest, effective, blockSize).catch((err: unknown) => {
+        throw dest.replacing ? explainNoRoomBeside(err, source, effective, dest.stat?.size ?? 0) : err;
+      });
+      // The point of no return: let a signal that has arrived be handled before deciding.
+      await signalsDelivered();
+      if (options.signal?.aborted) throw options.signal.reason;
+      return result;
+    });
+    dest.commit(); // synchronous: no signal handler runs between the check and the commit
     committed = true;
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
   }
 }
+
+/**
+ * A replacement is written beside the old file and renamed over it, so the filesystem needs room
+ * for both. When that is what failed, say so, and offer -o where it gives the same bytes: it
+ * writes over the old file in place (no room needed but for growth), and its result equals a
+ * replacement's when nothing of the old file is kept: no --seek (a replacement has zeros before
+ * it, -o the old bytes), and a copy at least as long as the old file (or -f to its length); not
+ * with --verify-* (a mismatch would then have changed the file). It is not atomic: a failed -o
+ * leaves the file half written, which is why it is not the default.
+ */
+function explainNoRoomBeside(err: unknown, source: CopyInput, options: SparseCopyOptions, oldLength: number): unknown {
+  const code = (err instanceof ToolError && err.code === 'WRITE' && (err.cause as { code?: string } | undefined)?.code) || '';
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  let advice = '';
+  const length = source.compressed || source.knownLength === null ? null : source.knownLength + paddingFor(source.knownLength, options.padBytes);
+  if (!options.seekBytes && Object.keys(options.verify ?? {}).length === 0 && options.gzipLevel === undefined) {
+    const cut = options.finalSize === undefined && length !== null && length < oldLength ? ` -f ${length}B` : '';
+    const caveat = length === null && options.finalSize === undefined ? ' (the same bytes if the new image is at least as long as the old one)' : ' with the same result';
+    advice = `; -o${cut} writes over the old file in place${caveat}, but not atomically: a failure then leaves it half written`;
+  }
+  return new ToolError('WRITE', `${(err as ToolError).message}; the old file is kept: a replacement is written beside it and needs room for both${advice}`, { cause: err });
+}
+
+/**
+ * Resolves after the event loop has polled for signals once more. libuv handles signals at the end
+ * of a poll phase, after the callbacks of that poll (the last write's or truncate's, whose
+ * continuation is running now), and a signal that came during those callbacks only at the next
+ * poll. An immediate scheduled from the check phase runs after that next poll.
+ */
+const signalsDelivered = async (): Promise<void> => {
+  await new Promise(setImmediate);
+  await new Promise(setImmediate);
+};
 
 type OrderOptions = Pick<SparseCopyOptions, 'gzipLevel' | 'digests' | 'verify' | 'maxBytes' | 'padBytes'>;
 
@@ -94,23 +151,25 @@ function refuseIncompatibleOptions(options: SparseCopyOptions): void {
  * Opens the destination after the checks that need nothing open, and runs the ones that do. With
  * --to-partition the destination's own table decides where the copy lands and how much fits.
  */
-function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { dest: OpenedDestination; effective: SparseCopyOptions } {
+async function prepareDestination(source: CopyInput, requested: SparseCopyOptions): Promise<{ dest: OpenedDestination; effective: SparseCopyOptions }> {
   const { input } = source;
   const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
   if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
     throw new ToolError('MORE_THAN_MAX', `${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
   }
-  const dest = openDestination({
+  const destStat = destinationStat(options.destination);
+  // --to-partition learns where it writes from the destination's table: checked once that is read.
+  if (options.toPartition === undefined) refuseSameTarget(source, destStat, options, options.seekBytes ?? 0);
+  const dest = await openDestination({
     path: options.destination,
     overlay: options.overlay ?? false,
     force: options.force ?? false,
     compressed: options.gzipLevel !== undefined,
+    signal: options.signal,
   });
   try {
-    if (dest.stat && input && sameTarget(input.stat, dest.stat)) {
-      throw new ToolError('SAME_FILE', `${dest.name}: source and destination are the same ${dest.kind === 'block' ? 'device' : 'file'}`);
-    }
     const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
+    if (options.toPartition !== undefined) refuseSameTarget(source, dest.stat, effective, effective.seekBytes ?? 0);
     const seekBytes = effective.seekBytes ?? 0;
     if (dest.kind === 'stream' && seekBytes > 0) {
       throw new ToolError('SEEK', `${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
@@ -121,6 +180,35 @@ function prepareDestination(source: CopyInput, requested: SparseCopyOptions): { 
     dest.discard();
     throw err;
   }
+}
+
+/**
+ * Refuses a copy that would write bytes it reads, whatever names the two go by (symlinks, hard
+ * links, stdin or stdout redirected from or to the file, loop devices on one file, a loop device
+ * and its backing file). Copies within one file or device whose ranges do not overlap proceed:
+ * only a destination written in place (a device, or a file with --overlay) can have such ranges;
+ * a replaced file or a stream is all of the file.
+ */
+function refuseSameTarget(source: CopyInput, destStat: fs.Stats | null, options: SparseCopyOptions, seekBytes: number): void {
+  const input = source.input;
+  if (!input || !destStat) return;
+  const inPlace = options.destination !== '-' && (destStat.isBlockDevice() || (destStat.isFile() && !!options.overlay && options.gzipLevel === undefined));
+  let clash;
+  if (inPlace) {
+    const readBytes = source.compressed || input.size === null ? input.size : Math.min(input.size, options.maxBytes ?? Infinity);
+    const length = source.compressed || source.knownLength === null ? Infinity : source.knownLength + paddingFor(source.knownLength, options.padBytes);
+    const read = { stat: input.stat, start: input.startOffset, end: readBytes === null ? Infinity : input.startOffset + readBytes };
+    clash = sameTargetOrOverlap(read, { stat: destStat, start: seekBytes, end: seekBytes + length });
+  } else {
+    clash = sameTargetOrOverlap(input.stat, destStat); // all of it is replaced (or streamed over)
+  }
+  if (!clash) return;
+  const what = destStat.isBlockDevice() && clash.name === null ? 'device' : 'file';
+  const destName = options.destination === '-' ? 'stdout' : options.destination;
+  const named = clash.aVia.length > 0 || clash.bVia.length > 0 ? ` (${clash.name ?? destName})` : '';
+  const end = clash.end === Infinity ? 'its end' : `byte ${clash.end}`;
+  const where = inPlace ? `: bytes ${clash.start} to ${end} of it would be written while read` : '';
+  throw new ToolError('SAME_FILE', `${destName}: source and destination are the same ${what}${named}${where}; nothing written`);
 }
 
 /** --to-partition: the copy starts at the partition and may not pass its end. */
@@ -175,14 +263,20 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
   const splitForSink = dest.kind !== 'stream' || options.gzipLevel !== undefined;
 
+  // Blocks larger than a read chunk arrive in pieces: joined so that a block with data is written whole.
+  const wholeBlocks = splitForSink && options.gzipLevel === undefined && blockSize > chunkSizeFor(blockSize, options.chunkBytes) ? new WholeBlocks(blockSize) : null;
+  const put = async (run: Extent, sourceHole = false): Promise<void> => {
+    if (!wholeBlocks) return sink.write(run);
+    for (const piece of sourceHole ? wholeBlocks.sourceHole(run) : wholeBlocks.push(run)) await sink.write(piece);
+  };
   const deliver = async (extent: Extent): Promise<void> => {
     await digests.update(extent); // copies the bytes before the sink may recycle the buffer
     if (extent.data && splitForSink) {
       const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
       const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
-      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
+      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
     } else {
-      await sink.write(extent);
+      await put(extent, !extent.data);
     }
     // The furthest byte delivered: the end of the copy, whatever order the extents came in.
     sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
@@ -191,7 +285,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   let remainderSeen = false;
   try {
     for await (let extent of extents) {
-      if (options.signal?.aborted) throw abortError(options.signal);
+      if (options.signal?.aborted) throw options.signal.reason;
       if (options.maxBytes !== undefined && extent.offset + extent.length > options.maxBytes) {
         remainderSeen = true;
         if (extent.offset >= options.maxBytes) break;
@@ -200,14 +294,15 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
       await deliver(extent);
       report();
     }
-    if (options.signal?.aborted) throw abortError(options.signal);
+    if (options.signal?.aborted) throw options.signal.reason;
     if (probeRemainder && remainderSeen) {
       throw new ToolError('MORE_THAN_MAX', `${source.name}: more data after --max ${options.maxBytes} bytes`);
     }
     const padded = paddingFor(sourceBytes, options.padBytes);
     if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
+    for (const piece of wholeBlocks?.flush() ?? []) await sink.write(piece);
     const counters = await sink.close();
-    if (options.signal?.aborted) throw abortError(options.signal);
+    if (options.signal?.aborted) throw options.signal.reason;
     if (options.relocateGpt && (dest.kind === 'block' || dest.kind === 'file')) {
       // The whole disk's size: dest.capacity may have been narrowed to a partition.
       const sizeBytes = dest.kind === 'block' ? deviceSize(dest.fd) : fs.fstatSync(dest.fd).size;
@@ -290,9 +385,11 @@ function destinationKnownZero(dest: OpenedDestination, options: SparseCopyOption
   return destOffset >= dest.oldLength || (dest.kind === 'block' && (policy === 'skip' || policy === 'write'));
 }
 
-function abortError(signal: AbortSignal): ToolError {
+/** "DEST: interrupted by SIGTERM; left as it was": the abort's reason, with the destination's fate. */
+function interruptedError(signal: AbortSignal, destination: string, outcome: string): ToolError {
   const reason = signal.reason instanceof ToolError ? signal.reason : null;
-  return reason ?? new ToolError('INTERRUPTED', 'interrupted; destination left as it was');
+  const name = destination === '-' ? 'stdout' : destination;
+  return new ToolError('INTERRUPTED', `${name}: ${reason?.message ?? 'interrupted'}; ${outcome}`, { exitCode: reason?.exitCode });
 }
 
 export type { OpenedInput };

@@ -10,9 +10,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { findDeviceUse } from '../io/device-use.js';
+import { loopDevicesBackedBy } from '../io/same-target.js';
 import { deviceSectorSize, deviceSize, kindOf } from '../io/target.js';
 import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.js';
 import { copyTempName, isStaleCopyTemp, removeStale } from '../io/temp-files.js';
+import { openWaiting } from '../io/fd-io.js';
 
 export interface DestinationRequest {
   path: string;
@@ -21,6 +23,8 @@ export interface DestinationRequest {
   force: boolean;
   /** The output is a gzip stream: always a new file (or a stream), never a device. */
   compressed?: boolean;
+  /** Gives up waiting for a FIFO's reader. */
+  signal?: AbortSignal;
 }
 
 export interface OpenedDestination {
@@ -40,6 +44,10 @@ export interface OpenedDestination {
   directFd: number | null;
   /** Smallest unit a skipped zero run must cover to save space (the filesystem or device block). */
   holeUnit: number;
+  /** An existing file is being replaced: the copy is written beside it (both need room). */
+  replacing: boolean;
+  /** What a discarded copy leaves behind, for messages: "left as it was", "partly written"... */
+  abandoned: string;
   /** Make the result visible under its final name (rename a temporary file). */
   commit(): void;
   /** Close, and remove a temporary file: the final name is left as it was. */
@@ -74,9 +82,27 @@ function creationPath(p: string): string {
   throw new ToolError('DEST_OPEN', `${p}: cannot open destination: too many levels of symbolic links`);
 }
 
-export function openDestination(request: DestinationRequest): OpenedDestination {
+/**
+ * What the destination names, before anything is opened: the file a path or symlink leads to, or
+ * what stdout is for "-" (a regular file when redirected); null for a file yet to be created.
+ */
+export function destinationStat(p: string): fs.Stats | null {
+  if (p === '-') {
+    try {
+      return fs.fstatSync(1);
+    } catch {
+      return null;
+    }
+  }
+  return statOrNull(p);
+}
+
+export async function openDestination(request: DestinationRequest): Promise<OpenedDestination> {
   const name = request.path;
-  if (name === '-') return streamDestination('stdout', 1, null, false);
+  if (name === '-') {
+    refuseClosedStdout();
+    return streamDestination('stdout', 1, null, false);
+  }
   const stat = statOrNull(name);
   const kind = stat ? kindOf(stat) : 'file';
   switch (kind) {
@@ -90,14 +116,74 @@ export function openDestination(request: DestinationRequest): OpenedDestination 
     case 'other': {
       let fd: number;
       try {
-        fd = fs.openSync(name, fs.constants.O_WRONLY);
+        // A FIFO's open waits for a reader: on the thread pool, so that a signal still ends it.
+        fd = stat!.isFIFO() ? await openWaiting(name, fs.constants.O_WRONLY, request.signal) : fs.openSync(name, fs.constants.O_WRONLY);
       } catch (err) {
+        if (request.signal?.aborted && err === request.signal.reason) throw err;
         throw destinationError(name, err);
       }
       return streamDestination(name, fd, stat, true);
     }
-    case 'file':
-      return request.overlay && stat && !request.compressed ? overlayDestination(name, stat) : replacementDestination(name, stat);
+    case 'file': {
+      const inPlace = request.overlay && stat !== null && !request.compressed;
+      if (stat && !request.force) refuseLoopBackingFile(name, stat, inPlace);
+      return inPlace ? overlayDestination(name, stat) : replacementDestination(name, stat);
+    }
+  }
+}
+
+/**
+ * A file that loop devices show: replacing it (a new file renamed over the name) would leave the
+ * devices on the old, deleted inode while the name shows the new one; writing into it in place
+ * (--overlay) is what the devices see, but not under a mounted or held device.
+ */
+function refuseLoopBackingFile(name: string, stat: fs.Stats, inPlace: boolean): void {
+  const devices = loopDevicesBackedBy(stat);
+  if (devices.length === 0) return;
+  if (!inPlace) {
+    throw new ToolError(
+      'DEST_IN_USE',
+      `${name}: is the backing file of ${devices.join(', ')}: replacing it would leave the device on the old, deleted file; use -o to write into it in place, or detach the device (--force replaces it anyway)`,
+    );
+  }
+  for (const device of devices) {
+    const rdev = statOrNull(device)?.rdev;
+    const use = rdev === undefined ? { inUse: false } : findDeviceUse(rdev);
+    if (use.inUse) throw new ToolError('DEST_IN_USE', `${name}: is the backing file of ${device}, which is in use (${use.reason}); refusing to write (use --force to override)`);
+  }
+}
+
+/**
+ * A closed stdout is not there to write to, but Node, finding descriptor 1 closed at start-up,
+ * opens /dev/null read-write in its place, so the copy would "succeed" into nothing. A shell's
+ * `>/dev/null` opens it write-only; read-write /dev/null on descriptor 1 is taken for a closed
+ * stdout (naming /dev/null as DEST is the way to discard the output).
+ */
+function refuseClosedStdout(): void {
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(1);
+  } catch (err) {
+    throw new ToolError('WRITE', `stdout: cannot write: ${describeSystemError(err)}`, { cause: err });
+  }
+  let devNull: fs.Stats | null = null;
+  try {
+    devNull = fs.statSync('/dev/null');
+  } catch {
+    return;
+  }
+  if (!stat.isCharacterDevice() || stat.rdev !== devNull.rdev) return;
+  const flags = /^flags:\s*([0-7]+)/m.exec(readFdInfo(1))?.[1];
+  if (flags !== undefined && (parseInt(flags, 8) & 3) === fs.constants.O_RDWR) {
+    throw new ToolError('WRITE', 'stdout: is closed (it reads as /dev/null opened read-write): nothing would be written; name /dev/null as DEST to discard the output');
+  }
+}
+
+function readFdInfo(fd: number): string {
+  try {
+    return fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return '';
   }
 }
 
@@ -105,7 +191,7 @@ function streamDestination(name: string, fd: number, stat: fs.Stats | null, owne
   const close = (): void => {
     if (owned) fs.closeSync(fd);
   };
-  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, commit: close, discard: close };
+  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, replacing: false, abandoned: 'the output is incomplete', commit: close, discard: close };
 }
 
 function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedDestination {
@@ -138,7 +224,7 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
     if (directFd !== null) fs.closeSync(directFd);
     fs.closeSync(fd);
   };
-  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, commit: close, discard: close };
+  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, replacing: false, abandoned: 'partly written', commit: close, discard: close };
 }
 
 function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
@@ -149,7 +235,7 @@ function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
     throw destinationError(name, err);
   }
   const close = (): void => fs.closeSync(fd);
-  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), commit: close, discard: close };
+  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), replacing: false, abandoned: 'partly written (it is written in place with --overlay)', commit: close, discard: close };
 }
 
 function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
@@ -184,6 +270,8 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     sectorSize: 512,
     directFd: null,
     holeUnit: filesystemBlockSize(dir),
+    replacing: stat !== null,
+    abandoned: stat ? 'left as it was' : 'not created',
     commit: () => {
       if (stat) {
         try {

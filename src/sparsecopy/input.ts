@@ -4,7 +4,7 @@
 import { ToolError, describeSystemError } from '../errors.js';
 import type { ExtentSource } from '../extent/extent.js';
 import { chunkSizeFor, sourceExtents } from '../io/sources.js';
-import { type OpenedInput, openInput } from '../io/target.js';
+import { type OpenedInput, openInputWaiting } from '../io/target.js';
 import { declaredUncompressedSize, gunzipSource, looksGzipped } from '../codec/gunzip-source.js';
 
 export interface CopyInput {
@@ -23,10 +23,11 @@ export interface CopyInput {
   anyOrder?: boolean;
 }
 
-export function openSource(path: string): OpenedInput {
+export async function openSource(path: string, signal?: AbortSignal): Promise<OpenedInput> {
   try {
-    return openInput(path);
+    return await openInputWaiting(path, signal);
   } catch (err) {
+    if (signal?.aborted && err === signal.reason) throw err;
     throw new ToolError('SOURCE_OPEN', `${path === '-' ? 'stdin' : path}: cannot open source: ${describeSystemError(err)}`, {
       cause: err,
     });

@@ -188,7 +188,7 @@ export class PositionalSink implements Sink {
       const batch = this.queued.find((b) => b.seq === failure.seq);
       const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
       const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
-      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`);
+      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
     }
     while (this.queued.length > 0 && this.queued[0]!.seq < done) {
       const batch = this.queued.shift()!;
@@ -284,10 +284,12 @@ export class PositionalSink implements Sink {
 
   private checkAndZero(offset: number, length: number): void {
     const { blockSize, baseOffset, fd, name } = this.options;
-    this.checkBuffer ??= allocAligned(Math.max(CHECK_CHUNK_BYTES, blockSize));
+    this.checkBuffer ??= allocAligned(CHECK_CHUNK_BYTES);
     const buffer = this.checkBuffer;
     const end = offset + length;
-    const chunkBytes = Math.max(blockSize, Math.floor(CHECK_CHUNK_BYTES / blockSize) * blockSize);
+    // Whole blocks per read; a block larger than the buffer is judged a buffer at a time (the
+    // zeros written over destination data are the same; never a buffer of the block's size).
+    const chunkBytes = blockSize >= CHECK_CHUNK_BYTES ? CHECK_CHUNK_BYTES : Math.floor(CHECK_CHUNK_BYTES / blockSize) * blockSize;
     for (let pos = offset; pos < end; ) {
       const readLength = Math.min(end, pos + chunkBytes) - pos;
       let got = 0;

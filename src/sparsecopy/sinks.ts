@@ -24,10 +24,10 @@ export interface ChosenSink {
 
 export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, blockSize: number, endOffset: () => number): ChosenSink {
   if (options.gzipLevel !== undefined) {
-    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null });
+    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null, signal: options.signal });
     return { sink, bytesWritten: () => sink.compressedBytes };
   }
-  if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name), bytesWritten: () => null };
+  if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name, options.signal), bytesWritten: () => null };
   const finish = dest.kind === 'file' ? () => setFinalLength(dest, options, endOffset()) : () => flushDevice(dest, options.onWarning);
   const sink = new PositionalSink({
     fd: dest.fd,
@@ -84,17 +84,24 @@ async function rereadPartitions(dest: OpenedDestination, warn?: (message: string
   }
 }
 
-/** -c: refuse unless the destination block where writing starts is zero. */
+const CHECK_READ_BYTES = 1 << 20;
+
+/** -c: refuse unless the destination block where writing starts is zero (read a MiB at a time: -b 4G is no buffer size). */
 export async function checkFirstBlock(dest: OpenedDestination, seekBytes: number, blockSize: number): Promise<void> {
   if (dest.kind === 'stream' || seekBytes >= dest.oldLength) return;
-  const buffer = Buffer.alloc(Math.min(blockSize, dest.oldLength - seekBytes));
-  let got: number;
-  try {
-    got = await readAt(dest.fd, buffer, buffer.length, seekBytes);
-  } catch (err) {
-    throw new ToolError('DEST_CHECK_READ', `${dest.name}: check read failed at byte ${seekBytes}: ${describeSystemError(err)}`, { cause: err });
-  }
-  if (!isZeroRange(buffer, 0, got)) {
-    throw new ToolError('FIRST_BLOCK_NOT_ZERO', `${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
+  const end = Math.min(seekBytes + blockSize, dest.oldLength);
+  const buffer = Buffer.alloc(Math.min(CHECK_READ_BYTES, end - seekBytes));
+  for (let at = seekBytes; at < end; ) {
+    let got: number;
+    try {
+      got = await readAt(dest.fd, buffer, Math.min(buffer.length, end - at), at);
+    } catch (err) {
+      throw new ToolError('DEST_CHECK_READ', `${dest.name}: check read failed at byte ${at}: ${describeSystemError(err)}`, { cause: err });
+    }
+    if (!isZeroRange(buffer, 0, got)) {
+      throw new ToolError('FIRST_BLOCK_NOT_ZERO', `${dest.name}: first block at byte ${seekBytes} is not zero; nothing written`);
+    }
+    if (got === 0) return; // the destination ended
+    at += got;
   }
 }

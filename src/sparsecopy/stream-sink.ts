@@ -15,6 +15,8 @@ export class StreamSink implements Sink {
   constructor(
     private readonly fd: number,
     private readonly name: string,
+    /** Gives up a write that waits on a pipe nobody reads. */
+    private readonly signal?: AbortSignal,
   ) {}
 
   async write(extent: Extent): Promise<void> {
@@ -32,9 +34,12 @@ export class StreamSink implements Sink {
 
   private async put(data: Buffer): Promise<void> {
     try {
-      await writeAt(this.fd, data, null);
+      await writeAt(this.fd, data, null, this.signal);
     } catch (err) {
-      throw new ToolError('WRITE', `${this.name}: write failed at byte ${this.position}: ${describeSystemError(err)}`, {
+      if (this.signal?.aborted && err === this.signal.reason) throw err;
+      // The first byte not accepted: a pipe closed after 1000 bytes took the first 1000.
+      const at = this.position + ((err as { bytesWritten?: number }).bytesWritten ?? 0);
+      throw new ToolError('WRITE', `${this.name}: write failed at byte ${at}: ${describeSystemError(err)}`, {
         cause: err,
       });
     }
