@@ -3,6 +3,7 @@
  * are copied first, failures come back as one-line WRITE errors (ToolError, and exit 9 from the
  * command), and a signal still interrupts a large file copy whose writes it is doing.
  */
+import { writeBootFiles } from './fsmaker-fixtures.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -248,10 +249,7 @@ process.stdout.write('written\\n');
     const rootfs = path.join(dir, 'root.ext4');
     execFileSync('truncate', ['-s', '64M', rootfs]);
     execFileSync('mkfs.ext4', ['-q', '-F', '-d', tree, rootfs]);
-    const kernel = path.join(dir, 'vmlinuz');
-    const initrd = path.join(dir, 'initrd.img');
-    fs.writeFileSync(kernel, patternBytes(300_000, 12));
-    fs.writeFileSync(initrd, patternBytes(100_000, 13));
+    const { kernel, initrd } = writeBootFiles(dir);
     const workDirs = (): string[] => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`fsmaker-`));
     const before = workDirs();
     const out = path.join(dir, 'disk.img');

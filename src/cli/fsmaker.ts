@@ -10,10 +10,9 @@ import { parseSize } from '../size.js';
 import { type BootFile, type FsmakerOptions, chooseBootFiles, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
 import { findGrubDirs } from '../fsmaker/grub-images.js';
 import { checkOptions } from '../fsmaker/preflight.js';
-import { runExitCleanups } from '../io/exit-cleanup.js';
+import { handleInterrupts } from './interrupt.js';
 import { programLine, runMain } from './run.js';
 
-const SIGNAL_GRACE_MS = 500;
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -143,10 +142,12 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!output) throw new ToolError('USAGE', 'missing OUTPUTIMAGE (see --help)');
   const gzipLevel = raw.gzip || /\.gz$/i.test(output) ? 6 : undefined;
+  interruption.describe(outcomeOf(output));
   const result = await makeBootableDisk({
     ...options,
-    signal: onSignals(output),
+    signal: interruption.signal,
     copy: {
+      onCommit: interruption.committed,
       gzipLevel,
       digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
       force: raw.force ?? false,
@@ -166,34 +167,17 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * SIGINT/SIGTERM stop the run: the copy and the child processes (grub-mkimage, mkfs) are aborted
- * and everything temporary is removed as the run unwinds; should anything hang (a write blocked
- * on a pipe nobody reads), after a grace period what is registered is removed here and the
- * process ends with 130/143.
- */
-function onSignals(output: string): AbortSignal {
-  const controller = new AbortController();
+/** The fate of the output a forced exit reports. */
+function outcomeOf(output: string): string {
   let device = false;
   try {
     device = fs.statSync(output).isBlockDevice();
   } catch {
     // a new file
   }
-  const what = output === '-' ? 'stdout may hold part of a disk' : device ? `${output}: the device may be partly written` : `${output}: left as it was`;
-  const onSignal = (signal: NodeJS.Signals) => {
-    const exitCode = signal === 'SIGTERM' ? 143 : 130;
-    const error = new ToolError('INTERRUPTED', `interrupted by ${signal}; ${what}`, { exitCode });
-    controller.abort(error);
-    setTimeout(() => {
-      runExitCleanups();
-      process.stderr.write(programLine('fsmaker', error.message));
-      process.exit(exitCode);
-    }, SIGNAL_GRACE_MS).unref();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return controller.signal;
+  return output === '-' ? 'stdout may hold part of a disk' : device ? `${output}: the device may be partly written` : `${output}: left as it was`;
 }
 
+const interruption = handleInterrupts('fsmaker');
 await runMain('fsmaker', () => main(process.argv));
+interruption.finish();

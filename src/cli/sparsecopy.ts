@@ -10,11 +10,9 @@ import { type CopySummary, type SparseCopyOptions, sparseCopy } from '../sparsec
 import { ZERO_POLICIES, type ZeroPolicy } from '../sparsecopy/sink.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
+import { handleInterrupts } from './interrupt.js';
 import { programLine, runMain } from './run.js';
-import { runExitCleanups } from '../io/exit-cleanup.js';
-import { exitNow } from '../io/ffi.js';
 
-const SIGNAL_GRACE_MS = 500;
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -228,10 +226,10 @@ async function main(argv: string[]): Promise<number> {
     if (!quiet) process.stderr.write(programLine('sparsecopy', message));
   };
 
-  options.signal = interruption.controller.signal;
-  interruption.destination = destination === '-' ? 'stdout' : destination;
+  options.signal = interruption.signal;
+  options.onCommit = interruption.committed; // from then on a signal changes nothing: the copy is complete
+  interruption.describe(`${destination === '-' ? 'stdout' : destination}: any temporary output removed`);
   const summary = await sparseCopy(options);
-  interruption.committed = true; // from here on a signal changes nothing: the copy is complete
   progress?.finish(last);
   if (raw.json) {
     const json = JSON.stringify({ source, destination, ...summary });
@@ -247,41 +245,7 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * SIGINT/SIGTERM abort the copy: every wait it can be in gives up (an idle pipe, a FIFO's open,
- * a pipe nobody reads, the writer thread), it removes its temporary file and says what became of
- * the destination, and the process ends with 130/143 at once, without joining libuv's pool
- * threads: one may be blocked in a read of that idle pipe for ever (exitNow). A wait that cannot
- * give up gets SIGNAL_GRACE_MS, then the handler cleans up and ends the process itself. Once the
- * copy is committed (renamed into place), a signal is too late to undo it and is ignored.
- */
-const interruption = {
-  controller: new AbortController(),
-  signal: null as NodeJS.Signals | null,
-  committed: false,
-  /** For the message of a forced exit. */
-  destination: 'the destination',
-};
-
-const signalExitCode = (signal: NodeJS.Signals): number => (signal === 'SIGTERM' ? 143 : 130);
-
-function onSignal(signal: NodeJS.Signals): void {
-  if (interruption.committed) return;
-  if (interruption.signal) return forceExit(); // a second signal: no more waiting
-  interruption.signal = signal;
-  interruption.controller.abort(new ToolError('INTERRUPTED', `interrupted by ${signal}`, { exitCode: signalExitCode(signal) }));
-  setTimeout(forceExit, SIGNAL_GRACE_MS).unref();
-}
-
-function forceExit(): void {
-  const signal = interruption.signal ?? 'SIGTERM';
-  runExitCleanups();
-  process.stderr.write(programLine('sparsecopy', `${interruption.destination}: interrupted by ${signal}; any temporary output removed`));
-  exitNow(signalExitCode(signal));
-}
-
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
+const interruption = handleInterrupts('sparsecopy');
 
 await runMain('sparsecopy', () => main(process.argv));
-if (interruption.signal && !interruption.committed) exitNow(typeof process.exitCode === 'number' ? process.exitCode : signalExitCode(interruption.signal));
+interruption.finish();

@@ -83,6 +83,7 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
     });
     dest.commit(); // synchronous: no signal handler runs between the check and the commit
     committed = true;
+    options.onCommit?.();
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();

@@ -50,6 +50,8 @@ export interface SparseCopyOptions {
   onProgress?: (progress: CopyProgress) => void;
   onWarning?: (message: string) => void;
   signal?: AbortSignal;
+  /** Called synchronously as the destination is committed (renamed into place): a signal after it changes nothing. */
+  onCommit?: () => void;
 }
 
 export interface CopyProgress {
