@@ -23,6 +23,8 @@ export const SPARSECOPY_EXIT_CODES = {
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
   CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage
   NO_PARTITION: 19, // --from-partition/--to-partition: no table, no such partition, or (--to-partition) one that overlaps
+  UNSUPPORTED_FORMAT: 28, // an input or output format sparsecopy recognises and does not read or write (yet); --raw copies bytes as they are
+  MISSING_TOOL: 29, // a format needs a program that is not installed (xz, lbzip2): the message names its Debian package
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 

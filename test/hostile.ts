@@ -46,13 +46,15 @@ const hasGnuTime = fs.existsSync(GNU_TIME);
 export function runBounded(program: Program, args: string[], options: { input?: Buffer | string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): BoundedResult {
   const timeoutMs = options.timeoutMs ?? 20_000;
   const rssFile = hasGnuTime ? path.join(fs.mkdtempSync('/tmp/hostile-rss-'), 'rss') : null;
+  // GNU time's child is the command: a timeout must kill it, not time (which would leave it running).
   const argv = [process.execPath, commandPath(program), ...args];
-  const [cmd, ...rest] = rssFile ? [GNU_TIME, '-f', '%M', '-o', rssFile, ...argv] : argv;
+  const limited = ['timeout', '-s', 'KILL', `${Math.ceil(timeoutMs / 1000)}`, ...argv];
+  const [cmd, ...rest] = rssFile ? [GNU_TIME, '-f', '%M', '-o', rssFile, ...limited] : argv;
   const started = performance.now();
   const r = spawnSync(cmd!, rest, {
     input: options.input,
     env: { ...process.env, ...options.env },
-    timeout: timeoutMs,
+    timeout: timeoutMs + 2000,
     killSignal: 'SIGKILL',
     maxBuffer: 1 << 30,
   });
@@ -64,8 +66,9 @@ export function runBounded(program: Program, args: string[], options: { input?: 
     peakRssBytes = kib === undefined ? null : Number(kib) * 1024;
     fs.rmSync(path.dirname(rssFile), { recursive: true, force: true });
   }
-  // GNU time reports a signalled child as "Command terminated by signal N" and exits 128+N.
-  const timedOut = r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
+  // GNU time reports a signalled child as "Command terminated by signal N" and exits 128+N:
+  // timeout's SIGKILL shows as 137.
+  const timedOut = (r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') || (rssFile !== null && r.status === 137 && ms >= timeoutMs);
   return { status: r.status, signal: r.signal, stdout: r.stdout ?? Buffer.alloc(0), stderr: r.stderr?.toString() ?? '', ms, peakRssBytes, timedOut };
 }
 

@@ -4,7 +4,7 @@
  * --relocate-gpt onto a larger loop device. Partition offsets come from `sfdisk -J`, the checks
  * of the result from byte comparisons, `sgdisk -v` and `ptable check`.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -523,13 +523,70 @@ describe('sparsecopy --from-partition when reading the table fails', () => {
     }
   });
 
-  it('a real EIO through the CLI: /proc/self/mem as SOURCE (reading its offset 0 fails): exit 16 naming LBA 0, no output', () => {
-    // No device-mapper here for an error target over an EBR; this file fails the same read call.
+  it('a real EIO through the CLI: /proc/self/mem as SOURCE (reading its offset 0 fails): exit 16 naming byte 0, no output', () => {
+    // No device-mapper here for an error target over an EBR; this file fails the same read call
+    // (the first read of the source is the one that recognises its format, at byte 0).
     const out = fresh('from-mem');
     const r = sparsecopy(['--from-partition', '7', '/proc/self/mem', out]);
     expect(r.status, r.stderr).toBe(16);
-    expect(linesOf(r.stderr)).toEqual(['sparsecopy: /proc/self/mem: reading the partition table failed at LBA 0 (byte 0): i/o error']);
+    expect(linesOf(r.stderr)).toEqual(['sparsecopy: /proc/self/mem: read failed at byte 0: i/o error']);
     expect(fs.existsSync(out)).toBe(false);
     expect(tempLeftovers(dir)).toEqual([]);
   });
 });
+
+/**
+ * Logical partitions from a pipe or inside a compressed image: their EBRs lie further in than any
+ * head a stream could hold, so the chain is followed as the bytes pass (issue 10). Each result
+ * must equal the dd recipe (skip to the partition's start, its length) on the raw disk.
+ */
+describe('sparsecopy --from-partition of logical partitions from streams', () => {
+  const DOS = `label: dos
+label-id: 0x5eed5eed
+
+start=2048, size=6M, type=83
+start=14336, size=52M, type=5
+start=16384, size=20M, type=83
+start=59392, size=8M, type=83
+start=79872, size=6M, type=83
+`;
+  let disk = '';
+  beforeAll(() => {
+    disk = path.join(dir, 'logical-far.img');
+    writeSparseFile(disk, 64 * MiB, [1, 8, 29, 39].map((mib, i) => ({ offset: mib * MiB + 12_345, data: patternBytes(700_000, 40 + i) })));
+    execFileSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', disk], { input: DOS });
+    execFileSync('bash', ['-c', `xz -c -T0 '${disk}' > '${disk}.xz'`]);
+  });
+
+  /** sfdisk's view of partition `n`: [start, size] in bytes. */
+  const geometry = (n: number): [number, number] => {
+    const table = JSON.parse(runTool('sfdisk', ['-J', disk]).stdout).partitiontable.partitions as { node: string; start: number; size: number }[];
+    const p = table.find((x) => x.node.endsWith(String(n)))!;
+    return [p.start * 512, p.size * 512];
+  };
+
+  it.each([
+    ['a pipe', (n: number, out: string) => `cat '${disk}' | '${process.execPath}' '${SPARSECOPY_BIN}' -q --from-partition ${n} - '${out}'`],
+    ['an xz image', (n: number, out: string) => `'${process.execPath}' '${SPARSECOPY_BIN}' -q --from-partition ${n} '${disk}.xz' '${out}'`],
+    ['gzip on stdin', (n: number, out: string) => `gzip -c '${disk}' | '${process.execPath}' '${SPARSECOPY_BIN}' -q --from-partition ${n} - '${out}'`],
+  ])('from %s: partitions 5, 6 and 7 (EBRs at 8, 29 and 39 MiB) equal the dd recipe', (_what, command) => {
+    for (const n of [5, 6, 7]) {
+      const [start, size] = geometry(n);
+      const out = fresh(`logical-${n}`);
+      const r = execFileSync('bash', ['-c', command(n, out)]);
+      expect(r.length).toBe(0);
+      expect(fs.readFileSync(out).equals(readRange(disk, start, size))).toBe(true);
+    }
+    const missing = fresh('logical-missing');
+    const r = spawnSyncShell(command(8, missing));
+    expect(r.status).toBe(19);
+    expect(r.stderr).toMatch(/no partition 8 in its dos table \(its EBR chain holds 3 logical partitions\)/);
+  });
+});
+
+const SPARSECOPY_BIN = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'dist/bin/sparsecopy.mjs');
+
+function spawnSyncShell(script: string): { status: number | null; stderr: string } {
+  const r = spawnSync('bash', ['-c', script]);
+  return { status: r.status, stderr: r.stderr.toString() };
+}

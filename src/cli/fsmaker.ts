@@ -11,6 +11,7 @@ import { type BootFile, type FsmakerOptions, chooseBootFiles, inspectRootfs, mak
 import { findGrubDirs } from '../fsmaker/grub-images.js';
 import { checkOptions } from '../fsmaker/preflight.js';
 import { handleInterrupts } from './interrupt.js';
+import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { programLine, runMain } from './run.js';
 
 
@@ -141,20 +142,19 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!output) throw new ToolError('USAGE', 'missing OUTPUTIMAGE (see --help)');
-  const gzipLevel = raw.gzip || /\.gz$/i.test(output) ? 6 : undefined;
   interruption.describe(outcomeOf(output));
   const result = await makeBootableDisk({
     ...options,
     signal: interruption.signal,
     copy: {
       onCommit: interruption.committed,
-      gzipLevel,
+      ...(raw.gzip ? { outputFormat: 'gzip' } : {}),
       digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
       force: raw.force ?? false,
       onWarning: (m) => (raw.quiet ? undefined : process.stderr.write(programLine('fsmaker', m))),
     },
   });
-  const name = output.replace(/\.gz$/i, '');
+  const name = imageNameOf(output, outputFormatNamed(result.outputFormat)!);
   const textOut = output === '-' ? process.stderr : process.stdout;
   if (result.digests.md5) textOut.write(`${result.digests.md5}  ${name}\n`);
   if (result.digests.sha256) textOut.write(`${result.digests.sha256}  ${name}\n`);

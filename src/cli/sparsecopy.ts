@@ -10,6 +10,7 @@ import { type CopySummary, type SparseCopyOptions, sparseCopy } from '../sparsec
 import { ZERO_POLICIES, type ZeroPolicy } from '../sparsecopy/sink.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
+import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { handleInterrupts } from './interrupt.js';
 import { programLine, runMain } from './run.js';
 
@@ -18,7 +19,11 @@ const { version } = createRequire(import.meta.url)('../../package.json') as { ve
 
 const HELP_TAIL = `
 SOURCE can be "-" for stdin; SOURCE or DEST can be block devices, DEST can be "-" for stdout.
-A SOURCE starting with the gzip magic is decompressed (concatenated members too) unless --raw.
+SOURCE's format is recognised from its first bytes, whatever its name: gzip, xz, zstd and bzip2
+are decompressed, an Android sparse image is expanded (also inside a compressor), an ISO 9660
+image is copied as the disk it is; qcow2, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused
+(exit 28) rather than copied as bytes. --raw copies any SOURCE as it is.
+DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, else raw.
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -32,9 +37,11 @@ failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10
 destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
 loop devices and their backing files), 14 destination device mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device, 16 reading the source
-failed, 17 digest mismatch (--verify-*), 18 corrupt gzip input (truncated, bad CRC or length,
-trailing garbage), 19 no partition table or no such partition, 130/143 interrupted by
-SIGINT/SIGTERM (a replaced file left as it was, its temporary file removed).
+failed, 17 digest mismatch (--verify-*), 18 corrupt compressed or sparse-image input (truncated,
+bad CRC or length, trailing garbage), 19 no partition table, no such partition, or (--to-partition)
+one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
+is not installed (xz, lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
+was, its temporary file removed).
 `;
 
 interface RawOptions {
@@ -55,6 +62,8 @@ interface RawOptions {
   raw?: boolean;
   gzip?: boolean;
   gzipLevel?: string;
+  format?: string;
+  level?: string;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -86,8 +95,10 @@ function buildCommand(): Command {
     .option('-c, --check', 'Check the first block in the destination is zero, else abort')
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
-    .option('--raw', 'Copy a gzip SOURCE as it is (no transparent decompression, no implied gzip output)')
-    .option('--gzip', 'Write DEST as a gzip stream (implied by a DEST ending in .gz); --gzip=LEVEL sets 1-9')
+    .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd or bzip2 (default: from DEST's extension)")
+    .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
+    .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
     .option('--sha256', 'Print the SHA-256 of the uncompressed bytes (sha256sum format) after the copy')
@@ -135,7 +146,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     syncEveryBytes: size(raw.syncevery, 'sync interval') ?? 0,
     force: raw.force ?? false,
     raw: raw.raw ?? false,
-    gzipLevel: gzipLevelOf(destination, raw),
+    ...outputFormatOf(raw),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),
@@ -155,18 +166,19 @@ function partitionNumber(text: string | undefined, option: string): number | und
   return n;
 }
 
-const DEFAULT_GZIP_LEVEL = 6;
-
-/** gzip output: --gzip[=LEVEL], or a DEST ending in .gz (unless --raw asks for bytes as they are). */
-function gzipLevelOf(destination: string, raw: RawOptions): number | undefined {
-  if (raw.gzipLevel !== undefined) {
-    const level = Number(raw.gzipLevel);
-    if (!Number.isInteger(level) || level < 1 || level > 9) throw new ToolError('USAGE', `bad gzip level '${raw.gzipLevel}': expected 1 to 9`);
-    return level;
+/**
+ * The output format asked for: --format (and --level), or --gzip[=LEVEL] as before --format
+ * existed; neither: the destination's extension decides (in the library). A level's range is the
+ * format's, checked by the library.
+ */
+function outputFormatOf(raw: RawOptions): { outputFormat?: string; level?: number } {
+  const level = raw.gzipLevel ?? raw.level;
+  if (level !== undefined && !/^\d+$/.test(level)) throw new ToolError('USAGE', `bad level '${level}': expected a number`);
+  if ((raw.gzip || raw.gzipLevel !== undefined) && raw.format !== undefined && raw.format !== 'gzip') {
+    throw new ToolError('USAGE', `--gzip contradicts --format ${raw.format}`);
   }
-  if (raw.gzip) return DEFAULT_GZIP_LEVEL;
-  if (!raw.raw && /\.gz$/i.test(destination)) return DEFAULT_GZIP_LEVEL;
-  return undefined;
+  const outputFormat = raw.gzip || raw.gzipLevel !== undefined ? 'gzip' : raw.format;
+  return { ...(outputFormat !== undefined ? { outputFormat } : {}), ...(level !== undefined ? { level: Number(level) } : {}) };
 }
 
 function hexDigest(text: string, length: number, option: string): string {
@@ -187,11 +199,6 @@ export function normalizeArgv(argv: string[]): string[] {
     if (progress) return ['--progress', '--progress-format', progress[1] ?? ''];
     return [arg];
   });
-}
-
-/** The name md5sum would print: the uncompressed image's, so `md5sum -c` checks it. */
-function digestName(destination: string, compressedOutput: boolean): string {
-  return compressedOutput ? destination.replace(/\.gz$/i, '') : destination;
 }
 
 export function formatSummaryLine(s: CopySummary): string {
@@ -236,7 +243,7 @@ async function main(argv: string[]): Promise<number> {
     (destination === '-' ? process.stderr : process.stdout).write(`${json}\n`);
   }
   const textOut = destination === '-' ? process.stderr : process.stdout;
-  const name = digestName(destination, summary.compressed);
+  const name = imageNameOf(destination, outputFormatNamed(summary.outputFormat)!);
   for (const algorithm of ['md5', 'sha256'] as DigestAlgorithm[]) {
     const hex = summary.digests[algorithm];
     if (hex && options.digests?.includes(algorithm)) textOut.write(`${hex}  ${name}\n`);

@@ -13,6 +13,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type { Extent } from '../extent/extent.js';
+import { killAtExit } from '../io/children.js';
 import { createPipe } from '../io/ffi.js';
 import { DecodeError, type DecoderInput, decodeThread } from './decoder-thread.js';
 
@@ -42,28 +43,14 @@ export function findOnPath(command: string): string | null {
   return null;
 }
 
-/** Children still running, killed if this process exits first (a signal, a failure elsewhere). */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const c of running) c.kill('SIGKILL');
-    });
-  }
-}
-
 /**
  * The decoded bytes of `input` as extents (see decodeThread), decompressed by `tool`. A DecodeError
  * when the child fails (corrupt or truncated data: its stderr's last line is the message) or
  * cannot be started.
  */
-export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+export function childDecoder(tool: DecoderTool, input: DecoderInput, options: { slotBytes?: number } = {}): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
   const created = createPipe();
-  if (!created) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, outputBytes: 0 });
+  if (!created) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, fedBytes: 0, outputBytes: 0 });
   const pipe = created;
   // A file not yet read from (no sniffed bytes to put back) is handed to the child as it is.
   const direct = input.start !== null && (input.pending === null || input.pending.length === 0);
@@ -73,7 +60,7 @@ export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents:
   } finally {
     fs.closeSync(pipe.writeFd); // the child holds its copy: our reader sees the end when it exits
   }
-  track(child);
+  killAtExit(child);
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-STDERR_KEEP_BYTES)));
   let spawnError: Error | null = null;
@@ -84,7 +71,7 @@ export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents:
 
   let fed = 0;
   if (!direct) void feed(child, input, (n) => (fed += n));
-  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null });
+  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, options);
   const compressedBytesRead = (): number => (direct ? childInputPosition(child, input.start ?? 0) : fed);
 
   async function* extents(): AsyncGenerator<Extent> {
@@ -100,7 +87,7 @@ export function childDecoder(tool: DecoderTool, input: DecoderInput): { extents:
       if (spawnError || code !== 0) {
         const why = spawnError ? (spawnError as Error).message : (lastLine(stderr) ?? (signal ? `killed by ${signal}` : `exit status ${code}`));
         const read = compressedBytesRead();
-        throw new DecodeError({ message: why, decoding: !spawnError, truncated: /unexpected end|truncated|premature/i.test(why), readBytes: read, consumedBytes: read, outputBytes });
+        throw new DecodeError({ message: why, decoding: !spawnError, truncated: /unexpected end|truncated|premature/i.test(why), readBytes: read, consumedBytes: read, fedBytes: read, outputBytes });
       }
     } finally {
       if (!finished) child.kill('SIGKILL');

@@ -27,9 +27,13 @@ import { allocAligned } from '../io/aligned.js';
 
 export type DecoderKind = 'gzip' | 'zstd' | 'copy';
 
-/** Output slot: the chunk size of the copy's other sources. */
+/** Output slot by default: the chunk size of the copy's other sources (a multiple of the block size is asked for otherwise). */
 export const SLOT_BYTES = 2 << 20;
-/** Slots in the ring: the decoder runs up to this many chunks ahead of the consumer. */
+/**
+ * Slots in the ring: the decoder runs up to this many chunks ahead of the consumer. Consumers give
+ * slots back once done with them, without waiting for more input (the positional sink as its
+ * writer thread finishes each write), or source and sink would wait for each other.
+ */
 export const SLOTS = 8;
 /** Compressed bytes read per read call. */
 const INPUT_BYTES = 1 << 20;
@@ -39,20 +43,25 @@ const FILLED = 0; // slots published by the decoder, counted from 0
 const FREED = 1; // slots given back by the consumer, counted from 0
 const STATE = 2; // RUNNING, ENDED, FAILED
 const STOP = 3; // 1: the consumer wants no more
-const CONTROL_SLOTS = 4;
+const EVENTS = 4; // bumped at every slot published and at the end: what the consumer waits on
+const CONTROL_SLOTS = 5;
 const RUNNING = 0;
 const ENDED = 1;
 const FAILED = 2;
-/** Float64Array indices: compressed bytes read, and consumed by the decoder. */
+/** Float64Array indices: compressed bytes read, consumed by the decoder, and handed to it. */
 const READ_BYTES = 0;
 const CONSUMED_BYTES = 1;
+const FED_BYTES = 2;
 
 const WORKER_SOURCE = `
 const fs = require('node:fs');
-const { workerData, parentPort } = require('node:worker_threads');
-const { kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, bytes, zstdPath, inputBytes } = workerData;
-const [FILLED, FREED, STATE, STOP] = [0, 1, 2, 3];
+const { parentPort } = require('node:worker_threads');
+const [FILLED, FREED, STATE, STOP, EVENTS] = [0, 1, 2, 3, 4];
+const signal = (control) => { Atomics.add(control, EVENTS, 1); Atomics.notify(control, EVENTS); };
 const [RUNNING, ENDED, FAILED] = [0, 1, 2];
+// One job after another: a job is one input decoded into its ring.
+parentPort.on('message', (job) => run(job));
+function run({ id, kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, bytes, zstdPath, inputBytes }) {
 const slot = (i) => Buffer.from(ring, ringOffset + (i % slots) * slotBytes, slotBytes);
 const stopped = () => Atomics.load(control, STOP) === 1;
 
@@ -94,7 +103,7 @@ function waitForSlot(seq) {
 function publish(seq, length) {
   lengths[seq % slots] = length;
   Atomics.store(control, FILLED, seq + 1);
-  Atomics.notify(control, FILLED);
+  signal(control);
 }
 
 /** The decoder: fill(out) writes into out and returns the bytes produced, 0 at the end. */
@@ -109,7 +118,21 @@ function makeDecoder() {
   }
   const input = Buffer.allocUnsafe(inputBytes);
   let inOff = 0, inLen = 0, eof = false;
-  const refill = () => { if (inOff === inLen && !eof) { inOff = 0; inLen = readInput(input, 0, input.length); if (inLen === 0) eof = true; } };
+  // Whole pieces of inputBytes at multiples of it from the input's start, for a file and a pipe
+  // alike (a pipe's sniffed head is completed to a whole piece): the decoder sees the same pieces
+  // either way, and a corrupt stream is reported at the same offsets.
+  const refill = () => {
+    if (inOff < inLen || eof) return;
+    inOff = 0;
+    inLen = 0;
+    while (inLen < input.length) {
+      const n = readInput(input, inLen, input.length - inLen);
+      if (n === 0) break;
+      inLen += n;
+    }
+    if (inLen === 0) eof = true;
+    bytes[2] = bytes[1] + inLen;
+  };
   if (kind === 'gzip') {
     const zlib = require('node:zlib');
     const gunzip = zlib.createGunzip();
@@ -119,10 +142,19 @@ function makeDecoder() {
     handle.onerror = (message, errno) => { failure = { message, errno }; };
     const state = gunzip._writeState;
     let ended = false;
+    let padding = false;
     return (out) => {
       let n = 0;
       while (n < out.length && !ended) {
         refill();
+        if (padding && !eof) {
+          // After zero padding, only zeros: zlib would silently stop at them and drop the rest.
+          const nonZero = input.subarray(inOff, inLen).findIndex((x) => x !== 0);
+          if (nonZero >= 0) throw Object.assign(new Error('trailing garbage after zero padding'), { decoding: true, at: bytes[1] + nonZero });
+          bytes[1] += inLen - inOff;
+          inOff = inLen;
+          continue;
+        }
         const availIn = inLen - inOff;
         handle.writeSync(eof ? zlib.constants.Z_FINISH : zlib.constants.Z_NO_FLUSH, input, inOff, availIn, out, n, out.length - n);
         if (failure) throw Object.assign(new Error(failure.message), { decoding: true, zlibErrno: failure.errno });
@@ -133,8 +165,15 @@ function makeDecoder() {
         n += produced;
         if (consumed === 0 && produced === 0) {
           if (eof) ended = true;
-          // Stuck on what follows a member: zero bytes are padding (as zlib and gzip take them).
-          else if (input.subarray(inOff, inLen).every((x) => x === 0)) inOff = inLen;
+          else {
+            // Stuck on what follows a member: zero bytes are padding (as gzip takes them).
+            const nonZero = input.subarray(inOff, inLen).findIndex((x) => x !== 0);
+            if (nonZero > 0) throw Object.assign(new Error('trailing garbage after zero padding'), { decoding: true, at: bytes[1] + nonZero });
+            if (nonZero === 0) throw Object.assign(new Error('incorrect header check'), { decoding: true });
+            bytes[1] += inLen - inOff;
+            inOff = inLen;
+            padding = true;
+          }
         }
       }
       return n;
@@ -183,10 +222,11 @@ try {
   }
   Atomics.store(control, STATE, ENDED);
 } catch (err) {
-  parentPort.postMessage({ message: String(err && err.message), code: err && err.code, decoding: !!(err && err.decoding), reading: !!(err && err.reading), truncated: !!(err && (err.truncated || err.zlibErrno === -5)) });
+  parentPort.postMessage({ id, message: String(err && err.message), code: err && err.code, decoding: !!(err && err.decoding), reading: !!(err && err.reading), truncated: !!(err && (err.truncated || err.zlibErrno === -5)), at: err && typeof err.at === 'number' ? err.at : undefined });
   Atomics.store(control, STATE, FAILED);
 }
-Atomics.notify(control, FILLED);
+signal(control);
+}
 `;
 
 export interface DecoderInput {
@@ -209,9 +249,12 @@ export interface DecodeFailure {
   decoding: boolean;
   /** The input ended inside the compressed data. */
   truncated: boolean;
-  /** Compressed bytes read, and consumed by the decoder, when it failed. */
+  /** The compressed byte where the problem is, when the decoder knows it exactly. */
+  at?: number;
+  /** Compressed bytes read, consumed by the decoder, and handed to it when it failed. */
   readBytes: number;
   consumedBytes: number;
+  fedBytes: number;
   /** Decoded bytes delivered before the failure. */
   outputBytes: number;
 }
@@ -223,6 +266,48 @@ export class DecodeError extends Error {
   }
 }
 
+/**
+ * Threads and rings between jobs: a thread costs about 25 ms to start, and a test or a fuzzer
+ * decodes thousands of inputs. A thread whose job was stopped while it may still be blocked in a
+ * read (an idle pipe) is not reused; it is unref'd and does not keep the process alive.
+ */
+const idleWorkers: Worker[] = [];
+const idleRings: Buffer[] = [];
+let jobs = 0;
+
+function takeWorker(): Worker {
+  const idle = idleWorkers.pop();
+  if (idle) return idle;
+  const worker: Worker = new (workerThreads().Worker)(WORKER_SOURCE, { eval: true });
+  worker.unref();
+  // A thread that died (it should not) is never handed out again; its job's own listener reports it.
+  worker.on('error', () => undefined);
+  worker.once('exit', () => {
+    const i = idleWorkers.indexOf(worker);
+    if (i >= 0) idleWorkers.splice(i, 1);
+  });
+  return worker;
+}
+
+function takeRing(bytes: number): Buffer {
+  const i = idleRings.findIndex((r) => r.length === bytes);
+  return i >= 0 ? idleRings.splice(i, 1)[0]! : allocAligned(bytes);
+}
+
+/** `wait`, or less if `signal` aborts first (its listener removed either way: waits are many). */
+async function untilAborted(wait: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return void (await wait);
+  if (signal.aborted) return;
+  let onAbort: () => void = () => undefined;
+  const abort = new Promise<void>((resolve) => (onAbort = resolve));
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.race([wait, abort]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
 const zstdPath = (): string => createRequire(import.meta.url).resolve('zstd-napi/binding');
 
 /**
@@ -231,40 +316,67 @@ const zstdPath = (): string => createRequire(import.meta.url).resolve('zstd-napi
  * DecodeError when the input is corrupt or cannot be read. `progress()` of the returned object
  * tells compressed bytes read so far.
  */
-export function decodeThread(kind: DecoderKind, input: DecoderInput): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { slotBytes?: number; signal?: AbortSignal } = {}): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+  const slotBytes = options.slotBytes ?? SLOT_BYTES;
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
   const lengths = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
-  const bytes = new Float64Array(new SharedArrayBuffer(2 * 8));
-  const ring = allocAligned(SLOTS * SLOT_BYTES);
+  const bytes = new Float64Array(new SharedArrayBuffer(3 * 8));
+  const ring = takeRing(SLOTS * slotBytes);
   const pending = input.pending && input.pending.length > 0 ? new Uint8Array(input.pending) : null;
-  const worker: Worker = new (workerThreads().Worker)(WORKER_SOURCE, {
-    eval: true,
-    workerData: {
-      kind,
-      fd: input.fd,
-      start: input.start,
-      end: input.end,
-      pending,
-      ring: ring.buffer,
-      ringOffset: ring.byteOffset,
-      slotBytes: SLOT_BYTES,
-      slots: SLOTS,
-      control,
-      lengths,
-      bytes,
-      zstdPath: kind === 'zstd' ? zstdPath() : null,
-      inputBytes: INPUT_BYTES,
-    },
-  });
-  worker.unref();
-  let failure: Omit<DecodeFailure, 'readBytes' | 'consumedBytes' | 'outputBytes'> | null = null;
-  worker.on('message', (m: typeof failure) => (failure ??= m));
-  worker.on('error', (err) => {
+  const worker = takeWorker();
+  const id = ++jobs;
+  let failure: Omit<DecodeFailure, 'readBytes' | 'consumedBytes' | 'fedBytes' | 'outputBytes'> | null = null;
+  let settle: () => void = () => undefined;
+  // The failure's message comes through the port, after the thread has flagged FAILED: awaited.
+  const failed = new Promise<void>((resolve) => (settle = resolve));
+  const onMessage = (m: { id: number } & NonNullable<typeof failure>): void => {
+    if (m.id !== id) return;
+    failure ??= m;
+    settle();
+  };
+  const onError = (err: Error): void => {
     failure ??= { message: `decoder thread failed: ${err.message}`, decoding: false, truncated: false };
     Atomics.store(control, STATE, FAILED);
-    Atomics.notify(control, FILLED);
+    Atomics.add(control, EVENTS, 1);
+    Atomics.notify(control, EVENTS);
+    settle();
+  };
+  const onExit = (): void => onError(new Error('it stopped'));
+  worker.on('message', onMessage);
+  worker.once('error', onError);
+  worker.once('exit', onExit);
+  worker.postMessage({
+    id,
+    kind,
+    fd: input.fd,
+    start: input.start,
+    end: input.end,
+    pending,
+    ring: ring.buffer,
+    ringOffset: ring.byteOffset,
+    slotBytes,
+    slots: SLOTS,
+    control,
+    lengths,
+    bytes,
+    zstdPath: kind === 'zstd' ? zstdPath() : null,
+    inputBytes: INPUT_BYTES,
   });
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  /** The job is over: the thread and the ring serve the next one, unless the thread may still be reading. */
+  // Slots handed on and not given back yet: the ring serves another job only once none is left.
+  let outstanding = 0;
+  let ended = false;
+  const recycleRing = (): void => {
+    if (ended && outstanding === 0 && Atomics.load(control, STATE) !== RUNNING) idleRings.push(ring);
+  };
+  const finish = (): void => {
+    ended = true;
+    worker.off('message', onMessage);
+    worker.off('error', onError);
+    worker.off('exit', onExit);
+    if (Atomics.load(control, STATE) !== RUNNING) idleWorkers.push(worker);
+    recycleRing();
+  };
 
   async function* extents(): AsyncGenerator<Extent> {
     const released = new Array<boolean>(SLOTS).fill(false);
@@ -281,6 +393,9 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput): { extents:
     };
     try {
       for (let seq = 0; ; seq++) {
+        // The event count is read before what it guards: a slot or an end that comes after the
+        // checks below changes it, so the wait cannot miss it.
+        let events = Atomics.load(control, EVENTS);
         let filled = Atomics.load(control, FILLED);
         while (filled <= seq) {
           const state = Atomics.load(control, STATE);
@@ -288,19 +403,24 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput): { extents:
             filled = Atomics.load(control, FILLED);
             if (filled > seq) break;
             if (state === FAILED) {
-              await exited; // its message has arrived
-              throw new DecodeError({ ...(failure ?? { message: 'decoder failed', decoding: false, truncated: false }), readBytes: bytes[READ_BYTES]!, consumedBytes: bytes[CONSUMED_BYTES]!, outputBytes: offset });
+              worker.ref(); // the message on its way keeps nothing alive by itself
+              await failed;
+              worker.unref();
+              throw new DecodeError({ ...(failure ?? { message: 'decoder failed', decoding: false, truncated: false }), readBytes: bytes[READ_BYTES]!, consumedBytes: bytes[CONSUMED_BYTES]!, fedBytes: bytes[FED_BYTES]!, outputBytes: offset });
             }
             return;
           }
           worker.ref(); // a pending waitAsync alone does not keep the process alive
-          const wait = Atomics.waitAsync(control, FILLED, filled);
-          if (wait.async) await wait.value;
+          const wait = Atomics.waitAsync(control, EVENTS, events);
+          // An idle pipe may never fill a slot: an abort ends the wait (the thread is left blocked in its read).
+          if (wait.async) await untilAborted(wait.value, options.signal);
           worker.unref();
+          options.signal?.throwIfAborted();
+          events = Atomics.load(control, EVENTS);
           filled = Atomics.load(control, FILLED);
         }
         const length = lengths[seq % SLOTS]!;
-        const start = (seq % SLOTS) * SLOT_BYTES;
+        const start = (seq % SLOTS) * slotBytes;
         let done = false;
         yield {
           offset,
@@ -309,14 +429,18 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput): { extents:
           release: () => {
             if (done) return;
             done = true;
+            outstanding--;
             giveBack(seq);
+            recycleRing();
           },
         };
+        outstanding++;
         offset += length;
       }
     } finally {
       Atomics.store(control, STOP, 1);
       Atomics.notify(control, FREED);
+      finish();
     }
   }
   return { extents: extents(), compressedBytesRead: () => bytes[READ_BYTES]! };

@@ -37,9 +37,12 @@ export interface SourceLayer {
   readAt: ((offset: number, length: number) => Buffer) | null;
   /** Extents covering at least `range`, in order; a layer is read once. */
   extents(range: ByteRange): AsyncGenerator<Extent>;
-  /** Input bytes read so far (compressed bytes under a decompressor), for progress. */
-  progressDone(): number;
-  /** Input bytes in all, when known. */
+  /**
+   * Progress in input bytes, where they are not the disk's: compressed bytes read so far under a
+   * decompressor. Null: progress counts the disk's bytes copied.
+   */
+  progressDone: (() => number) | null;
+  /** Progress's total when known: the compressed size, or the disk's length. */
   progressTotal: number | null;
 }
 

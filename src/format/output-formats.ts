@@ -105,3 +105,14 @@ export function levelFor(format: OutputFormat, text: string | undefined): number
   if (!Number.isInteger(level) || level < min || level > max) throw new OutputFormatRefusal(`bad ${format.label} level '${text}': expected ${min} to ${max}`);
   return level;
 }
+
+/**
+ * The name md5sum should print for the digest of the uncompressed bytes: the destination without
+ * its compressed format's extension, so that `md5sum -c` checks the image once it is unpacked.
+ */
+export function imageNameOf(destination: string, format: OutputFormat): string {
+  if (!format.needs.ordered) return destination;
+  const lower = destination.toLowerCase();
+  const ext = format.extensions.find((e) => lower.endsWith(e));
+  return ext ? destination.slice(0, destination.length - ext.length) : destination;
+}

@@ -234,7 +234,7 @@ async function writeDisk(options: FsmakerOptions, d: DiskPlan): Promise<FsmakerR
  * written), a stream, a .gz or digests (they need the bytes in order): those wait for GRUB.
  */
 function takesExtentsInAnyOrder(options: FsmakerOptions): boolean {
-  if (options.output === '-' || needsExtentsInOrder(options.copy ?? {})) return false;
+  if (options.output === '-' || needsExtentsInOrder({ ...options.copy, source: options.rootImage, destination: options.output })) return false;
   try {
     return fs.statSync(options.output).isFile();
   } catch {

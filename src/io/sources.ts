@@ -40,6 +40,8 @@ export function chunkSizeFor(blockSize: number, preferred = DEFAULT_CHUNK_BYTES)
 
 export interface SourceReadOptions {
   chunkBytes: number;
+  /** Start here (a seekable source: a partition's first byte); offsets stay the source's own. */
+  fromBytes?: number;
   /** Read no further than this many bytes from the start of the source. */
   limitBytes?: number;
   /** Walk holes with SEEK_DATA/SEEK_HOLE (files only); false forces reading everything. */
@@ -59,11 +61,11 @@ interface Segment {
  * The allocation map of [0, size), lazily, one lseek pair per data extent. Any "unsupported"
  * answer makes the rest of the range data: read and scanned, never assumed zero.
  */
-function* allocationSegments(input: OpenedInput, size: number, useHoleMap: boolean): Generator<Segment> {
+function* allocationSegments(input: OpenedInput, from: number, size: number, useHoleMap: boolean): Generator<Segment> {
   const base = input.startOffset;
-  let pos = 0;
+  let pos = from;
   if (!useHoleMap || input.kind !== 'file') {
-    if (size > 0) yield { offset: 0, length: size, data: true };
+    if (size > from) yield { offset: from, length: size - from, data: true };
     return;
   }
   while (pos < size) {
@@ -104,7 +106,7 @@ export async function* seekableSource(input: OpenedInput, options: SourceReadOpt
   const pool = new BufferPool(chunkBytes);
   let sinceYield = 0;
   let lastYield = performance.now();
-  for (const segment of allocationSegments(input, size, options.useHoleMap ?? true)) {
+  for (const segment of allocationSegments(input, Math.min(options.fromBytes ?? 0, size), size, options.useHoleMap ?? true)) {
     if (!segment.data) {
       yield { offset: segment.offset, length: segment.length };
       continue;

@@ -198,6 +198,22 @@ function ebrEntries(sector: Buffer, ebr: number, problems: TableProblem[]): { da
 }
 
 /**
+ * One EBR as the chain is read: the entry taken as its logical partition, and the LBA of the next
+ * EBR (null: the chain ends here). Pure; problems with the EBR go to `problems`.
+ */
+export function readEbr(sector: Buffer, ebr: number, extendedStart: number, problems: TableProblem[] = []): { partition: MbrEntry; next: number | null; dataCleared: boolean; linkCleared: boolean } {
+  const { data, link } = ebrEntries(sector, ebr, problems);
+  const entries = parseMbrEntries(sector);
+  const l = entries[link]!;
+  return {
+    partition: entries[data]!,
+    next: isExtendedType(l.type.toString(16)) ? extendedStart + l.lbaStart : null,
+    dataCleared: isCleared(sector, data),
+    linkCleared: isCleared(sector, link),
+  };
+}
+
+/**
  * Follows the EBR chain from the extended partition `ext` as libfdisk does: wherever the links
  * point (inside the extended partition or not: check() reports that), until a link entry without
  * an extended type, a loop, the end of the disk, or sfdisk's limit of partition 60.
@@ -227,11 +243,9 @@ function readEbrChain(read: SectorReader, sectorSize: number, diskSectors: numbe
       const found = sector.subarray(MBR.bootSignature, MBR.bootSignature + 2).toString('hex');
       problems.push(problem('warning', 'bad-ebr-signature', `EBR at LBA ${ebr}: expected signature 55aa, found ${found}`, ebr));
     }
-    const { data, link } = ebrEntries(sector, ebr, problems);
-    const entries = parseMbrEntries(sector);
-    chain.push({ ebr, data: entries[data]!, dataCleared: isCleared(sector, data), linkCleared: isCleared(sector, link) });
-    const l = entries[link]!;
-    if (isExtendedType(l.type.toString(16))) next = ext.start + l.lbaStart;
+    const taken = readEbr(sector, ebr, ext.start, problems);
+    chain.push({ ebr, data: taken.partition, dataCleared: taken.dataCleared, linkCleared: taken.linkCleared });
+    next = taken.next;
   }
   // libfdisk drops a last EBR with nothing in it, then every empty (0-sector) partition but a
   // lone logical partition of type 0, renumbering the ones after it.

@@ -1,45 +1,46 @@
 /**
- * The copy pipeline: source extents (a file's data and holes, a stream, or a gzip stream being
- * inflated) -> digests -> zero detection -> a sink (sparse file, block device, byte stream, or a
- * gzip stream), with v0.10's option semantics. Everything that can refuse the copy is checked
- * before the first byte is written, and a destination file appears under its final name only when
- * everything, digests included, succeeded.
+ * The copy: a plan (plan.ts) built once, then a loop that only moves extents, from the source's
+ * virtual disk through the window (a partition, --max) and the padding, past the digests and zero
+ * detection, into the output format's sink; and the commit. A destination file appears under its
+ * final name only when everything, digests included, succeeded.
  */
-import { ToolError } from '../errors.js';
-import { type DigestAlgorithm, DigestSet } from '../codec/digest.js';
-import { splitExtentZeroRuns } from '../extent/zero-runs.js';
-import { WholeBlocks } from '../extent/whole-blocks.js';
-import { chunkSizeFor } from '../io/sources.js';
-import type { Extent } from '../extent/extent.js';
-import type { OpenedInput } from '../io/target.js';
-import { sameTargetOrOverlap } from '../io/same-target.js';
-import { type OpenedDestination, destinationStat, openDestination } from './destination.js';
-import { type CopyInput, type ExtentInput, describeExtentInput, describeInput, inputExtents, minimumLength, openSource } from './input.js';
-import type { CopySummary, SparseCopyOptions } from './options.js';
-import { checkFirstBlock, makeSink } from './sinks.js';
-import { locateDestinationPartition, narrowSeekableInput, partitionOfStream, relocateGptAfterCopy } from './partitions.js';
-import { deviceSize } from '../io/target.js';
 import fs from 'node:fs';
+import { ToolError } from '../errors.js';
+import { DigestSet } from '../codec/digest.js';
+import type { Extent } from '../extent/extent.js';
+import { WholeBlocks } from '../extent/whole-blocks.js';
+import { padExtents, windowExtents } from '../extent/window.js';
+import { splitExtentZeroRuns } from '../extent/zero-runs.js';
+import { deviceSize } from '../io/target.js';
+import type { OpenedDestination } from './destination.js';
+import type { CopySummary, SparseCopyOptions } from './options.js';
+import { type CopyPlan, buildCopyPlan, paddingFor } from './plan.js';
+import { relocateGptAfterCopy } from './partitions.js';
+import { checkFirstBlock, makeSink } from './sinks.js';
+import { type ExtentInput, extentInputSource, openSource } from './source.js';
 
 export type { CopyProgress, CopySummary, SparseCopyOptions } from './options.js';
+export { needsExtentsInOrder } from './plan.js';
+export type { ExtentInput } from './source.js';
 
+/** Copies `options.source` (any format sparsecopy reads) into `options.destination`. */
 export async function sparseCopy(options: SparseCopyOptions): Promise<CopySummary> {
   const started = performance.now();
-  const blockSize = options.blockSize ?? 512;
-  if (!(blockSize > 0)) throw new ToolError('USAGE', `bad block size ${blockSize}`);
-  refuseIncompatibleOptions(options);
+  const plan = await interruptible(options, 'left as it was', () =>
+    buildCopyPlan(options, (chunkBytes) => openSource(options.source, { raw: options.raw, chunkBytes, useHoleMap: options.useHoleMap, signal: options.signal })),
+  );
+  return commitPlan(plan, started);
+}
 
-  const input = await interruptible(options, 'left as it was', () => openSource(options.source, options.signal));
-  try {
-    let source = await interruptible(options, 'left as it was', () => describeInput(input, options));
-    if (options.fromPartition !== undefined && !source.compressed && input.seekable) {
-      narrowSeekableInput(input, options.fromPartition);
-      source = await describeInput(input, { ...options, raw: true });
-    }
-    return await copyInto(source, options, blockSize, started);
-  } finally {
-    input.close();
-  }
+/**
+ * Copies a source built in memory (fsmaker's composite disk) into any destination sparsecopy
+ * writes: a sparse file, a compressed stream with digests, stdout, or a block device.
+ */
+export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyOptions, 'source'>): Promise<CopySummary> {
+  const started = performance.now();
+  const full = { ...options, source: source.name };
+  const plan = await interruptible(full, 'left as it was', () => buildCopyPlan(full, async () => extentInputSource(source)));
+  return commitPlan(plan, started);
 }
 
 /**
@@ -56,25 +57,14 @@ async function interruptible<T>(options: SparseCopyOptions, outcome: string, ste
   }
 }
 
-/**
- * Copies a source built in memory (fsmaker's composite disk) into any destination sparsecopy
- * writes: a sparse file, a .gz with digests, stdout, or a block device. `options.source` is ignored.
- */
-export async function copyExtents(source: ExtentInput, options: Omit<SparseCopyOptions, 'source'>): Promise<CopySummary> {
-  const started = performance.now();
-  const full = { ...options, source: source.name };
-  refuseIncompatibleOptions(full);
-  return copyInto(describeExtentInput(source), full, full.blockSize ?? 512, started);
-}
-
-async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize: number, started: number): Promise<CopySummary> {
-  const { dest, effective } = await interruptible(options, 'left as it was', () => prepareDestination(source, options));
-  if (source.anyOrder) refuseUnorderedInto(dest, effective);
+/** Runs the plan and commits its destination, or discards it. */
+async function commitPlan(plan: CopyPlan, started: number): Promise<CopySummary> {
+  const { dest, options } = plan;
   let committed = false;
   try {
     const summary = await interruptible(options, dest.abandoned, async () => {
-      const result = await runCopy(source, dest, effective, blockSize).catch((err: unknown) => {
-        throw dest.replacing ? explainNoRoomBeside(err, source, effective, dest.stat?.size ?? 0) : err;
+      const result = await runCopyPlan(plan).catch((err: unknown) => {
+        throw dest.replacing ? explainNoRoomBeside(err, plan, dest.stat?.size ?? 0) : err;
       });
       // The point of no return: let a signal that has arrived be handled before deciding.
       await signalsDelivered();
@@ -87,6 +77,7 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
+    await plan.source.close();
   }
 }
 
@@ -96,15 +87,16 @@ async function copyInto(source: CopyInput, options: SparseCopyOptions, blockSize
  * writes over the old file in place (no room needed but for growth), and its result equals a
  * replacement's when nothing of the old file is kept: no --seek (a replacement has zeros before
  * it, -o the old bytes), and a copy at least as long as the old file (or -f to its length); not
- * with --verify-* (a mismatch would then have changed the file). It is not atomic: a failed -o
- * leaves the file half written, which is why it is not the default.
+ * with --verify-* (a mismatch would then have changed the file) nor compressed output. It is not
+ * atomic: a failed -o leaves the file half written, which is why it is not the default.
  */
-function explainNoRoomBeside(err: unknown, source: CopyInput, options: SparseCopyOptions, oldLength: number): unknown {
+function explainNoRoomBeside(err: unknown, plan: CopyPlan, oldLength: number): unknown {
   const code = (err instanceof ToolError && err.code === 'WRITE' && (err.cause as { code?: string } | undefined)?.code) || '';
   if (code !== 'ENOSPC' && code !== 'EDQUOT') return err;
+  const { options } = plan;
   let advice = '';
-  const length = source.compressed || source.knownLength === null ? null : source.knownLength + paddingFor(source.knownLength, options.padBytes);
-  if (!options.seekBytes && Object.keys(options.verify ?? {}).length === 0 && options.gzipLevel === undefined) {
+  const length = plan.length === null ? null : plan.length + paddingFor(plan.length, options.padBytes);
+  if (!options.seekBytes && Object.keys(options.verify ?? {}).length === 0 && !plan.output.format.needs.ordered) {
     const cut = options.finalSize === undefined && length !== null && length < oldLength ? ` -f ${length}B` : '';
     const caveat = length === null && options.finalSize === undefined ? ' (the same bytes if the new image is at least as long as the old one)' : ' with the same result';
     advice = `; -o${cut} writes over the old file in place${caveat}, but not atomically: a failure then leaves it half written`;
@@ -123,184 +115,56 @@ const signalsDelivered = async (): Promise<void> => {
   await new Promise(setImmediate);
 };
 
-type OrderOptions = Pick<SparseCopyOptions, 'gzipLevel' | 'digests' | 'verify' | 'maxBytes' | 'padBytes'>;
-
-/** Whether these options read the bytes in order, whatever the destination: gzip output, digests, --max, --pad. */
-export function needsExtentsInOrder(options: OrderOptions): boolean {
-  return options.gzipLevel !== undefined || digestsToCompute(options).length > 0 || options.maxBytes !== undefined || !!options.padBytes;
-}
-
-/** Extents in any order need a positional destination and nothing that reads them in order. */
-function refuseUnorderedInto(dest: OpenedDestination, options: SparseCopyOptions): void {
-  if (dest.kind === 'stream' || needsExtentsInOrder(options)) {
-    dest.discard();
-    throw new Error(`copyExtents: ${dest.name}: extents out of order need a file or a device, without digests, --max or --pad`);
-  }
-}
-
-function refuseIncompatibleOptions(options: SparseCopyOptions): void {
-  if (options.toPartition !== undefined && (options.seekBytes || options.gzipLevel !== undefined)) {
-    throw new ToolError('USAGE', `--to-partition cannot be combined with ${options.seekBytes ? '--seek' : 'gzip output'}`);
-  }
-  if (options.gzipLevel === undefined) return;
-  const clash = options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
-  if (clash) throw new ToolError('USAGE', `${clash} cannot be used with gzip output (${options.destination})`);
-  if (!(options.gzipLevel >= 1 && options.gzipLevel <= 9)) throw new ToolError('USAGE', `bad gzip level ${options.gzipLevel}: expected 1 to 9`);
-}
-
-/**
- * Opens the destination after the checks that need nothing open, and runs the ones that do. With
- * --to-partition the destination's own table decides where the copy lands and how much fits.
- */
-async function prepareDestination(source: CopyInput, requested: SparseCopyOptions): Promise<{ dest: OpenedDestination; effective: SparseCopyOptions }> {
-  const { input } = source;
-  const options = requested.toPartition !== undefined ? { ...requested, overlay: true } : requested;
-  if (options.errorRemainder && options.maxBytes !== undefined && !source.compressed && source.knownLength !== null && (input?.size ?? source.knownLength) > options.maxBytes) {
-    throw new ToolError('MORE_THAN_MAX', `${source.name}: holds ${input?.size ?? source.knownLength} bytes, more than --max ${options.maxBytes}; nothing written`);
-  }
-  const destStat = destinationStat(options.destination);
-  // --to-partition learns where it writes from the destination's table: checked once that is read.
-  if (options.toPartition === undefined) refuseSameTarget(source, destStat, options, options.seekBytes ?? 0);
-  const dest = await openDestination({
-    path: options.destination,
-    overlay: options.overlay ?? false,
-    force: options.force ?? false,
-    compressed: options.gzipLevel !== undefined,
-    signal: options.signal,
-  });
-  try {
-    const effective = options.toPartition !== undefined ? intoPartition(dest, options, options.toPartition) : options;
-    if (options.toPartition !== undefined) refuseSameTarget(source, dest.stat, effective, effective.seekBytes ?? 0);
-    const seekBytes = effective.seekBytes ?? 0;
-    if (dest.kind === 'stream' && seekBytes > 0) {
-      throw new ToolError('SEEK', `${dest.name}: cannot seek to byte ${seekBytes}: destination is not seekable`);
-    }
-    if (dest.capacity !== null) refuseIfTooLarge(source, dest, effective, seekBytes, dest.capacity);
-    return { dest, effective };
-  } catch (err) {
-    dest.discard();
-    throw err;
-  }
-}
-
-/**
- * Refuses a copy that would write bytes it reads, whatever names the two go by (symlinks, hard
- * links, stdin or stdout redirected from or to the file, loop devices on one file, a loop device
- * and its backing file). Copies within one file or device whose ranges do not overlap proceed:
- * only a destination written in place (a device, or a file with --overlay) can have such ranges;
- * a replaced file or a stream is all of the file.
- */
-function refuseSameTarget(source: CopyInput, destStat: fs.Stats | null, options: SparseCopyOptions, seekBytes: number): void {
-  const input = source.input;
-  if (!input || !destStat) return;
-  const inPlace = options.destination !== '-' && (destStat.isBlockDevice() || (destStat.isFile() && !!options.overlay && options.gzipLevel === undefined));
-  let clash;
-  if (inPlace) {
-    const readBytes = source.compressed || input.size === null ? input.size : Math.min(input.size, options.maxBytes ?? Infinity);
-    const length = source.compressed || source.knownLength === null ? Infinity : source.knownLength + paddingFor(source.knownLength, options.padBytes);
-    const read = { stat: input.stat, start: input.startOffset, end: readBytes === null ? Infinity : input.startOffset + readBytes };
-    clash = sameTargetOrOverlap(read, { stat: destStat, start: seekBytes, end: seekBytes + length });
-  } else {
-    clash = sameTargetOrOverlap(input.stat, destStat); // all of it is replaced (or streamed over)
-  }
-  if (!clash) return;
-  const what = destStat.isBlockDevice() && clash.name === null ? 'device' : 'file';
-  const destName = options.destination === '-' ? 'stdout' : options.destination;
-  const named = clash.aVia.length > 0 || clash.bVia.length > 0 ? ` (${clash.name ?? destName})` : '';
-  const end = clash.end === Infinity ? 'its end' : `byte ${clash.end}`;
-  const where = inPlace ? `: bytes ${clash.start} to ${end} of it would be written while read` : '';
-  throw new ToolError('SAME_FILE', `${destName}: source and destination are the same ${what}${named}${where}; nothing written`);
-}
-
-/** --to-partition: the copy starts at the partition and may not pass its end. */
-function intoPartition(dest: OpenedDestination, options: SparseCopyOptions, number: number): SparseCopyOptions {
-  if (dest.kind === 'stream') throw new ToolError('USAGE', `${dest.name}: --to-partition needs a disk image or a block device`);
-  if (dest.oldLength === 0) throw new ToolError('NO_PARTITION', `${dest.name}: empty or new destination: it has no partition ${number}`);
-  const range = locateDestinationPartition(dest.name, dest.fd, dest.kind === 'block', dest.capacity ?? dest.oldLength, number);
-  dest.capacity = range.offset + range.length;
-  return { ...options, seekBytes: range.offset };
-}
-
-function refuseIfTooLarge(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, seekBytes: number, capacity: number): void {
-  if (seekBytes > capacity) {
-    throw new ToolError('SEEK', `${dest.name}: --seek ${seekBytes} is past the end of the device (${capacity} bytes)`);
-  }
-  const declared = minimumLength(source);
-  if (declared === null) return;
-  let length = Math.min(declared, options.maxBytes ?? Infinity);
-  if (options.padBytes) length = Math.ceil(length / options.padBytes) * options.padBytes;
-  if (seekBytes + length > capacity) {
-    const what = source.compressed ? `declares ${declared} uncompressed bytes` : `(${length} bytes at offset ${seekBytes})`;
-    throw new ToolError('DOES_NOT_FIT', `${dest.name}: source ${source.name} ${what} and does not fit in the device (${capacity} bytes); nothing written`);
-  }
-}
-
-async function runCopy(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions, blockSize: number): Promise<Omit<CopySummary, 'seconds'>> {
-  const seekBytes = options.seekBytes ?? 0;
+/** The loop: extents from the source's window, through digests and zero detection, into the sink. */
+async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>> {
+  const { source, dest, options, blockSize, seekBytes } = plan;
+  const { layer } = source;
   if (options.checkFirstBlock) await checkFirstBlock(dest, seekBytes, blockSize);
 
-  let sourceBytes = 0;
-  let bytesRead = 0;
-  const digests = new DigestSet(digestsToCompute(options));
-  const writerThread = options.writerThread ?? worthAWriterThread(source, dest, options);
-  const { sink, bytesWritten: compressedBytesWritten } = makeSink(dest, { ...options, writerThread }, blockSize, () => seekBytes + sourceBytes);
-  // With -e, a source whose length is not known up front is asked for one byte more than --max:
-  // seeing it is how the copy learns that more follows (v0.10's exit 12).
-  const probeRemainder = options.errorRemainder === true && options.maxBytes !== undefined && source.knownLength === null;
-  const rawExtents = inputExtents(source, {
-    blockSize,
-    chunkBytes: options.chunkBytes,
-    maxBytes: probeRemainder ? options.maxBytes! + 1 : options.maxBytes,
-    useHoleMap: options.useHoleMap,
-    onRead: (n) => (bytesRead += n),
-  });
-  // A partition of a stream or a gzip image: found in the head, then windowed as it streams past.
-  const extents =
-    options.fromPartition !== undefined && (source.compressed || !source.input?.seekable)
-      ? partitionOfStream(source.name, rawExtents, options.fromPartition)
-      : rawExtents;
-  const report = (): void =>
-    options.onProgress?.({ doneBytes: source.compressed ? bytesRead : sourceBytes, totalBytes: source.progressTotal, outputBytes: sourceBytes });
-  // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
-  const splitForSink = dest.kind !== 'stream' || options.gzipLevel !== undefined;
+  let sourceBytes = 0; // the furthest byte delivered: the end of the copy
+  let dataBytes = 0;
+  let beyondEnd = false;
+  let padded = 0;
+  const digests = new DigestSet([...plan.digests]);
+  const chosen = makeSink(plan, () => seekBytes + sourceBytes);
+  const { sink } = chosen;
 
+  const windowed = windowExtents(plan.positioned ?? layer.extents(plan.read), { start: plan.window.start, end: plan.window.end, onBeyondEnd: () => (beyondEnd = true) });
+  const extents = padExtents(windowed, options.padBytes ?? 0, (n) => (padded = n));
+  const report = (): void =>
+    options.onProgress?.({ doneBytes: layer.progressDone ? layer.progressDone() : sourceBytes, totalBytes: layer.progressDone ? layer.progressTotal : plan.length, outputBytes: sourceBytes });
+
+  // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
+  const splitForSink = dest.kind !== 'stream' || plan.output.format.needs.ordered;
   // Blocks larger than a read chunk arrive in pieces: joined so that a block with data is written whole.
-  const wholeBlocks = splitForSink && options.gzipLevel === undefined && blockSize > chunkSizeFor(blockSize, options.chunkBytes) ? new WholeBlocks(blockSize) : null;
+  const wholeBlocks = splitForSink && !plan.output.format.needs.ordered && blockSize > plan.chunkBytes ? new WholeBlocks(blockSize) : null;
   const put = async (run: Extent, sourceHole = false): Promise<void> => {
     if (!wholeBlocks) return sink.write(run);
     for (const piece of sourceHole ? wholeBlocks.sourceHole(run) : wholeBlocks.push(run)) await sink.write(piece);
   };
-  const deliver = async (extent: Extent): Promise<void> => {
-    await digests.update(extent); // copies the bytes before the sink may recycle the buffer
-    if (extent.data && splitForSink) {
-      const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
-      const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
-      for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
-    } else {
-      await put(extent, !extent.data);
-    }
-    // The furthest byte delivered: the end of the copy, whatever order the extents came in.
-    sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
-  };
 
-  let remainderSeen = false;
   try {
-    for await (let extent of extents) {
+    for await (const extent of extents) {
       if (options.signal?.aborted) throw options.signal.reason;
-      if (options.maxBytes !== undefined && extent.offset + extent.length > options.maxBytes) {
-        remainderSeen = true;
-        if (extent.offset >= options.maxBytes) break;
-        extent = clip(extent, options.maxBytes - extent.offset);
+      await digests.update(extent); // copies the bytes before the sink may recycle the buffer
+      if (extent.data) dataBytes += extent.length;
+      if (extent.data && splitForSink) {
+        const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
+        const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
+        for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
+      } else {
+        await put(extent, !extent.data);
       }
-      await deliver(extent);
+      // The furthest byte delivered: the end of the copy, whatever order the extents came in.
+      sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
       report();
     }
     if (options.signal?.aborted) throw options.signal.reason;
-    if (probeRemainder && remainderSeen) {
-      throw new ToolError('MORE_THAN_MAX', `${source.name}: more data after --max ${options.maxBytes} bytes`);
+    if (plan.watchRemainder && beyondEnd) throw new ToolError('MORE_THAN_MAX', `${layer.name}: more data after --max ${options.maxBytes} bytes`);
+    if (plan.mustHold !== null && sourceBytes - padded < plan.mustHold) {
+      const end = plan.window.start + plan.mustHold;
+      throw new ToolError('SOURCE_READ', `${layer.name}: ended at byte ${plan.window.start + sourceBytes - padded}, inside partition ${options.fromPartition} (which ends at byte ${end})`);
     }
-    const padded = paddingFor(sourceBytes, options.padBytes);
-    if (padded > 0) await deliver({ offset: sourceBytes, length: padded });
     for (const piece of wholeBlocks?.flush() ?? []) await sink.write(piece);
     const counters = await sink.close();
     if (options.signal?.aborted) throw options.signal.reason;
@@ -312,20 +176,23 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     }
     const digest = await digests.digest();
     verifyDigests(digest, options.verify ?? {}, dest);
+    const decompressed = layer.progressDone !== null;
     return {
       total: counters.real + counters.sparse,
       real: counters.real,
       sparse: counters.sparse,
       nonzerodest: counters.nonzerodest,
-      bytesRead,
-      bytesWritten: compressedBytesWritten() ?? counters.real,
+      bytesRead: decompressed ? layer.progressDone!() : dataBytes,
+      bytesWritten: chosen.bytesWritten() ?? counters.real,
       bytesSkipped: counters.sparse,
       bytesChecked: counters.checkedBytes,
       zerosWritten: counters.zerosWritten,
       zeroedOut: counters.zeroedOut,
       padded,
-      decompressed: source.compressed,
-      compressed: options.gzipLevel !== undefined,
+      decompressed,
+      compressed: plan.output.format.needs.ordered,
+      inputFormats: [...layer.formats],
+      outputFormat: plan.output.format.name,
       digests: digest,
     };
   } catch (err) {
@@ -333,37 +200,6 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
     await sink.abort();
     throw err;
   }
-}
-
-/**
- * A writer thread costs about 25 ms to start (on the other core) and saves the writes' share of
- * the main thread's time: worth it from tens of megabytes, and for streams of unknown length. Not
- * when the zeros are compared with the destination (a device, or an overlay onto data, with
- * --zero=compare): reading the destination back is then most of the work, and the data, cut
- * between the compared zero runs, comes in many small writes whose hand-offs cost more than the
- * writes (2 GiB image onto a blank loop device: 4.2 s with the thread, 3.4 s without).
- */
-const WRITER_THREAD_MIN_BYTES = 64 << 20;
-
-function worthAWriterThread(source: CopyInput, dest: OpenedDestination, options: SparseCopyOptions): boolean {
-  const comparesZeros = (options.zeroPolicy ?? 'compare') === 'compare' && (dest.kind === 'block' || dest.oldLength > 0);
-  if (comparesZeros) return false;
-  return source.knownLength === null || source.knownLength >= WRITER_THREAD_MIN_BYTES;
-}
-
-function digestsToCompute(options: Pick<SparseCopyOptions, 'digests' | 'verify'>): DigestAlgorithm[] {
-  const wanted = new Set<DigestAlgorithm>(options.digests ?? []);
-  for (const algorithm of Object.keys(options.verify ?? {})) wanted.add(algorithm as DigestAlgorithm);
-  return [...wanted];
-}
-
-function clip(extent: Extent, length: number): Extent {
-  return extent.data ? { ...extent, length, data: extent.data.subarray(0, length) } : { ...extent, length };
-}
-
-function paddingFor(length: number, pad: number | undefined): number {
-  if (!pad || pad <= 1) return 0;
-  return (pad - (length % pad)) % pad;
 }
 
 function verifyDigests(actual: Partial<Record<string, string>>, expected: Partial<Record<string, string>>, dest: OpenedDestination): void {
@@ -393,4 +229,3 @@ function interruptedError(signal: AbortSignal, destination: string, outcome: str
   return new ToolError('INTERRUPTED', `${name}: ${reason?.message ?? 'interrupted'}; ${outcome}`, { exitCode: reason?.exitCode });
 }
 
-export type { OpenedInput };

@@ -21,8 +21,8 @@ export interface DestinationRequest {
   overlay: boolean;
   /** Open devices even when mounted or in use. */
   force: boolean;
-  /** The output is a gzip stream: always a new file (or a stream), never a device. */
-  compressed?: boolean;
+  /** The output is a compressed stream of this format ("gzip"): always a new file (or a stream), never a device. */
+  compressed?: string;
   /** Gives up waiting for a FIFO's reader. */
   signal?: AbortSignal;
 }
@@ -109,7 +109,7 @@ export async function openDestination(request: DestinationRequest): Promise<Open
     case 'directory':
       throw new ToolError('DEST_OPEN', `${name}: cannot open destination: is a directory`);
     case 'block':
-      if (request.compressed) throw new ToolError('USAGE', `${name}: gzip output to a block device makes no sense; write the image itself`);
+      if (request.compressed) throw new ToolError('USAGE', `${name}: ${request.compressed} output to a block device makes no sense; write the image itself`);
       return blockDestination(name, stat!, request.force);
     case 'pipe':
     case 'char':

@@ -25,10 +25,12 @@ export interface SparseCopyOptions {
   syncEveryBytes?: number;
   /** Write to a block device even when it is mounted or in use. */
   force?: boolean;
-  /** Copy a gzip source as it is instead of decompressing it (--raw). */
+  /** Copy the source's bytes as they are: no format is recognised or decompressed (--raw). */
   raw?: boolean;
-  /** Write a gzip stream at this level (1-9); undefined: plain output. */
-  gzipLevel?: number;
+  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2; default: the destination's extension. */
+  outputFormat?: string;
+  /** Compression level of the output format (its own range); default: the format's. */
+  level?: number;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];
   /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */
@@ -83,10 +85,14 @@ export interface CopySummary {
   zeroedOut: number;
   /** Padding zeros added by --pad. */
   padded: number;
-  /** The source was gzip and was decompressed. */
+  /** The source was compressed and was decompressed. */
   decompressed: boolean;
-  /** The destination is a gzip stream. */
+  /** The destination is a compressed stream. */
   compressed: boolean;
+  /** The source's formats, from the outside in: [] for a raw image, ['xz', 'android-sparse']... */
+  inputFormats: string[];
+  /** The destination's format: raw, gzip, xz, zstd, bzip2. */
+  outputFormat: string;
   /** Lower-case hex digests of the uncompressed bytes. */
   digests: Partial<Record<DigestAlgorithm, string>>;
   seconds: number;

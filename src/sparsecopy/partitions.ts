@@ -1,15 +1,17 @@
 /**
- * sparsecopy on partitions: --from-partition N (copy one partition of SOURCE, also from a pipe or
- * a gzip stream: the table is read from the first sectors, the rest streamed), --to-partition N
+ * sparsecopy on partitions: --from-partition N (copy one partition of SOURCE's disk, also from a
+ * pipe or inside a compressed image), --to-partition N
  * (write SOURCE into partition N of DEST), --relocate-gpt (move a GPT's backup to the end of a
  * larger destination after the copy).
  */
 import { ToolError } from '../errors.js';
-import type { Extent, ExtentSource } from '../extent/extent.js';
+import type { Extent } from '../extent/extent.js';
+import { type SourceLayer, exactLength } from '../format/chain.js';
+import { isExtendedType } from '../partition/align.js';
+import { readEbr } from '../partition/mbr.js';
 import { type DiskErrorCodes, diskOnFd, fdSectorReader } from '../io/disk.js';
 import { writeTable } from '../io/table-writer.js';
 import { deviceSectorSize } from '../io/target.js';
-import type { OpenedInput } from '../io/target.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { Partition, SectorReader } from '../partition/model.js';
 import { bufferReader, detectGptSectorSize, readTable, writeHazards } from '../partition/read.js';
@@ -22,8 +24,7 @@ export interface ByteRange {
   length: number;
 }
 
-/** Failures reading the source's table are source reads; the destination's, destination reads. */
-const SOURCE_ERRORS = 'SOURCE_READ';
+/** Failures reading the destination's table are destination reads (the source's are its own). */
 const DESTINATION_ERRORS: DiskErrorCodes = { read: 'DEST_CHECK_READ', write: 'WRITE' };
 
 function sectorSizeOf(fd: number, isBlockDevice: boolean, head: () => Buffer): number {
@@ -51,81 +52,124 @@ export function locatePartition(name: string, read: SectorReader, sectorSize: nu
   return { offset: p.start * sectorSize, length: p.size * sectorSize };
 }
 
-/** --from-partition on a file or device: narrow the input to the partition (holes still skipped). */
-export function narrowSeekableInput(input: OpenedInput, number: number): void {
-  const size = input.size ?? 0;
-  const reader = (sectorSize: number): SectorReader => fdSectorReader(input.name, input.fd, sectorSize, { baseOffset: input.startOffset, errorCode: SOURCE_ERRORS });
-  const sectorSize = sectorSizeOf(input.fd, input.kind === 'block', () => reader(512)(0, 16));
-  const range = locatePartition(input.name, reader(sectorSize), sectorSize, Math.floor(size / sectorSize), number);
-  if (range.offset + range.length > size) {
-    throw new ToolError('NO_PARTITION', `${input.name}: partition ${number} ends at byte ${range.offset + range.length}, past the end (${size})`);
+/**
+ * --from-partition: where partition `number` lies in the source's virtual disk. A disk that can
+ * be read anywhere (a file, a device) is asked for its table directly. A stream (a pipe, a
+ * decompressed image) has its first MiB held to read the table from (MBR, GPT header and entries),
+ * and for a logical partition the EBR chain is then followed as the stream passes, each EBR read
+ * as it comes by and nothing before it kept: the partition is found however far in its EBR lies,
+ * in bounded memory. The returned extents (streams only) start at or before the partition.
+ */
+export async function locateSourcePartition(
+  layer: SourceLayer,
+  number: number,
+  device: { fd: number } | null,
+): Promise<{ range: ByteRange; extents: AsyncGenerator<Extent> | null }> {
+  const { name } = layer;
+  if (layer.readAt) {
+    const readAt = layer.readAt;
+    const size = exactLength(layer.length) ?? 0;
+    const reader = (sectorSize: number): SectorReader => (lba, count) => readAt(lba * sectorSize, count * sectorSize);
+    const sectorSize = device ? deviceSectorSize(device.fd) : (detectGptSectorSize(readAt(0, 8192)) ?? 512);
+    const range = locatePartition(name, reader(sectorSize), sectorSize, Math.floor(size / sectorSize), number);
+    if (range.offset + range.length > size) {
+      throw new ToolError('NO_PARTITION', `${name}: partition ${number} ends at byte ${range.offset + range.length}, past the end (${size})`);
+    }
+    return { range, extents: null };
   }
-  input.startOffset += range.offset;
-  input.size = range.length;
+  const cursor = new StreamCursor(layer.extents({ start: 0, end: null }));
+  try {
+    const head = await cursor.read(0, STREAM_HEAD_BYTES, 0);
+    const sectorSize = detectGptSectorSize(head) ?? 512;
+    // The stream's length is unknown: the table describes the disk (its sizes are checked against
+    // the stream as it arrives).
+    const diskSectors = Math.floor(Number.MAX_SAFE_INTEGER / sectorSize);
+    const { table } = readTable(bufferReader(head, sectorSize), sectorSize, diskSectors);
+    const extended = table?.label === 'dos' ? table.partitions.find((p) => p.number <= 4 && isExtendedType(p.type)) : undefined;
+    const range = number >= 5 && extended ? await followEbrChain(name, cursor, extended.start, sectorSize, number) : locatePartition(name, bufferReader(head, sectorSize), sectorSize, diskSectors, number);
+    return { range, extents: cursor.rest() };
+  } catch (err) {
+    await cursor.close();
+    throw err;
+  }
 }
 
 /**
- * --from-partition on a stream (pipe, gzip): buffer the head, read the table from it, then pass on
- * only the partition's bytes, renumbered from 0. Logical partitions whose EBR lies past the head
- * cannot be found this way and are reported as missing.
+ * Logical partition `number` from the EBR chain starting at LBA `first`, read as the stream passes.
+ * Numbered as the table reader numbers them: partitions without sectors are skipped.
  */
-export async function* partitionOfStream(name: string, extents: ExtentSource, number: number, onRange?: (r: ByteRange) => void): AsyncGenerator<Extent> {
-  const iterator = extents[Symbol.asyncIterator]();
-  const head = Buffer.alloc(STREAM_HEAD_BYTES);
-  let headEnd = 0;
-  let pending: IteratorResult<Extent> | null = null;
-  while (headEnd < STREAM_HEAD_BYTES) {
-    const next = await iterator.next();
-    if (next.done) break;
-    const e = next.value;
-    if (e.data) e.data.copy(head, e.offset, 0, Math.min(e.length, STREAM_HEAD_BYTES - e.offset));
-    if (e.offset + e.length > STREAM_HEAD_BYTES) {
-      pending = next; // straddles the end of the head: handed on below
-      headEnd = STREAM_HEAD_BYTES;
-      break;
+async function followEbrChain(name: string, cursor: StreamCursor, first: number, sectorSize: number, number: number): Promise<ByteRange> {
+  let found = 4;
+  let previous = -1;
+  for (let ebr: number | null = first, read = 0; ebr !== null; read++) {
+    if (ebr <= previous) {
+      throw new ToolError('NO_PARTITION', `${name}: its EBR chain goes back from LBA ${previous} to LBA ${ebr}, which a stream cannot follow; copy it from a file`);
     }
-    e.release?.();
-    headEnd = e.offset + e.length;
+    if (read >= MAX_STREAM_EBRS) break;
+    const sector = await cursor.read(ebr * sectorSize, sectorSize, ebr * sectorSize);
+    if (sector.length < sectorSize) break; // the stream ended
+    const { partition, next } = readEbr(sector, ebr, first);
+    if (partition.sectors > 0 && ++found === number) return { offset: (ebr + partition.lbaStart) * sectorSize, length: partition.sectors * sectorSize };
+    previous = ebr;
+    ebr = next;
   }
-  const sectorSize = detectGptSectorSize(head) ?? 512;
-  // The stream's length is unknown: let the table describe the disk (its own sizes are checked
-  // against the stream as it arrives).
-  const range = locatePartition(name, bufferReader(head.subarray(0, headEnd), sectorSize), sectorSize, Number.MAX_SAFE_INTEGER / sectorSize, number);
-  onRange?.(range);
-  const end = range.offset + range.length;
-  const clipped = (e: Extent): Extent | null => {
-    const from = Math.max(e.offset, range.offset);
-    const to = Math.min(e.offset + e.length, end);
-    if (to <= from) return null;
-    const piece: Extent = { offset: from - range.offset, length: to - from };
-    if (e.data) piece.data = e.data.subarray(from - e.offset, to - e.offset);
-    return piece;
-  };
-  let produced = 0;
-  if (range.offset < headEnd) {
-    const first = clipped({ offset: 0, length: headEnd, data: head.subarray(0, headEnd) });
-    if (first) {
-      yield first;
-      produced = first.offset + first.length;
+  throw new ToolError('NO_PARTITION', `${name}: no partition ${number} in its dos table (its EBR chain holds ${found - 4} logical partitions)`);
+}
+
+/** libfdisk's limit: partitions 5 to 60. */
+const MAX_STREAM_EBRS = 56;
+
+/**
+ * A forward-only view of a stream's extents: bytes are read out (copied) at offsets the stream has
+ * not yet passed, what lies before a given offset is given back, and the rest is handed on.
+ */
+class StreamCursor {
+  private readonly held: Extent[] = [];
+  private done = false;
+
+  constructor(private readonly source: AsyncGenerator<Extent>) {}
+
+  /** `length` bytes at `offset` (fewer at the end); extents ending before `keepFrom` are released. */
+  async read(offset: number, length: number, keepFrom: number): Promise<Buffer> {
+    while (!this.done && this.heldEnd() < offset + length) {
+      const next = await this.source.next();
+      if (next.done) this.done = true;
+      else this.held.push(next.value);
+      this.dropBefore(keepFrom);
+    }
+    this.dropBefore(keepFrom);
+    const end = Math.min(offset + length, this.heldEnd());
+    const out = Buffer.alloc(Math.max(0, end - offset));
+    for (const e of this.held) {
+      const from = Math.max(offset, e.offset);
+      const to = Math.min(end, e.offset + e.length);
+      if (to > from && e.data) e.data.copy(out, from - offset, from - e.offset, to - e.offset);
+    }
+    return out;
+  }
+
+  private heldEnd(): number {
+    const last = this.held[this.held.length - 1];
+    return last ? last.offset + last.length : 0;
+  }
+
+  private dropBefore(offset: number): void {
+    while (this.held.length > 0 && this.held[0]!.offset + this.held[0]!.length <= offset) this.held.shift()!.release?.();
+  }
+
+  /** What was held, then the rest of the stream. */
+  async *rest(): AsyncGenerator<Extent> {
+    try {
+      while (this.held.length > 0) yield this.held.shift()!;
+      if (!this.done) yield* this.source;
+    } finally {
+      await this.close();
     }
   }
-  for (let next = pending ?? (await iterator.next()); !next.done; next = await iterator.next()) {
-    const e = next.value;
-    if (e.offset >= end) {
-      e.release?.();
-      break;
-    }
-    // The head's part of a straddling extent was already handed on.
-    const fresh = e.offset < headEnd ? { ...e, offset: headEnd, length: e.offset + e.length - headEnd, data: e.data?.subarray(headEnd - e.offset) } : e;
-    const piece = clipped(fresh);
-    if (piece) {
-      yield { ...piece, release: e.release };
-      produced = piece.offset + piece.length;
-    } else e.release?.();
-  }
-  await iterator.return?.();
-  if (produced < range.length) {
-    throw new ToolError('SOURCE_READ', `${name}: ended at byte ${range.offset + produced}, inside partition ${number} (which ends at byte ${end})`);
+
+  async close(): Promise<void> {
+    for (const e of this.held.splice(0)) e.release?.();
+    await this.source.return(undefined);
   }
 }
 

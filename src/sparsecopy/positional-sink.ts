@@ -103,6 +103,9 @@ export class PositionalSink implements Sink {
       this.addToBatch(extent.data, baseOffset + extent.offset, extent.release);
     } else {
       extent.release?.();
+      // The data before a hole is not contiguous with what follows it: written now, so that its
+      // buffers go back to their source (a fixed ring) instead of waiting for the next data.
+      this.flush();
       await this.skipZeros(extent.offset, extent.length);
     }
     if (this.queuedBytes > MAX_QUEUED_BYTES || this.queued.length > MAX_QUEUED_BATCHES) await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2);
@@ -144,6 +147,9 @@ export class PositionalSink implements Sink {
       const seq = this.writer!.post({ fd, buffers, position, sync });
       this.queued.push({ seq, position, bytes, release });
       this.queuedBytes += bytes;
+      // Given back as soon as written, not at the next write: a source with a fixed ring of
+      // buffers (the decoder thread) may be waiting for them before it can deliver that write.
+      void this.writer!.waitUntilDone(seq + 1).then(() => this.reapQuietly());
       return;
     }
     try {
@@ -194,6 +200,15 @@ export class PositionalSink implements Sink {
       const batch = this.queued.shift()!;
       this.queuedBytes -= batch.bytes;
       batch.release();
+    }
+  }
+
+  /** reap() from a callback: a failure stays recorded and is thrown at the next write or close. */
+  private reapQuietly(): void {
+    try {
+      this.reap();
+    } catch {
+      /* thrown again where someone can take it */
     }
   }
 

@@ -1,14 +1,17 @@
 /**
  * Choosing and finishing the sink for a destination: a sparse file, a block device, a byte stream,
- * or a gzip stream in a file or on stdout.
+ * or a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout.
  */
 import { ToolError, describeSystemError } from '../errors.js';
 import { isZeroRange } from '../extent/zero-runs.js';
+import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
 import { GzipSink } from '../codec/gzip-sink.js';
+import { ZstdSink } from '../codec/zstd-sink.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
 import type { OpenedDestination } from './destination.js';
 import type { SparseCopyOptions } from './options.js';
+import type { CopyPlan } from './plan.js';
 import { PositionalSink } from './positional-sink.js';
 import type { Sink } from './sink.js';
 import { StreamSink } from './stream-sink.js';
@@ -22,25 +25,45 @@ export interface ChosenSink {
   bytesWritten: () => number | null;
 }
 
-export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, blockSize: number, endOffset: () => number): ChosenSink {
-  if (options.gzipLevel !== undefined) {
-    const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: options.gzipLevel, position: dest.kind === 'file' ? 0 : null, signal: options.signal });
-    return { sink, bytesWritten: () => sink.compressedBytes };
+/** The sink of the plan's output format on its destination. */
+export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
+  const { dest, options, output } = plan;
+  const position = dest.kind === 'file' ? 0 : null;
+  switch (output.format.name) {
+    case 'gzip': {
+      const sink = new GzipSink({ fd: dest.fd, name: dest.name, level: output.level ?? undefined, position, signal: options.signal });
+      return { sink, bytesWritten: () => sink.compressedBytes };
+    }
+    case 'zstd': {
+      const sink = new ZstdSink({ fd: dest.fd, name: dest.name, level: output.level ?? undefined, position });
+      return { sink, bytesWritten: () => sink.compressedBytes };
+    }
+    case 'xz':
+    case 'bzip2': {
+      const tool = output.format.tool!;
+      const xz = output.format.name === 'xz';
+      const args = xz ? ['-c', '-q', '-T0', `-${output.level}`] : ['-c', `-${output.level}`];
+      const zeroUnitArgs = xz ? ['-c', '-q', '-0'] : ['-c', '-9'];
+      const sink = new ChildEncoderSink({ command: tool.command, args, zeroUnitArgs, fd: dest.fd, name: dest.name, label: output.format.label });
+      return { sink, bytesWritten: () => sink.compressedBytes() };
+    }
+    case 'raw':
+      break;
   }
   if (dest.kind === 'stream') return { sink: new StreamSink(dest.fd, dest.name, options.signal), bytesWritten: () => null };
   const finish = dest.kind === 'file' ? () => setFinalLength(dest, options, endOffset()) : () => flushDevice(dest, options.onWarning);
   const sink = new PositionalSink({
     fd: dest.fd,
     name: dest.name,
-    baseOffset: options.seekBytes ?? 0,
+    baseOffset: plan.seekBytes,
     checkLimit: dest.oldLength,
     zeroPolicy: options.zeroPolicy ?? 'compare',
-    blockSize,
+    blockSize: plan.blockSize,
     syncEveryBytes: options.syncEveryBytes ?? 0,
     capacity: dest.capacity,
     directFd: dest.directFd,
     directAlignment: Math.max(512, dest.sectorSize),
-    writerThread: options.writerThread ?? false,
+    writerThread: plan.writerThread,
     finish,
   });
   return { sink, bytesWritten: () => null };
