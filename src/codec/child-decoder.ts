@@ -4,9 +4,8 @@
  * `xz -dc -T0` 6.8 s against lzma-native's 23.6 s and xz-decompress's 20.0 s; lbzip2 17.7 s
  * against bzip2's 30.8 s).
  *
- * The child reads the compressed input directly when it is a file (its own descriptor: no copy
- * through us), or from a pipe we feed when the input is a stream whose first bytes a format
- * sniffer has already taken. It writes into a raw pipe whose other end the decoder thread reads
+ * The child reads the compressed input from a pipe we feed (the sniffed head first, then the rest
+ * of the file or stream). It writes into a raw pipe whose other end the decoder thread reads
  * into reused shared slots (decoder-thread.ts, kind 'copy'), so the decoded bytes reach the sink
  * without garbage. Its exit status and its stderr tell whether the data was sound.
  */
@@ -48,15 +47,19 @@ export function findOnPath(command: string): string | null {
  * when the child fails (corrupt or truncated data: its stderr's last line is the message) or
  * cannot be started.
  */
-export function childDecoder(tool: DecoderTool, input: DecoderInput, options: { slotBytes?: number } = {}): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+export function childDecoder(
+  tool: DecoderTool,
+  input: DecoderInput,
+  options: { slotBytes?: number } = {},
+): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number; jobEnded: () => Promise<void> } {
   const created = createPipe();
   if (!created) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, fedBytes: 0, outputBytes: 0 });
   const pipe = created;
-  // A file not yet read from (no sniffed bytes to put back) is handed to the child as it is.
-  const direct = input.start !== null && (input.pending === null || input.pending.length === 0);
+  // Fed by us, from a file as from a pipe: progress counts what the child has taken, and the
+  // compressed bytes cost one more copy, small next to what they decompress to.
   let child: ChildProcess;
   try {
-    child = spawn(tool.command, tool.args, { stdio: [direct ? input.fd : 'pipe', pipe.writeFd, 'pipe'] });
+    child = spawn(tool.command, tool.args, { stdio: ['pipe', pipe.writeFd, 'pipe'] });
   } finally {
     fs.closeSync(pipe.writeFd); // the child holds its copy: our reader sees the end when it exits
   }
@@ -70,9 +73,9 @@ export function childDecoder(tool: DecoderTool, input: DecoderInput, options: { 
   );
 
   let fed = 0;
-  if (!direct) void feed(child, input, (n) => (fed += n));
+  const feeding = feed(child, input, (n) => (fed += n));
   const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, options);
-  const compressedBytesRead = (): number => (direct ? childInputPosition(child, input.start ?? 0) : fed);
+  const compressedBytesRead = (): number => fed;
 
   async function* extents(): AsyncGenerator<Extent> {
     let outputBytes = 0;
@@ -87,21 +90,28 @@ export function childDecoder(tool: DecoderTool, input: DecoderInput, options: { 
       if (spawnError || code !== 0) {
         const why = spawnError ? (spawnError as Error).message : (lastLine(stderr) ?? (signal ? `killed by ${signal}` : `exit status ${code}`));
         const read = compressedBytesRead();
-        throw new DecodeError({ message: why, decoding: !spawnError, truncated: /unexpected end|truncated|premature/i.test(why), readBytes: read, consumedBytes: read, fedBytes: read, outputBytes });
+        // The tool does not say where its input went wrong: somewhere in what it had been given.
+        throw new DecodeError({ message: why, decoding: !spawnError, truncated: /unexpected end|truncated|premature/i.test(why), readBytes: read, consumedBytes: 0, fedBytes: read, outputBytes, withinFed: true });
       }
     } finally {
       if (!finished) child.kill('SIGKILL');
+      // The thread may still be in a read of the pipe: closed only once it is done (the child's
+      // end closes with it), so the descriptor's number is never reused under that read.
+      await reader.jobEnded();
       fs.closeSync(pipe.readFd);
     }
   }
-  return { extents: extents(), compressedBytesRead };
+  // Done with the input's descriptor once the feeding is over (it stops when the child does).
+  return { extents: extents(), compressedBytesRead, jobEnded: () => feeding };
 }
 
 /** Copies the sniffed head, then the rest of the stream, into the child's stdin. */
 async function feed(child: ChildProcess, input: DecoderInput, onFed: (n: number) => void): Promise<void> {
   const stdin = child.stdin!;
   stdin.on('error', () => undefined); // the child stopped reading: its exit status tells why
-  const write = (b: Buffer): Promise<void> => new Promise((resolve) => (stdin.write(b) ? resolve() : stdin.once('drain', resolve)));
+  // Resolved by the write's own callback, which also comes when the child is gone (EPIPE): a
+  // 'drain' that never comes would leave this copy, and its buffers, waiting for ever.
+  const write = (b: Buffer): Promise<void> => new Promise((resolve) => stdin.write(b, () => resolve()));
   try {
     if (input.pending && input.pending.length > 0) {
       await write(input.pending);
@@ -116,22 +126,13 @@ async function feed(child: ChildProcess, input: DecoderInput, onFed: (n: number)
       if (n === 0 || stdin.destroyed) break;
       if (position !== null) position += n;
       await write(buffer.subarray(0, n));
+      if (stdin.destroyed) break;
       onFed(n);
     }
   } catch {
     /* a read failure ends the input: the child reports it truncated */
   } finally {
     stdin.end();
-  }
-}
-
-/** How far the child has read its stdin (a file): /proc/PID/fdinfo/0. */
-function childInputPosition(child: ChildProcess, start: number): number {
-  try {
-    const m = /^pos:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${child.pid}/fdinfo/0`, 'utf8'));
-    return m?.[1] ? Number(m[1]) - start : 0;
-  } catch {
-    return 0;
   }
 }
 

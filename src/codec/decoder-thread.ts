@@ -251,6 +251,8 @@ export interface DecodeFailure {
   truncated: boolean;
   /** The compressed byte where the problem is, when the decoder knows it exactly. */
   at?: number;
+  /** The decoder (a child process) says only that the problem lies in the bytes it was fed. */
+  withinFed?: boolean;
   /** Compressed bytes read, consumed by the decoder, and handed to it when it failed. */
   readBytes: number;
   consumedBytes: number;
@@ -274,6 +276,22 @@ export class DecodeError extends Error {
 const idleWorkers: Worker[] = [];
 const idleRings: Buffer[] = [];
 let jobs = 0;
+
+/** Counted keep-alives of a thread (ref and unref are not counted: overlapping waits would undo each other). */
+const holds = new Map<Worker, number>();
+function holdOpen(worker: Worker): () => void {
+  const n = holds.get(worker) ?? 0;
+  if (n === 0) worker.ref();
+  holds.set(worker, n + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = holds.get(worker)! - 1;
+    holds.set(worker, left);
+    if (left === 0) worker.unref();
+  };
+}
 
 function takeWorker(): Worker {
   const idle = idleWorkers.pop();
@@ -316,7 +334,11 @@ const zstdPath = (): string => createRequire(import.meta.url).resolve('zstd-napi
  * DecodeError when the input is corrupt or cannot be read. `progress()` of the returned object
  * tells compressed bytes read so far.
  */
-export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { slotBytes?: number; signal?: AbortSignal } = {}): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number } {
+export function decodeThread(
+  kind: DecoderKind,
+  input: DecoderInput,
+  options: { slotBytes?: number; signal?: AbortSignal } = {},
+): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number; jobEnded: () => Promise<void> } {
   const slotBytes = options.slotBytes ?? SLOT_BYTES;
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
   const lengths = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
@@ -374,8 +396,17 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { 
     worker.off('message', onMessage);
     worker.off('error', onError);
     worker.off('exit', onExit);
-    if (Atomics.load(control, STATE) !== RUNNING) idleWorkers.push(worker);
-    recycleRing();
+    if (Atomics.load(control, STATE) !== RUNNING) {
+      idleWorkers.push(worker);
+      recycleRing();
+      return;
+    }
+    // Stopped early: the thread sees STOP at its next slot (or when its read returns) and ends the
+    // job; it serves the next one then. One blocked for ever in a read of an idle pipe is left.
+    void jobEnded(false).then(() => {
+      idleWorkers.push(worker);
+      recycleRing();
+    });
   };
 
   async function* extents(): AsyncGenerator<Extent> {
@@ -403,18 +434,21 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { 
             filled = Atomics.load(control, FILLED);
             if (filled > seq) break;
             if (state === FAILED) {
-              worker.ref(); // the message on its way keeps nothing alive by itself
+              const release = holdOpen(worker); // the message on its way keeps nothing alive by itself
               await failed;
-              worker.unref();
+              release();
               throw new DecodeError({ ...(failure ?? { message: 'decoder failed', decoding: false, truncated: false }), readBytes: bytes[READ_BYTES]!, consumedBytes: bytes[CONSUMED_BYTES]!, fedBytes: bytes[FED_BYTES]!, outputBytes: offset });
             }
             return;
           }
-          worker.ref(); // a pending waitAsync alone does not keep the process alive
+          const release = holdOpen(worker); // a pending waitAsync alone does not keep the process alive
           const wait = Atomics.waitAsync(control, EVENTS, events);
           // An idle pipe may never fill a slot: an abort ends the wait (the thread is left blocked in its read).
-          if (wait.async) await untilAborted(wait.value, options.signal);
-          worker.unref();
+          try {
+            if (wait.async) await untilAborted(wait.value, options.signal);
+          } finally {
+            release();
+          }
           options.signal?.throwIfAborted();
           events = Atomics.load(control, EVENTS);
           filled = Atomics.load(control, FILLED);
@@ -422,6 +456,7 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { 
         const length = lengths[seq % SLOTS]!;
         const start = (seq % SLOTS) * slotBytes;
         let done = false;
+        outstanding++; // before the yield: the consumer may give it back before this resumes
         yield {
           offset,
           length,
@@ -434,7 +469,6 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { 
             recycleRing();
           },
         };
-        outstanding++;
         offset += length;
       }
     } finally {
@@ -443,5 +477,19 @@ export function decodeThread(kind: DecoderKind, input: DecoderInput, options: { 
       finish();
     }
   }
-  return { extents: extents(), compressedBytesRead: () => bytes[READ_BYTES]! };
+  /** Resolves once the thread is done with the job (its reads over): then its input may be closed. */
+  const jobEnded = async (keepAlive = true): Promise<void> => {
+    for (let events = Atomics.load(control, EVENTS); Atomics.load(control, STATE) === RUNNING; events = Atomics.load(control, EVENTS)) {
+      const wait = Atomics.waitAsync(control, EVENTS, events);
+      if (!wait.async) continue;
+      // A pending waitAsync alone does not keep the process alive; a caller that awaits this does.
+      const release = keepAlive ? holdOpen(worker) : () => undefined;
+      try {
+        await wait.value;
+      } finally {
+        release();
+      }
+    }
+  };
+  return { extents: extents(), compressedBytesRead: () => bytes[READ_BYTES]!, jobEnded };
 }

@@ -46,32 +46,44 @@ export interface SourceLayer {
   progressTotal: number | null;
 }
 
-/** A layer's extents with the first `bytes` (or all, if fewer) taken ahead and replayed. */
-export async function peekHead(extents: AsyncGenerator<Extent>, bytes: number): Promise<{ head: Buffer; replay: AsyncGenerator<Extent> }> {
+/**
+ * A layer's extents with the first `bytes` (or all, if fewer) taken ahead and replayed. `close`
+ * gives back what was taken and stops the layer, whether the replay was started or not (an
+ * unstarted generator runs no cleanup of its own).
+ */
+export async function peekHead(extents: AsyncGenerator<Extent>, bytes: number): Promise<{ head: Buffer; replay: AsyncGenerator<Extent>; close: () => Promise<void> }> {
   const taken: Extent[] = [];
   const head = Buffer.alloc(bytes);
   let end = 0;
   let finished = false;
-  while (end < bytes) {
-    const next = await extents.next();
-    if (next.done) {
-      finished = true;
-      break;
+  try {
+    while (end < bytes) {
+      const next = await extents.next();
+      if (next.done) {
+        finished = true;
+        break;
+      }
+      const e = next.value;
+      taken.push(e);
+      if (e.data && e.offset < bytes) e.data.copy(head, e.offset, 0, Math.min(e.length, bytes - e.offset));
+      end = e.offset + e.length;
     }
-    const e = next.value;
-    taken.push(e);
-    if (e.data && e.offset < bytes) e.data.copy(head, e.offset, 0, Math.min(e.length, bytes - e.offset));
-    end = e.offset + e.length;
+  } catch (err) {
+    for (const e of taken) e.release?.(); // the layer failed: what it gave is given back
+    throw err;
   }
+  const close = async (): Promise<void> => {
+    for (const e of taken.splice(0)) e.release?.();
+    await extents.return(undefined);
+  };
   async function* replay(): AsyncGenerator<Extent> {
     try {
       // One at a time, so that what is handed on is no longer ours to release.
       while (taken.length > 0) yield taken.shift()!;
       if (!finished) yield* extents;
     } finally {
-      for (const e of taken) e.release?.();
-      await extents.return(undefined);
+      await close();
     }
   }
-  return { head: head.subarray(0, Math.min(end, bytes)), replay: replay() };
+  return { head: head.subarray(0, Math.min(end, bytes)), replay: replay(), close };
 }

@@ -54,6 +54,8 @@ export interface LayerContext {
   name: string;
   /** Output chunk size: a multiple of the zero-detection block. */
   chunkBytes: number;
+  /** Learns how to wait until a decoder that reads the transport's descriptor is done with it. */
+  onStarted: (settled: () => Promise<unknown>) => void;
 }
 
 /** What zlib's messages mean in a gzip file. */
@@ -68,6 +70,10 @@ function gzipProblem(message: string): string {
 /** A decode failure as exit 18, naming the format, the source and the compressed offsets. */
 function corruptInput(format: string, name: string, f: DecodeFailure): ToolError {
   if (!f.decoding && f.code) return new ToolError('SOURCE_READ', `${name}: read failed at compressed byte ${f.readBytes}: ${f.message}`);
+  if (f.withinFed) {
+    const what = f.truncated ? `truncated ${format} data` : `corrupt ${format} data`;
+    return new ToolError('CORRUPT_INPUT', `${name}: ${what} (${f.message}) within its first ${f.fedBytes} compressed bytes`);
+  }
   if (f.truncated) return new ToolError('CORRUPT_INPUT', `${name}: truncated ${format} data (unexpected end of input) at compressed byte ${f.readBytes}`);
   if (f.at !== undefined) return new ToolError('CORRUPT_INPUT', `${name}: ${f.message} at compressed byte ${f.at}`);
   const what = format === 'gzip' ? gzipProblem(f.message) : `corrupt ${format} data (${f.message})`;
@@ -86,7 +92,13 @@ async function* decoded(format: string, name: string, extents: AsyncGenerator<Ex
 }
 
 /** What a decompressor layer over `transport` knows up front: little, but where its input is. */
-function decompressorLayer(format: ImageFormat, transport: OpenedInput, context: LayerContext, open: () => { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number }, length: KnownLength = null): SourceLayer {
+function decompressorLayer(
+  format: ImageFormat,
+  transport: OpenedInput,
+  context: LayerContext,
+  open: () => { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number; jobEnded: () => Promise<void> },
+  length: KnownLength = null,
+): SourceLayer {
   let reader: ReturnType<typeof open> | null = null;
   return {
     name: context.name,
@@ -95,8 +107,11 @@ function decompressorLayer(format: ImageFormat, transport: OpenedInput, context:
     readAt: null,
     extents: () => {
       if (reader) throw new Error(`${context.name}: a ${format} stream is read once`);
-      reader = open();
-      return decoded(format, context.name, reader.extents);
+      const started = open();
+      reader = started;
+      // A pipe's read may wait for ever: only a file's is waited for before its descriptor closes.
+      if (!transport.stat.isFIFO() && !transport.stat.isSocket()) context.onStarted(() => started.jobEnded());
+      return decoded(format, context.name, started.extents);
     },
     progressDone: () => reader?.compressedBytesRead() ?? 0,
     progressTotal: transport.size,

@@ -83,8 +83,11 @@ async function sniff(t: OpenedInput): Promise<{ head: Buffer; tail: Buffer | nul
   return { head: t.pending, tail: null };
 }
 
-/** The transport as a layer: a file or device read where asked (holes unread), or a stream read once. */
-function transportLayer(t: OpenedInput, options: SourceOptions): SourceLayer {
+/**
+ * The transport as a layer: a file or device read where asked (holes unread), or a stream read
+ * once. `onStarted` learns how to wait for a stream's reading thread to let go of the descriptor.
+ */
+function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void): SourceLayer {
   if (t.seekable) {
     const size = t.size ?? 0;
     return {
@@ -113,9 +116,13 @@ function transportLayer(t: OpenedInput, options: SourceOptions): SourceLayer {
       if (reader) throw new Error(`${t.name}: a stream is read once`);
       // Read on a thread of its own into full chunks: a read blocked on an idle pipe never holds
       // the main thread, and the sniffed head is completed to a whole chunk.
-      reader = decodeThread('copy', { fd: t.fd, start: null, end: null, pending: t.pending }, { slotBytes: options.chunkBytes, signal: options.signal });
+      const started = decodeThread('copy', { fd: t.fd, start: null, end: null, pending: t.pending }, { slotBytes: options.chunkBytes, signal: options.signal });
+      reader = started;
       t.pending = null;
-      return reader.extents;
+      // Before the descriptor is closed its reads must be over, lest its number be reused under
+      // one; a pipe may keep a read waiting for ever (the process ends without it).
+      if (!t.stat.isFIFO() && !t.stat.isSocket()) onStarted(() => started.jobEnded());
+      return started.extents;
     },
     progressDone: null,
     progressTotal: null,
@@ -151,13 +158,15 @@ export async function openSource(path: string, options: SourceOptions): Promise<
 
 /** The chain of formats on a transport already open; closing the source closes it. */
 export async function openSourceOn(transport: OpenedInput, options: SourceOptions): Promise<OpenedSource> {
-  const started: AsyncGenerator<unknown>[] = [];
+  // Undone last first: readers are stopped before what waits for their threads to let go.
+  const started: (() => Promise<unknown>)[] = [];
   const close = async (): Promise<void> => {
-    for (const g of started) await g.return(undefined).catch(() => undefined);
+    for (const stop of started.reverse()) await stop().catch(() => undefined);
+    started.length = 0;
     transport.close();
   };
   try {
-    const layer = await openChain(transport, options, (g) => started.push(g));
+    const layer = await openChain(transport, options, (stop) => started.push(stop));
     return { layer, transport, anyOrder: false, close };
   } catch (err) {
     await close();
@@ -165,10 +174,10 @@ export async function openSourceOn(transport: OpenedInput, options: SourceOption
   }
 }
 
-async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (g: AsyncGenerator<unknown>) => void): Promise<SourceLayer> {
-  const base = transportLayer(t, options);
+async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void): Promise<SourceLayer> {
+  const base = transportLayer(t, options, onStarted);
   if (options.raw) return base;
-  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes };
+  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted };
   const { head, tail } = await sniff(t);
   const format = identifyImage(head, tail);
   if (format === null) return base;
@@ -185,9 +194,9 @@ async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (g: 
       const outer = driver.open(t, context);
       // Look inside: an Android sparse image in xz is read as a disk; a qcow2 in gzip is refused by name.
       const decoded = outer.extents({ start: 0, end: null });
-      onStarted(decoded);
-      const { head: innerHead, replay } = await peekHead(decoded, IDENTIFY_HEAD_BYTES);
-      onStarted(replay);
+      onStarted(() => decoded.return(undefined));
+      const { head: innerHead, replay, close } = await peekHead(decoded, IDENTIFY_HEAD_BYTES);
+      onStarted(close);
       const inner = identifyImage(innerHead, null);
       const layer = replaying(outer, replay, outer.formats);
       if (inner === null) return layer;
