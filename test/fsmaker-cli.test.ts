@@ -95,6 +95,19 @@ describe('fsmaker outputs', () => {
     expect(sparsecopy(['-q', gz, disk]).status).toBe(0);
     expect(spawnSync('sfdisk', ['-V', disk]).status).toBe(0);
   });
+
+  it('writes .zst and .xz disks by their names: the same disk as the raw one, with its md5', () => {
+    const rawDisk = path.join(dir, 'seeded.img');
+    expect(fsmaker(['-q', '--seed', 'formats', ...stand, rootfs, rawDisk]).status).toBe(0);
+    const md5 = execFileSync('md5sum', [rawDisk]).toString().split(' ')[0];
+    for (const [ext, unpack] of [['zst', 'zstd -dc -q'], ['xz', 'xz -dc']]) {
+      const packed = path.join(dir, `seeded.img.${ext}`);
+      const r = fsmaker(['-q', '--md5', '--seed', 'formats', ...stand, rootfs, packed]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`${md5}  ${path.join(dir, 'seeded.img')}\n`);
+      expect(execFileSync('bash', ['-c', `${unpack} '${packed}' | md5sum`]).toString().split(' ')[0]).toBe(md5);
+    }
+  });
 });
 
 describe('fsmaker errors: one line, a distinct exit code, no output left behind', () => {

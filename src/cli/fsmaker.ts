@@ -83,7 +83,7 @@ function buildCommand(): Command {
     .option('--print-config', 'say which kernel, initrd and GRUB files would be used, and why; write nothing')
     .option('--md5', 'print the MD5 of the uncompressed disk')
     .option('--sha256', 'print the SHA-256 of the uncompressed disk')
-    .option('--gzip', 'write OUTPUTIMAGE as gzip (implied by a name ending in .gz)')
+    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst and .bz2 names give those formats)')
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
     .option('--json', 'machine-readable summary on stdout')
