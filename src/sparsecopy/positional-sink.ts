@@ -10,20 +10,24 @@
  *
  * Zero extents are never written blindly. Beyond `checkLimit` (the destination's old length: a new
  * or truncated file has 0) a zero range is a hole for free. Below it, unless the destination is
- * trusted to be zero (--nocheck), the destination is read back block by block and zeros are
- * written only where it holds data (v0.10's "nonzerodest"), so the result is byte-exact.
+ * trusted to be zero (--nocheck), the destination is read back and zeros are written only where it
+ * holds data (v0.10's "nonzerodest"), so the result is byte-exact (io/compare-zeros.ts). With a
+ * writer thread the reads are its commands too, in order with the writes, so they overlap the
+ * reading and decompressing of what follows.
+ *
+ * The summary's real / sparse / nonzerodest are v0.10's, block by block (see extent.ts), whatever
+ * was physically written; `written` counts the bytes that were.
  */
 import fs from 'node:fs';
 import type { Extent } from '../extent/extent.js';
-import { isZeroRange } from '../extent/zero-runs.js';
-import { isAddressAligned } from '../io/aligned.js';
+import { PAGE, allocAligned, isAddressAligned } from '../io/aligned.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { type Sink, type SinkCounters, type ZeroPolicy, newCounters } from './sink.js';
-import { allocAligned } from '../io/aligned.js';
 import { BufferPool } from '../io/buffer-pool.js';
+import { COMPARE_COUNTER, COMPARE_COUNTER_SLOTS, COMPARE_READ_BYTES, type CompareFailure, type CompareScratch, type CompareZeros, compareAndZero } from '../io/compare-zeros.js';
 import { zeroOutRange } from '../io/ffi.js';
 import { writeAllSync } from '../io/write-sync.js';
-import { type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
+import { type WriteFailure, type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
 
 export interface PositionalSinkOptions {
   fd: number;
@@ -52,26 +56,36 @@ export interface PositionalSinkOptions {
 }
 
 const WRITE_BATCH_BYTES = 1 << 20;
-const CHECK_CHUNK_BYTES = 1 << 20;
 /**
  * Bytes handed to the writer thread and not yet written: past this, the copy waits. Also a count
  * of batches: data cut by zero runs holds whole source chunks for a few bytes of each.
  */
 const MAX_QUEUED_BYTES = 16 << 20;
 const MAX_QUEUED_BATCHES = 16;
+/**
+ * Destination bytes handed to the writer thread to compare and not yet compared. A compare holds
+ * no memory of the source's, so the copy may run well ahead of it (a device's zero ranges read
+ * back while the next hundreds of megabytes are decompressed), in commands of a few reads each.
+ */
+const MAX_QUEUED_COMPARE_BYTES = 256 << 20;
+const COMPARE_COMMAND_BYTES = 4 * COMPARE_READ_BYTES;
 
-/** A batch handed to the writer thread, kept until it is written. */
+/** A command handed to the writer thread, kept until it is done. */
 interface QueuedBatch {
   seq: number;
   position: number;
+  /** Bytes written by the command (a batch), or compared (a compare). */
   bytes: number;
+  compare: boolean;
   release: () => void;
 }
 
 export class PositionalSink implements Sink {
   private readonly counters = newCounters();
+  /** What compares did on this thread (the writer thread's own are added at the end). */
+  private readonly compareCounters = new Float64Array(COMPARE_COUNTER_SLOTS);
+  private compareScratch: CompareScratch | null = null;
   private writtenSinceSync = 0;
-  private checkBuffer: Buffer | null = null;
   // The batch: contiguous buffers starting at destination offset batchStart.
   private batch: Buffer[] = [];
   private batchReleases: (() => void)[] = [];
@@ -81,6 +95,8 @@ export class PositionalSink implements Sink {
   private readonly writer: WriterThread | null;
   private readonly queued: QueuedBatch[] = [];
   private queuedBytes = 0;
+  private queuedBatches = 0;
+  private queuedCompareBytes = 0;
   /** Aligned shared buffers: for O_DIRECT copies of unaligned batches, and for the writer thread. */
   private readonly copies = new BufferPool(2 * WRITE_BATCH_BYTES);
 
@@ -99,16 +115,36 @@ export class PositionalSink implements Sink {
       );
     }
     if (extent.data) {
-      this.counters.real += extent.length;
+      const zeroBlocks = extent.zeroBlockBytes ?? 0;
+      this.counters.real += extent.length - zeroBlocks;
+      if (zeroBlocks > 0) this.countZeroBlocksWritten(baseOffset + extent.offset, zeroBlocks);
       this.addToBatch(extent.data, baseOffset + extent.offset, extent.release);
     } else {
       extent.release?.();
-      await this.skipZeros(extent.offset, extent.length);
+      await this.skipZeros(extent.offset, extent.length, extent.inDataBlock === true);
     }
-    if (this.queuedBytes > MAX_QUEUED_BYTES || this.queued.length > MAX_QUEUED_BATCHES) await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2);
+    if (this.queuedBytes > MAX_QUEUED_BYTES || this.queuedBatches > MAX_QUEUED_BATCHES || this.queuedCompareBytes > MAX_QUEUED_COMPARE_BYTES) {
+      await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2, MAX_QUEUED_COMPARE_BYTES / 2);
+    }
+  }
+
+  /**
+   * All-zero blocks written along with their data (they share a filesystem block with it, where the
+   * destination is known zero): v0.10 skipped them, so they count as sparse, unless the zero
+   * policy writes every zero anyway.
+   */
+  private countZeroBlocksWritten(position: number, length: number): void {
+    if (this.options.zeroPolicy === 'write' && position < this.options.checkLimit) {
+      this.counters.real += length;
+      this.counters.zerosWritten += length;
+    } else {
+      this.counters.sparse += length;
+      this.counters.zeroBlocksWritten += length;
+    }
   }
 
   private addToBatch(data: Buffer, position: number, release?: () => void): void {
+    this.counters.written += data.length;
     if (this.batchBytes > 0 && position !== this.batchStart + this.batchBytes) this.flush();
     if (this.batchBytes === 0) this.batchStart = position;
     this.batch.push(data);
@@ -142,8 +178,9 @@ export class PositionalSink implements Sink {
     };
     if (viaWriter) {
       const seq = this.writer!.post({ fd, buffers, position, sync });
-      this.queued.push({ seq, position, bytes, release });
+      this.queued.push({ seq, position, bytes, compare: false, release });
       this.queuedBytes += bytes;
+      this.queuedBatches++;
       return;
     }
     try {
@@ -184,25 +221,41 @@ export class PositionalSink implements Sink {
     // `done` first: a command counts as done only after its failure is recorded.
     const done = writer.done;
     const failure = writer.failure;
-    if (failure) {
-      const batch = this.queued.find((b) => b.seq === failure.seq);
-      const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
-      const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
-      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
-    }
+    if (failure) throw this.writerFailure(failure);
     while (this.queued.length > 0 && this.queued[0]!.seq < done) {
       const batch = this.queued.shift()!;
-      this.queuedBytes -= batch.bytes;
+      if (batch.compare) this.queuedCompareBytes -= batch.bytes;
+      else {
+        this.queuedBytes -= batch.bytes;
+        this.queuedBatches--;
+      }
       batch.release();
     }
   }
 
-  /** Waits until at most `limit` bytes in at most `batches` batches are queued for the writer thread. */
-  private async waitForWriter(limit: number, batches = 0): Promise<void> {
+  private writerFailure(failure: WriteFailure): ToolError {
+    const { name } = this.options;
+    if (failure.at !== undefined) return this.compareError({ phase: failure.phase ?? 'write', at: failure.at, cause: failure.error });
+    const batch = this.queued.find((b) => b.seq === failure.seq);
+    const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
+    const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
+    return new ToolError('WRITE', `${name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
+  }
+
+  private compareError(failure: CompareFailure): ToolError {
+    const { name } = this.options;
+    const why = describeSystemError(failure.cause);
+    return failure.phase === 'read'
+      ? new ToolError('DEST_CHECK_READ', `${name}: check read failed at byte ${failure.at}: ${why}`, { cause: failure.cause })
+      : new ToolError('WRITE', `${name}: write failed at byte ${failure.at} (zeros over destination data): ${why}`, { cause: failure.cause });
+  }
+
+  /** Waits until at most `limit` bytes in at most `batches` batches, and `compareLimit` bytes to compare, are queued. */
+  private async waitForWriter(limit: number, batches = 0, compareLimit = 0): Promise<void> {
     const writer = this.writer;
     if (!writer) return;
     this.reap();
-    while (this.queuedBytes > limit || this.queued.length > batches) {
+    while (this.queuedBytes > limit || this.queuedBatches > batches || this.queuedCompareBytes > compareLimit) {
       await writer.waitUntilDone(this.queued[0]!.seq + 1);
       this.reap();
     }
@@ -222,18 +275,30 @@ export class PositionalSink implements Sink {
     }
   }
 
-  /** Zeros at source [offset, offset+length): a hole past the old end, the zero policy below it. */
-  private async skipZeros(offset: number, length: number): Promise<void> {
+  /**
+   * Zeros at source [offset, offset+length): a hole past the old end, the zero policy below it.
+   * `inDataBlock`: they lie in a block with data beyond a hole of the source, and count as real.
+   */
+  private async skipZeros(offset: number, length: number, inDataBlock: boolean): Promise<void> {
     const { baseOffset, checkLimit, zeroPolicy } = this.options;
     const destStart = baseOffset + offset;
+    if (zeroPolicy === 'compare' && destStart < checkLimit) {
+      this.compare(destStart, length, inDataBlock);
+      return;
+    }
     const coveredEnd = Math.min(destStart + length, Math.max(checkLimit, destStart));
     const covered = zeroPolicy === 'skip' ? 0 : coveredEnd - destStart;
     if (covered > 0) {
-      if (zeroPolicy === 'compare') this.checkAndZero(offset, covered);
-      else if (zeroPolicy === 'write') this.writeZeros(destStart, covered);
-      else await this.zeroOut(destStart, covered);
+      if (zeroPolicy === 'write') this.writeZeros(destStart, covered);
+      else await this.zeroOut(destStart, covered, inDataBlock);
     }
-    this.counters.sparse += length - covered;
+    this.countSkipped(length - covered, inDataBlock);
+  }
+
+  /** Zero bytes left as they are on the destination: v0.10 counted a block with data as real. */
+  private countSkipped(length: number, inDataBlock: boolean): void {
+    if (inDataBlock) this.counters.real += length;
+    else this.counters.sparse += length;
   }
 
   private zeroBuffer: Buffer | null = null;
@@ -258,7 +323,7 @@ export class PositionalSink implements Sink {
   private zeroOutUnsupported = false;
 
   /** BLKZEROOUT on the sector-aligned middle of the range; zeros written at its ragged edges. */
-  private async zeroOut(position: number, length: number): Promise<void> {
+  private async zeroOut(position: number, length: number, inDataBlock: boolean): Promise<void> {
     const sector = this.options.directAlignment ?? 512;
     const start = Math.ceil(position / sector) * sector;
     const end = Math.floor((position + length) / sector) * sector;
@@ -276,57 +341,55 @@ export class PositionalSink implements Sink {
       this.writeZeros(position, length);
       return;
     }
-    this.counters.sparse += end - start;
+    this.countSkipped(end - start, inDataBlock);
     this.counters.zeroedOut += end - start;
     if (start > position) this.writeZeros(position, start - position);
     if (position + length > end) this.writeZeros(end, position + length - end);
   }
 
-  private checkAndZero(offset: number, length: number): void {
-    const { blockSize, baseOffset, fd, name } = this.options;
-    this.checkBuffer ??= allocAligned(CHECK_CHUNK_BYTES);
-    const buffer = this.checkBuffer;
-    const end = offset + length;
-    // Whole blocks per read; a block larger than the buffer is judged a buffer at a time (the
-    // zeros written over destination data are the same; never a buffer of the block's size).
-    const chunkBytes = blockSize >= CHECK_CHUNK_BYTES ? CHECK_CHUNK_BYTES : Math.floor(CHECK_CHUNK_BYTES / blockSize) * blockSize;
-    for (let pos = offset; pos < end; ) {
-      const readLength = Math.min(end, pos + chunkBytes) - pos;
-      let got = 0;
-      try {
-        while (got < readLength) {
-          const n = fs.readSync(fd, buffer, got, readLength - got, baseOffset + pos + got);
-          if (n === 0) break;
-          got += n;
-        }
-      } catch (err) {
-        throw new ToolError('DEST_CHECK_READ', `${name}: check read failed at byte ${baseOffset + pos}: ${describeSystemError(err)}`, {
-          cause: err,
-        });
-      }
-      this.counters.checkedBytes += got;
-      if (isZeroRange(buffer, 0, got)) this.counters.sparse += got;
-      else this.zeroNonZeroBlocks(buffer, got, pos);
-      // Past the destination's end (a short read) there is nothing to check: a hole.
-      this.counters.sparse += readLength - got;
-      pos += readLength;
-    }
-  }
-
-  /** Write zeros over each block of the chunk read at source `offset` that holds data. */
-  private zeroNonZeroBlocks(chunk: Buffer, length: number, offset: number): void {
-    const { blockSize, baseOffset } = this.options;
-    for (let blockStart = 0; blockStart < length; ) {
-      const blockEnd = Math.min(length, blockStart + blockSize - ((offset + blockStart) % blockSize));
-      const size = blockEnd - blockStart;
-      if (isZeroRange(chunk, blockStart, blockEnd)) {
-        this.counters.sparse += size;
+  /**
+   * --zero=compare: zeros at destination [position, position + length) are written only where the
+   * destination holds data, judged and counted as v0.10 did (io/compare-zeros.ts). On the writer
+   * thread once it runs (in order with the writes before), here until then.
+   */
+  private compare(position: number, length: number, inDataBlock: boolean): void {
+    const { fd, directFd, blockSize, baseOffset, checkLimit } = this.options;
+    const alignment = this.options.directAlignment ?? 512;
+    this.compareScratch ??= { read: allocAligned(COMPARE_READ_BYTES + 2 * PAGE), zeros: allocAligned(COMPARE_READ_BYTES) };
+    const viaWriter = this.writer?.ready === true;
+    this.flush(); // what comes before is written first, on whichever thread writes
+    const end = position + length;
+    // In commands of whole blocks (of a few reads each when blocks are small), so that the copy
+    // can wait for the first while the writer thread goes on with the next.
+    const step = Math.max(blockSize, Math.floor(COMPARE_COMMAND_BYTES / blockSize) * blockSize);
+    for (let at = position; at < end; ) {
+      const blockStart = at - ((at - baseOffset) % blockSize);
+      const next = Math.min(end, blockStart + step);
+      const command: CompareZeros = {
+        position: at,
+        length: next - at,
+        blockOrigin: baseOffset,
+        blockSize,
+        checkLimit,
+        inDataBlock,
+        readFd: directFd ?? fd,
+        readAlignment: directFd != null ? alignment : 0,
+        directFd: directFd ?? -1,
+        directAlignment: alignment,
+        bufferedFd: fd,
+      };
+      if (viaWriter) {
+        const seq = this.writer!.postCompare(command, this.compareScratch);
+        this.queued.push({ seq, position: at, bytes: next - at, compare: true, release: () => undefined });
+        this.queuedCompareBytes += next - at;
       } else {
-        this.counters.nonzerodest += size;
-        this.counters.real += size;
-        this.addToBatch(this.zeros(size), baseOffset + offset + blockStart);
+        try {
+          compareAndZero(fs, command, this.compareScratch, this.compareCounters);
+        } catch (err) {
+          throw this.compareError(err as CompareFailure);
+        }
       }
-      blockStart = blockEnd;
+      at = next;
     }
   }
 
@@ -335,7 +398,16 @@ export class PositionalSink implements Sink {
     await this.writer?.close();
     if (this.options.syncEveryBytes > 0 && this.writtenSinceSync > 0) this.sync();
     await this.options.finish?.();
-    return { ...this.counters };
+    const counters = { ...this.counters };
+    for (const compared of [this.compareCounters, this.writer?.compareCounters]) {
+      if (!compared) continue;
+      counters.real += compared[COMPARE_COUNTER.real]!;
+      counters.sparse += compared[COMPARE_COUNTER.sparse]!;
+      counters.nonzerodest += compared[COMPARE_COUNTER.nonzerodest]!;
+      counters.checkedBytes += compared[COMPARE_COUNTER.checked]!;
+      counters.written += compared[COMPARE_COUNTER.written]!;
+    }
+    return counters;
   }
 
   async abort(): Promise<void> {
