@@ -174,3 +174,85 @@ export function compareAndZero(
   counters[3] = counters[3]! + checked;
   counters[4] = counters[4]! + written;
 }
+
+export interface CountZeroBlocks {
+  /**
+   * Destination ranges [start, end) as flat pairs, in order: whole all-zero blocks of the source
+   * that are written with the data around them (in one write), each shorter than
+   * COMPARE_READ_BYTES / 2. They need no compare for the bytes, only for v0.10's counters.
+   */
+  ranges: number[];
+  blockOrigin: number;
+  blockSize: number;
+  checkLimit: number;
+  readFd: number;
+  readAlignment: number;
+}
+
+/**
+ * v0.10's count of zero blocks that are written anyway: each judged on the destination under it
+ * (`nonzerodest` and `real` if anything there is not zero, `sparse` if all is), read before the
+ * write that covers them, in as few reads as the ranges fit in. Self-contained as compareAndZero.
+ */
+export function countZeroBlocks(
+  fs: { readSync: (fd: number, b: Buffer, o: number, n: number, p: number) => number },
+  c: CountZeroBlocks,
+  scratch: CompareScratch,
+  counters: Float64Array,
+): void {
+  let real = 0;
+  let sparse = 0;
+  let nonzerodest = 0;
+  let checked = 0;
+  const buf = scratch.read;
+  const zeros = scratch.zeros;
+  const bs = c.blockSize;
+  const align = c.readAlignment;
+  const room = buf.length - 2 * 4096;
+  const isZero = (from: number, to: number): boolean => from >= to || (buf[from] === 0 && buf[to - 1] === 0 && buf.compare(zeros, 0, to - from, from, to) === 0);
+  for (let i = 0; i < c.ranges.length; ) {
+    // One read for the ranges from i on that fit in the buffer (a range always fits).
+    const spanStart = c.ranges[i]!;
+    let j = i;
+    while (j + 2 < c.ranges.length && Math.min(c.ranges[j + 3]!, c.checkLimit) - spanStart <= room) j += 2;
+    const spanEnd = Math.min(c.ranges[j + 1]!, c.checkLimit);
+    const base = align > 0 ? spanStart - (spanStart % align) : spanStart;
+    const readTo = align > 0 ? Math.ceil(spanEnd / align) * align : spanEnd;
+    let got = 0;
+    try {
+      while (base + got < readTo) {
+        const n = fs.readSync(c.readFd, buf, got, readTo - base - got, base + got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch (err) {
+      const failure: CompareFailure = { phase: 'read', at: base + got, cause: err };
+      throw failure;
+    }
+    const valid = Math.min(spanEnd, base + got); // past the destination's end: zeros
+    for (let k = i; k <= j; k += 2) {
+      const start = c.ranges[k]!;
+      const end = c.ranges[k + 1]!;
+      const readable = Math.max(start, Math.min(end, valid));
+      checked += readable - start;
+      if (isZero(start - base, readable - base)) {
+        sparse += end - start;
+        continue;
+      }
+      for (let b = start; b < end; ) {
+        const blockEnd = Math.min(end, b + bs - ((b - c.blockOrigin) % bs));
+        if (isZero(Math.min(b, readable) - base, Math.min(blockEnd, readable) - base)) sparse += blockEnd - b;
+        else {
+          nonzerodest += blockEnd - b;
+          real += blockEnd - b;
+        }
+        b = blockEnd;
+      }
+    }
+    i = j + 2;
+  }
+  counters[0] = counters[0]! + real;
+  counters[1] = counters[1]! + sparse;
+  counters[2] = counters[2]! + nonzerodest;
+  counters[3] = counters[3]! + checked;
+}

@@ -20,7 +20,7 @@
  */
 import type { MessageChannel, Worker } from 'node:worker_threads';
 import { workerThreads } from '../builtins.js';
-import { COMPARE_COUNTER_SLOTS, type CompareScratch, type CompareZeros, compareAndZero } from './compare-zeros.js';
+import { COMPARE_COUNTER_SLOTS, type CompareScratch, type CompareZeros, type CountZeroBlocks, compareAndZero, countZeroBlocks } from './compare-zeros.js';
 
 /** Shared counters, as indices into an Int32Array. */
 const POSTED = 0; // commands posted by the main thread
@@ -35,6 +35,8 @@ const fs = require('node:fs');
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { control, port, compareCounters } = workerData;
 const compareAndZero = (${compareAndZero.toString()});
+const countZeroBlocks = (${countZeroBlocks.toString()});
+const scratchOf = (command) => ({ read: asBuffer(command.scratch.read), zeros: asBuffer(command.scratch.zeros) });
 const asBuffer = (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const [POSTED, DONE, READY, FAILED] = [0, 1, 2, 3];
 // pwritev takes at most IOV_MAX (1024) buffers, and may write less than it was given.
@@ -60,8 +62,10 @@ for (let seq = 0; ; ) {
   if (Atomics.load(control, FAILED) === 0) {
     try {
       if (command.compare) {
-        compareAndZero(fs, command.compare, { read: asBuffer(command.scratch.read), zeros: asBuffer(command.scratch.zeros) }, compareCounters);
+        compareAndZero(fs, command.compare, scratchOf(command), compareCounters);
       } else {
+        // Zero blocks written with this data: the destination under them is judged before it is overwritten.
+        if (command.count) countZeroBlocks(fs, command.count, scratchOf(command), compareCounters);
         if (command.buffers.length > 0) writeAll(command.fd, command.buffers.map(asBuffer), command.position);
         if (command.sync) fs.fdatasyncSync(command.fd);
       }
@@ -86,6 +90,9 @@ export interface WriteCommand {
   position: number;
   /** fdatasync the descriptor once the buffers are written. */
   sync?: boolean;
+  /** Zero blocks among the buffers, counted as v0.10 would (compare-zeros.ts) before they are written, in `scratch`. */
+  count?: CountZeroBlocks;
+  scratch?: CompareScratch;
 }
 
 export interface WriteFailure {

@@ -41,6 +41,7 @@ export function makeSink(dest: OpenedDestination, options: SparseCopyOptions, bl
     directFd: dest.directFd,
     directAlignment: Math.max(512, dest.sectorSize),
     writerThread: options.writerThread ?? false,
+    holeUnit: dest.holeUnit,
     finish,
   });
   return { sink, bytesWritten: () => null };
