@@ -210,11 +210,13 @@ export function countZeroBlocks(
   const align = c.readAlignment;
   const room = buf.length - 2 * 4096;
   const isZero = (from: number, to: number): boolean => from >= to || (buf[from] === 0 && buf[to - 1] === 0 && buf.compare(zeros, 0, to - from, from, to) === 0);
+  // A read costs here about what reading 32 KiB more does: ranges closer than that share a read.
+  const MERGE_BYTES = 32 << 10;
   for (let i = 0; i < c.ranges.length; ) {
-    // One read for the ranges from i on that fit in the buffer (a range always fits).
+    // One read for the ranges from i on that are close and fit in the buffer (a range always fits).
     const spanStart = c.ranges[i]!;
     let j = i;
-    while (j + 2 < c.ranges.length && Math.min(c.ranges[j + 3]!, c.checkLimit) - spanStart <= room) j += 2;
+    while (j + 2 < c.ranges.length && c.ranges[j + 2]! - c.ranges[j + 1]! <= MERGE_BYTES && Math.min(c.ranges[j + 3]!, c.checkLimit) - spanStart <= room) j += 2;
     const spanEnd = Math.min(c.ranges[j + 1]!, c.checkLimit);
     const base = align > 0 ? spanStart - (spanStart % align) : spanStart;
     const readTo = align > 0 ? Math.ceil(spanEnd / align) * align : spanEnd;
