@@ -29,6 +29,7 @@ const ZERO_PIECE_BYTES = 1 << 20;
 let zeroPiece: Buffer | null = null;
 
 function zeroData(offset: number, length: number, out: Extent[]): void {
+  if (length <= 0) return;
   // Shared memory: a writer thread may write it, as it writes the source's own buffers.
   zeroPiece ??= allocAligned(ZERO_PIECE_BYTES);
   for (let done = 0; done < length; done += ZERO_PIECE_BYTES) {

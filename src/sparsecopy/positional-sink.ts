@@ -252,7 +252,7 @@ export class PositionalSink implements Sink {
       for (const r of releases) r();
     };
     if (viaWriter) {
-      const seq = this.writer!.post({ fd, buffers, position, sync, count, scratch: count && this.compareScratch! });
+      const seq = this.writer!.post(count ? { fd, buffers, position, sync, count, scratch: this.compareScratch! } : { fd, buffers, position, sync });
       this.queued.push({ seq, position, bytes, compare: false, release });
       this.queuedBytes += bytes;
       this.queuedBatches++;
