@@ -59,7 +59,7 @@ export class WholeBlocks {
    */
   data(extent: Extent, options: ZeroSplitOptions = {}): Extent[] {
     const out: Extent[] = [];
-    for (const run of findRuns(extent.data!, extent.offset, this.blockSize)) out.push(...this.push(run));
+    for (const run of findRuns(extent.data!, extent.offset, this.blockSize)) this.take(run, out);
     const unit = options.holeUnit ?? 0;
     return releaseOnce(unit > 0 ? absorbShortZeroRuns(out, extent, unit, options.destinationShift ?? 0) : out, extent);
   }
@@ -67,6 +67,11 @@ export class WholeBlocks {
   /** Takes the next run, data or zeros found in data (offsets increasing); returns what can be handed out now. */
   push(run: Extent): Extent[] {
     const out: Extent[] = [];
+    this.take(run, out);
+    return out;
+  }
+
+  private take(run: Extent, out: Extent[]): void {
     if (run.offset !== this.seen) this.restart(run.offset, out);
     const end = run.offset + run.length;
     if (run.data) {
@@ -83,7 +88,6 @@ export class WholeBlocks {
       run.release?.();
       this.settle(out);
     }
-    return out;
   }
 
   /** A hole of the source (or padding): a hole, and the end of the data region before it. */

@@ -241,7 +241,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
   let sourceBytes = 0;
   let bytesRead = 0;
   const digests = new DigestSet(digestsToCompute(options));
-  const writerThread = options.writerThread ?? worthAWriterThread(source, dest, options);
+  const writerThread = options.writerThread ?? worthAWriterThread(source);
   const { sink, bytesWritten: compressedBytesWritten } = makeSink(dest, { ...options, writerThread }, blockSize, () => seekBytes + sourceBytes);
   // With -e, a source whose length is not known up front is asked for one byte more than --max:
   // seeing it is how the copy learns that more follows (v0.10's exit 12).
@@ -344,7 +344,7 @@ async function runCopy(source: CopyInput, dest: OpenedDestination, options: Spar
  */
 const WRITER_THREAD_MIN_BYTES = 64 << 20;
 
-function worthAWriterThread(source: CopyInput, _dest: OpenedDestination, _options: SparseCopyOptions): boolean {
+function worthAWriterThread(source: CopyInput): boolean {
   return source.knownLength === null || source.knownLength >= WRITER_THREAD_MIN_BYTES;
 }
 
