@@ -82,6 +82,86 @@ describe('WholeBlocks: zero detection for blocks larger than the pieces they arr
   });
 });
 
+describe("WholeBlocks: v0.10's counters whatever pieces the blocks arrive in", () => {
+  /**
+   * A source of random data, zero runs and holes, cut into pieces of random lengths (as a gzip
+   * stream or a pipe cuts it), with random hole units and seeks. v0.10's counters, block by block
+   * from offset 0 with holes read as zeros, must come out of what the joiner hands out: data counts
+   * as real but for its `zeroBlockBytes`, zeros as sparse but for `inDataBlock`.
+   */
+  function randomSource(random: () => number, seed: number): { bytes: Buffer; holes: [number, number][] } {
+    const parts: Buffer[] = [];
+    const holes: [number, number][] = [];
+    let offset = 0;
+    for (let i = 1 + Math.floor(random() * 10); i > 0; i--) {
+      const length = 1 + Math.floor(random() * (random() < 0.3 ? 20_000 : 3000));
+      const kind = random();
+      if (kind < 0.35) parts.push(patternBytes(length, seed * 31 + i));
+      else {
+        if (kind > 0.75) holes.push([offset, offset + length]);
+        parts.push(Buffer.alloc(length));
+      }
+      offset += length;
+    }
+    return { bytes: Buffer.concat(parts), holes };
+  }
+
+  it("3000 seeded sources: the same bytes, and v0.10's real and sparse, at -b 1B to 9000B", () => {
+    for (let seed = 1; seed <= 3000; seed++) {
+      const random = prng(seed);
+      const { bytes, holes } = randomSource(random, seed);
+      const blockSize = [1, 512, 1000, 4096, 9000][seed % 5]!;
+      const holeUnit = random() < 0.5 ? 4096 : 0;
+      const shift = random() < 0.5 ? 0 : Math.floor(random() * 5000);
+      const joiner = new WholeBlocks(blockSize);
+      const out: Extent[] = [];
+      let releases = 0;
+      let released = 0;
+      // Pieces of the source: holes whole, data regions cut at random lengths.
+      for (let at = 0; at < bytes.length; ) {
+        const hole = holes.find(([start]) => start === at);
+        if (hole) {
+          out.push(...joiner.sourceHole({ offset: at, length: hole[1] - at }));
+          at = hole[1];
+          continue;
+        }
+        const nextHole = holes.find(([start]) => start > at)?.[0] ?? bytes.length;
+        const end = Math.min(nextHole, at + 1 + Math.floor(random() * 6000));
+        releases++;
+        out.push(...joiner.data({ offset: at, length: end - at, data: bytes.subarray(at, end), release: () => released++ }, { holeUnit, destinationShift: shift }));
+        at = end;
+      }
+      out.push(...joiner.flush());
+      const label = `seed ${seed}, -b ${blockSize}B, unit ${holeUnit}, shift ${shift}`;
+      let at = 0;
+      let real = 0;
+      for (const e of out) {
+        expect(e.offset, `${label}: contiguous`).toBe(at);
+        if (e.data) {
+          expect(e.data.equals(bytes.subarray(e.offset, e.offset + e.length)), `${label}: bytes at ${e.offset}`).toBe(true);
+          real += e.length - (e.zeroBlockBytes ?? 0);
+          e.release?.();
+        } else {
+          expect(bytes.subarray(e.offset, e.offset + e.length).every((b) => b === 0), `${label}: a hole over data at ${e.offset}`).toBe(true);
+          if (e.inDataBlock) real += e.length;
+          // Zero blocks are handed out whole (the sink judges the destination under each), unless
+          // the destination is known zero (a hole unit): nothing is judged there.
+          else if (holeUnit === 0) expect(e.offset % blockSize === 0 && ((e.offset + e.length) % blockSize === 0 || e.offset + e.length === bytes.length), `${label}: ${e.offset}+${e.length}`).toBe(true);
+        }
+        at += e.length;
+      }
+      expect(at, label).toBe(bytes.length);
+      let v010Real = 0;
+      for (let a = 0; a < bytes.length; a += blockSize) {
+        const b = Math.min(bytes.length, a + blockSize);
+        if (!bytes.subarray(a, b).every((x) => x === 0)) v010Real += b - a;
+      }
+      expect(real, label).toBe(v010Real);
+      expect(released, `${label}: each piece released once`).toBe(releases);
+    }
+  });
+});
+
 describe('sparsecopy -b above the read chunk (2 MiB)', () => {
   it('-b 4M: the 4 MiB block holding one byte is written whole, the all-zero block after it is a hole', () => {
     // Allocated zeros (read and scanned), not holes of the source: those stay holes at any -b.

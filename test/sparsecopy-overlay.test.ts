@@ -119,14 +119,18 @@ describe('nonzerodest granularity', () => {
     });
   }
 
-  it('counts only the bytes inside the old length', () => {
-    for (const args of [[], ['-b', '8'], ['-b', '128']]) {
+  it('counts whole source blocks over the old length, as v0.10 did (nonzerodest by the source block)', () => {
+    // v0.10 judged the destination under each zero block up to its old end and, finding data,
+    // counted the source block's whole length: 6144 / 8192 / 16384 for a 6000-byte old file
+    // (v0.10 prints exactly these for these arguments).
+    for (const [args, blockSize] of [[[], 512], [['-b', '8'], 4096], [['-b', '128'], 65_536]] as const) {
       const src = fresh('src');
       writeSparseFile(src, 16 * KiB, []);
       const dst = fresh('dst');
       fs.writeFileSync(dst, patternBytes(6000, 4));
       const { summary } = run(['-o', ...args, src, dst]);
-      expect(summary).toEqual({ total: 16 * KiB, real: 6000, sparse: 16 * KiB - 6000, nonzerodest: 6000 });
+      const counted = Math.min(16 * KiB, Math.ceil(6000 / blockSize) * blockSize);
+      expect(summary).toEqual({ total: 16 * KiB, real: counted, sparse: 16 * KiB - counted, nonzerodest: counted });
       expect(fs.readFileSync(dst).equals(Buffer.alloc(16 * KiB))).toBe(true);
     }
   });

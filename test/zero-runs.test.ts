@@ -31,13 +31,36 @@ describe('zero detection', () => {
     expect(runs[1]!.data![0]).toBe(7);
   });
 
-  it('absorbs zero runs that cannot become holes when the destination is known zero', () => {
+  it('absorbs zero blocks that share a filesystem block with data when the destination is known zero', () => {
     const b = Buffer.alloc(16384);
     b[0] = 1; // data in block 0 ...
     b[3000] = 1; // ... zeros 512..2560 are inside the first 4 KiB unit: absorbed
-    b[12288] = 1; // zeros 3072..12288 cover units 4096..12288: kept as a hole; the tail shares a unit with data
+    b[12288] = 1; // zeros 3072..12288: 3072..4096 share the first unit with data (absorbed), 4096..12288 are whole units (a hole)
     expect(kinds(splitZeroRuns(b, 0, 512))).toBe('D512 Z2048 D512 Z9216 D512 Z3584');
-    expect(kinds(splitZeroRuns(b, 0, 512, { holeUnit: 4096 }))).toBe('D3072 Z9216 D4096');
+    const joined = splitZeroRuns(b, 0, 512, { holeUnit: 4096 });
+    expect(kinds(joined)).toBe('D4096 Z8192 D4096');
+    // v0.10 skipped those zero blocks: the data extents say how many bytes of them they carry.
+    expect(joined.map((e) => e.zeroBlockBytes ?? 0)).toEqual([2048 + 1024, 0, 3584]);
+    // Units follow the destination (--seek): shifted by 1024, they start at source 3072, 7168,
+    // 11264, 15360: the zeros before 12288 share the unit from 11264 with data, and the last
+    // 1024 bytes (running to the buffer's end) a unit without data so far.
+    expect(kinds(splitZeroRuns(b, 0, 512, { holeUnit: 4096, destinationShift: 1024 }))).toBe('D3072 Z8192 D4096 Z1024');
+  });
+
+  it('leaves zeros running to the end of the buffer as they are, beyond the unit they share with data', () => {
+    // 4096 data + 409 zeros (a 4505-byte file): the zeros share no unit with the data: a hole, as cp --sparse=always leaves it.
+    const tail = Buffer.alloc(4505);
+    tail.fill(1, 0, 4096);
+    expect(kinds(splitZeroRuns(tail, 0, 512, { holeUnit: 4096 }))).toBe('D4096 Z409');
+    // Zeros at the end of a chunk may go on in the next one (a unit not yet known to hold data):
+    // only the part that shares a unit with the data before them is written with it.
+    const chunk = Buffer.alloc(12_288);
+    chunk.fill(1, 0, 1024);
+    expect(kinds(splitZeroRuns(chunk, 0, 512, { holeUnit: 4096, destinationShift: 1000 }))).toBe('D3096 Z9192');
+    // ... and zeros at the start of a buffer, only from the unit of the data after them.
+    const lead = Buffer.alloc(12_288);
+    lead.fill(1, 11_264);
+    expect(kinds(splitZeroRuns(lead, 0, 512, { holeUnit: 4096 }))).toBe('Z8192 D4096');
   });
 });
 

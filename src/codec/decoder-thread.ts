@@ -61,8 +61,12 @@ const signal = (control) => { Atomics.add(control, EVENTS, 1); Atomics.notify(co
 const [RUNNING, ENDED, FAILED] = [0, 1, 2];
 // One job after another: a job is one input decoded into its ring.
 parentPort.on('message', (job) => run(job));
-function run({ id, kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, bytes, zstdPath, inputBytes }) {
-const slot = (i) => Buffer.from(ring, ringOffset + (i % slots) * slotBytes, slotBytes);
+function run({ id, kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, order, freeQueue, bytes, zstdPath, inputBytes }) {
+const slot = (i) => Buffer.from(ring, ringOffset + i * slotBytes, slotBytes);
+// Slots come back in any order (a sink may hold one while later ones are written): the consumer
+// queues each one it gives back in freeQueue, counted by FREED; the thread takes them in turn.
+let fresh = 0; // slots never used yet
+let taken = 0; // entries of freeQueue taken
 const stopped = () => Atomics.load(control, STOP) === 1;
 
 let position = start; // null for a stream
@@ -91,16 +95,18 @@ function readInput(buf, offset, max) {
   }
 }
 
-/** Waits for a free slot; false when the consumer stopped. */
-function waitForSlot(seq) {
+/** A free slot's index, waiting for one; -1 when the consumer stopped. */
+function freeSlot() {
+  if (fresh < slots) return fresh++;
   for (;;) {
-    if (stopped()) return false;
+    if (stopped()) return -1;
     const freed = Atomics.load(control, FREED);
-    if (seq - freed < slots) return true;
+    if (freed > taken) return freeQueue[taken++ % slots];
     Atomics.wait(control, FREED, freed, 200);
   }
 }
-function publish(seq, length) {
+function publish(seq, index, length) {
+  order[seq % slots] = index;
   lengths[seq % slots] = length;
   Atomics.store(control, FILLED, seq + 1);
   signal(control);
@@ -214,10 +220,12 @@ function makeDecoder() {
 try {
   const fill = makeDecoder();
   for (let seq = 0; ; seq++) {
-    if (!waitForSlot(seq)) break;
-    const n = fill(slot(seq));
+    if (stopped()) break;
+    const index = freeSlot();
+    if (index < 0) break;
+    const n = fill(slot(index));
     if (n === 0) break;
-    publish(seq, n);
+    publish(seq, index, n);
     if (n < slotBytes && kind === 'copy') break; // a short read: the input ended
   }
   Atomics.store(control, STATE, ENDED);
@@ -341,7 +349,10 @@ export function decodeThread(
 ): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number; jobEnded: () => Promise<void> } {
   const slotBytes = options.slotBytes ?? SLOT_BYTES;
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  // By sequence number modulo SLOTS: each published slot's length and index; and the slots given back, in turn.
   const lengths = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  const order = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+  const freeQueue = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
   const bytes = new Float64Array(new SharedArrayBuffer(3 * 8));
   const ring = takeRing(SLOTS * slotBytes);
   const pending = input.pending && input.pending.length > 0 ? new Uint8Array(input.pending) : null;
@@ -380,6 +391,8 @@ export function decodeThread(
     slots: SLOTS,
     control,
     lengths,
+    order,
+    freeQueue,
     bytes,
     zstdPath: kind === 'zstd' ? zstdPath() : null,
     inputBytes: INPUT_BYTES,
@@ -410,15 +423,11 @@ export function decodeThread(
   };
 
   async function* extents(): AsyncGenerator<Extent> {
-    const released = new Array<boolean>(SLOTS).fill(false);
     let freed = 0; // slots given back, counted from 0
     let offset = 0;
-    const giveBack = (seq: number): void => {
-      released[seq % SLOTS] = true;
-      while (released[freed % SLOTS] && freed <= seq + SLOTS) {
-        released[freed % SLOTS] = false;
-        freed++;
-      }
+    const giveBack = (index: number): void => {
+      freeQueue[freed % SLOTS] = index;
+      freed++;
       Atomics.store(control, FREED, freed);
       Atomics.notify(control, FREED);
     };
@@ -454,7 +463,8 @@ export function decodeThread(
           filled = Atomics.load(control, FILLED);
         }
         const length = lengths[seq % SLOTS]!;
-        const start = (seq % SLOTS) * slotBytes;
+        const index = order[seq % SLOTS]!;
+        const start = index * slotBytes;
         let done = false;
         outstanding++; // before the yield: the consumer may give it back before this resumes
         yield {
@@ -465,7 +475,7 @@ export function decodeThread(
             if (done) return;
             done = true;
             outstanding--;
-            giveBack(seq);
+            giveBack(index);
             recycleRing();
           },
         };

@@ -13,6 +13,15 @@ export interface Extent {
    * the buffer. Consumers that split an extent call it after the last piece is done.
    */
   release?: () => void;
+  /**
+   * v0.10's summary counts whole -b blocks: a block with any data is real, an all-zero block sparse.
+   * Where what is written differs from that (whole-blocks.ts), an extent says how to count it:
+   * `zeroBlockBytes` of a data extent are all-zero blocks written only because they share a
+   * filesystem block with data (counted sparse); a zero extent `inDataBlock` lies in a block that
+   * holds data beyond a hole of the source (counted real, as v0.10 wrote the whole block).
+   */
+  zeroBlockBytes?: number;
+  inDataBlock?: boolean;
 }
 
 /** Offsets strictly increasing; a source may leave gaps only where it also ends (no overlap). */

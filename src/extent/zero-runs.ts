@@ -38,10 +38,10 @@ export function isZeroRange(buf: Buffer, start = 0, end = buf.length): boolean {
 
 export interface ZeroSplitOptions {
   /**
-   * Where the destination is known to read as zero, a zero run that covers no whole aligned unit
-   * of this many bytes (the destination filesystem's block) cannot become a hole: its blocks hold
-   * data too. Writing it with its neighbours gives the same bytes and the same allocation in one
-   * large write instead of many small ones. 0 keeps every zero run.
+   * Where the destination is known to read as zero, zero blocks that share an aligned unit of this
+   * many bytes (the destination filesystem's block) with data cannot become a hole: the unit is
+   * allocated for the data anyway. Writing them with their neighbours gives the same bytes and the
+   * same allocation in one large write instead of many small ones. 0 keeps every zero run.
    */
   holeUnit?: number;
   /** Destination offset minus source offset (--seek), for aligning `holeUnit`. */
@@ -50,12 +50,13 @@ export interface ZeroSplitOptions {
 
 /**
  * Split `data` (which sits at `offset` in the source) into alternating data and zero extents.
- * Data extents are subarrays of `data` (no copy); zero extents carry no data.
+ * Data extents are subarrays of `data` (no copy); zero extents carry no data. Blocks cut by the
+ * buffer's edges are judged on the part it holds (whole-blocks.ts joins them across buffers).
  */
 export function splitZeroRuns(data: Buffer, offset: number, blockSize: number, options: ZeroSplitOptions = {}): Extent[] {
   const runs = findRuns(data, offset, blockSize);
   const unit = options.holeUnit ?? 0;
-  return unit > 0 ? absorbShortZeroRuns(runs, data, offset, unit, options.destinationShift ?? 0) : runs;
+  return unit > 0 ? absorbShortZeroRuns(runs, { offset, length: data.length, data }, unit, options.destinationShift ?? 0) : runs;
 }
 
 /**
@@ -64,51 +65,93 @@ export function splitZeroRuns(data: Buffer, offset: number, blockSize: number, o
  */
 export function splitExtentZeroRuns(extent: Extent, blockSize: number, options: ZeroSplitOptions = {}): Extent[] {
   if (!extent.data) return [extent];
-  const runs = splitZeroRuns(extent.data, extent.offset, blockSize, options);
-  const release = extent.release;
-  if (!release) return runs;
-  let pieces = runs.reduce((n, r) => n + (r.data ? 1 : 0), 0);
-  if (pieces === 0) {
+  return releaseOnce(splitZeroRuns(extent.data, extent.offset, blockSize, options), extent);
+}
+
+/** The source's release runs once, after the last of `pieces` that views its buffer is done with (at once when none does). */
+export function releaseOnce(pieces: Extent[], source: Extent): Extent[] {
+  const release = source.release;
+  const backing = source.data?.buffer;
+  if (!release) return pieces;
+  let views = 0;
+  for (const p of pieces) if (p.data !== undefined && p.data.buffer === backing) views++;
+  if (views === 0) {
     release();
-    return runs;
+    return pieces;
   }
   const releaseOne = (): void => {
-    if (--pieces === 0) release();
+    if (--views === 0) release();
   };
-  return runs.map((r) => (r.data ? { ...r, release: releaseOne } : r));
+  return pieces.map((p) => (p.data !== undefined && p.data.buffer === backing ? { ...p, release: releaseOne } : p));
 }
 
-function coversAlignedUnit(start: number, end: number, unit: number): boolean {
-  const firstUnitStart = Math.ceil(start / unit) * unit;
-  return firstUnitStart + unit <= end;
-}
-
-function absorbShortZeroRuns(runs: Extent[], data: Buffer, offset: number, unit: number, shift: number): Extent[] {
-  if (runs.length < 2) return runs;
-  const merged: Extent[] = [];
-  let pendingStart = -1; // start (relative to data) of a data run being extended
-  let pendingEnd = -1;
-  const flushData = (): void => {
-    if (pendingStart >= 0) merged.push({ offset: offset + pendingStart, length: pendingEnd - pendingStart, data: data.subarray(pendingStart, pendingEnd) });
-    pendingStart = -1;
+/**
+ * Where the destination reads as zero, a hole smaller than a filesystem block saves nothing: the
+ * block is allocated for the data beside it. The zero extents among `pieces` (what became of the
+ * buffer of `source`) that share a destination unit with a data view of that buffer on either side
+ * are written with it, in one view; whole units stay holes. Only the data's own side is taken:
+ * zeros running on past the buffer's end (into the next chunk, or to the end of the source) may
+ * cover whole units there, or none at all (a file's last partial block), and stay holes, as cp
+ * --sparse=always leaves them. Absorbed bytes are counted in the view's `zeroBlockBytes`.
+ */
+export function absorbShortZeroRuns(pieces: Extent[], source: Extent, unit: number, shift: number): Extent[] {
+  const buffer = source.data!;
+  const start = source.offset;
+  const end = start + buffer.length;
+  const isView = (p: Extent | undefined): boolean => p?.data !== undefined && p.data.buffer === buffer.buffer && p.offset >= start;
+  /** Destination units are [k * unit - shift, (k + 1) * unit - shift) in source offsets. */
+  const unitStartAtOrAfter = (at: number): number => Math.ceil((at + shift) / unit) * unit - shift;
+  const unitStartAtOrBefore = (at: number): number => Math.floor((at + shift) / unit) * unit - shift;
+  const out: Extent[] = [];
+  // The view being extended, [viewStart, viewEnd) in source offsets, and the zero bytes in it.
+  let viewStart = -1;
+  let viewEnd = -1;
+  let zeroBytes = 0;
+  const flushView = (): void => {
+    if (viewStart < 0) return;
+    const view: Extent = { offset: viewStart, length: viewEnd - viewStart, data: buffer.subarray(viewStart - start, viewEnd - start) };
+    if (zeroBytes > 0) view.zeroBlockBytes = zeroBytes;
+    out.push(view);
+    viewStart = -1;
+    zeroBytes = 0;
   };
-  for (const run of runs) {
-    const start = run.offset - offset;
-    const end = start + run.length;
-    const keepAsHole = !run.data && coversAlignedUnit(run.offset + shift, run.offset + run.length + shift, unit);
-    if (keepAsHole) {
-      flushData();
-      merged.push(run);
-    } else {
-      if (pendingStart < 0) pendingStart = start;
-      pendingEnd = end;
+  const extendView = (from: number, to: number, zeros: number): void => {
+    if (viewStart < 0 || from !== viewEnd) {
+      flushView();
+      viewStart = from;
     }
+    viewEnd = to;
+    zeroBytes += zeros;
+  };
+  for (let i = 0; i < pieces.length; i++) {
+    const p = pieces[i]!;
+    const zeroStart = p.offset;
+    const zeroEnd = p.offset + p.length;
+    if (isView(p)) {
+      extendView(zeroStart, zeroEnd, p.zeroBlockBytes ?? 0);
+      continue;
+    }
+    if (p.data || p.inDataBlock || zeroStart < start || zeroEnd > end) {
+      flushView();
+      out.push(p);
+      continue;
+    }
+    const next = pieces[i + 1];
+    const leftTo = viewStart >= 0 && viewEnd === zeroStart ? Math.min(zeroEnd, unitStartAtOrAfter(zeroStart)) : zeroStart;
+    const rightFrom = isView(next) && next!.offset === zeroEnd ? Math.max(leftTo, unitStartAtOrBefore(zeroEnd)) : zeroEnd;
+    if (leftTo > zeroStart) extendView(zeroStart, leftTo, leftTo - zeroStart);
+    if (rightFrom > leftTo) {
+      flushView();
+      out.push({ offset: leftTo, length: rightFrom - leftTo });
+    }
+    if (zeroEnd > rightFrom) extendView(rightFrom, zeroEnd, zeroEnd - rightFrom);
   }
-  flushData();
-  return merged;
+  flushView();
+  return out;
 }
 
-function findRuns(data: Buffer, offset: number, blockSize: number): Extent[] {
+/** Data and zero runs of `data` at block granularity (blocks aligned to source offsets), coalesced. */
+export function findRuns(data: Buffer, offset: number, blockSize: number): Extent[] {
   const length = data.length;
   if (length === 0) return [];
   if (isZeroRange(data)) return [{ offset, length }];

@@ -12,9 +12,15 @@
  * Buffers are handed over, not copied: they must live in shared memory (allocAligned makes them
  * so). Commands go through a MessageChannel that the writer reads synchronously, and progress
  * comes back through a shared counter, so neither side waits on the other's event loop.
+ *
+ * Besides writes, the thread compares: reads the destination under a range of zeros and writes
+ * zeros where it holds data (compare-zeros.ts, v0.10's check), in order with the writes, so that a
+ * device's zero ranges are read back while the copy reads and decompresses what follows. Its
+ * counters come back through shared memory too.
  */
 import type { MessageChannel, Worker } from 'node:worker_threads';
 import { workerThreads } from '../builtins.js';
+import { COMPARE_COUNTER_SLOTS, type CompareScratch, type CompareZeros, type CountZeroBlocks, compareAndZero, countZeroBlocks } from './compare-zeros.js';
 
 /** Shared counters, as indices into an Int32Array. */
 const POSTED = 0; // commands posted by the main thread
@@ -27,7 +33,11 @@ const CONTROL_SLOTS = 4;
 const WORKER_SOURCE = `
 const fs = require('node:fs');
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { control, port } = workerData;
+const { control, port, compareCounters } = workerData;
+const compareAndZero = (${compareAndZero.toString()});
+const countZeroBlocks = (${countZeroBlocks.toString()});
+const scratchOf = (command) => ({ read: asBuffer(command.scratch.read), zeros: asBuffer(command.scratch.zeros) });
+const asBuffer = (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const [POSTED, DONE, READY, FAILED] = [0, 1, 2, 3];
 // pwritev takes at most IOV_MAX (1024) buffers, and may write less than it was given.
 function writeAll(fd, buffers, position) {
@@ -51,10 +61,19 @@ for (let seq = 0; ; ) {
   if (command.exit) break;
   if (Atomics.load(control, FAILED) === 0) {
     try {
-      if (command.buffers.length > 0) writeAll(command.fd, command.buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)), command.position);
-      if (command.sync) fs.fdatasyncSync(command.fd);
-    } catch (err) {
-      port.postMessage({ seq, code: err.code, message: String(err.message), syncing: command.sync === true });
+      if (command.compare) {
+        compareAndZero(fs, command.compare, scratchOf(command), compareCounters);
+      } else {
+        // Zero blocks written with this data: the destination under them is judged before it is overwritten.
+        if (command.count) countZeroBlocks(fs, command.count, scratchOf(command), compareCounters);
+        if (command.buffers.length > 0) writeAll(command.fd, command.buffers.map(asBuffer), command.position);
+        if (command.sync) fs.fdatasyncSync(command.fd);
+      }
+    } catch (thrown) {
+      // A compare says what failed and where; its cause is the system error.
+      const err = thrown && thrown.phase ? thrown.cause : thrown;
+      const where = thrown && thrown.phase ? { phase: thrown.phase, at: thrown.at } : {};
+      port.postMessage({ seq, code: err && err.code, message: String(err && err.message), syncing: command.sync === true, ...where });
       Atomics.store(control, FAILED, 1);
     }
   }
@@ -71,6 +90,9 @@ export interface WriteCommand {
   position: number;
   /** fdatasync the descriptor once the buffers are written. */
   sync?: boolean;
+  /** Zero blocks among the buffers, counted as v0.10 would (compare-zeros.ts) before they are written, in `scratch`. */
+  count?: CountZeroBlocks;
+  scratch?: CompareScratch;
 }
 
 export interface WriteFailure {
@@ -80,10 +102,15 @@ export interface WriteFailure {
   error: { code?: string; message: string };
   /** The fdatasync after the write failed, not the write. */
   syncing: boolean;
+  /** A compare failed: in its read of the destination or its write of zeros, at this destination byte. */
+  phase?: 'read' | 'write';
+  at?: number;
 }
 
 export class WriterThread {
   private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+  /** What the compares done so far counted (COMPARE_COUNTER slots); read once they are done. */
+  readonly compareCounters = new Float64Array(new SharedArrayBuffer(COMPARE_COUNTER_SLOTS * 8));
   private readonly channel: MessageChannel = new (workerThreads().MessageChannel)();
   private readonly worker: Worker;
   private posted = 0;
@@ -93,7 +120,7 @@ export class WriterThread {
   constructor() {
     this.worker = new (workerThreads().Worker)(WORKER_SOURCE, {
       eval: true,
-      workerData: { control: this.control, port: this.channel.port2 },
+      workerData: { control: this.control, port: this.channel.port2, compareCounters: this.compareCounters },
       transferList: [this.channel.port2],
     });
     this.worker.unref();
@@ -120,17 +147,33 @@ export class WriterThread {
   /** The first failure, if any: later commands are skipped, not written. */
   get failure(): WriteFailure | null {
     if (this.failed || Atomics.load(this.control, FAILED) === 0) return this.failed;
-    const report = workerThreads().receiveMessageOnPort(this.channel.port1)?.message as { seq: number; code?: string; message: string; syncing: boolean } | undefined;
+    const report = workerThreads().receiveMessageOnPort(this.channel.port1)?.message as
+      | { seq: number; code?: string; message: string; syncing: boolean; phase?: 'read' | 'write'; at?: number }
+      | undefined;
     this.failed = {
       seq: report?.seq ?? this.done,
       error: { code: report?.code, message: report?.message ?? 'the writer thread stopped' },
       syncing: report?.syncing ?? false,
+      phase: report?.phase,
+      at: report?.at,
     };
     return this.failed;
   }
 
   /** Queues a write; returns its sequence number. Every buffer must view a SharedArrayBuffer. */
   post(command: WriteCommand): number {
+    return this.send(command);
+  }
+
+  /**
+   * Queues a compare (compare-zeros.ts); returns its sequence number. Its counts are added to
+   * `compareCounters`; `scratch` must be shared memory that nothing else uses meanwhile.
+   */
+  postCompare(compare: CompareZeros, scratch: CompareScratch): number {
+    return this.send({ compare, scratch });
+  }
+
+  private send(command: object): number {
     this.channel.port1.postMessage(command);
     const seq = this.posted++;
     Atomics.store(this.control, POSTED, this.posted);

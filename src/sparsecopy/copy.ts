@@ -136,8 +136,10 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
 
   // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
   const splitForSink = dest.kind !== 'stream' || plan.output.format.needs.ordered;
-  // Blocks larger than a read chunk arrive in pieces: joined so that a block with data is written whole.
-  const wholeBlocks = splitForSink && !plan.output.format.needs.ordered && blockSize > plan.chunkBytes ? new WholeBlocks(blockSize) : null;
+  // Blocks cut by the pieces they arrive in (decoded slots, -b above the read chunk, holes) are
+  // joined and judged whole for v0.10's counters. Not for compressed output: it keeps no holes, and
+  // counts its own.
+  const wholeBlocks = splitForSink && !plan.output.format.needs.ordered ? new WholeBlocks(blockSize) : null;
   const put = async (run: Extent, sourceHole = false): Promise<void> => {
     if (!wholeBlocks) return sink.write(run);
     for (const piece of sourceHole ? wholeBlocks.sourceHole(run) : wholeBlocks.push(run)) await sink.write(piece);
@@ -151,7 +153,7 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
       if (extent.data && splitForSink) {
         const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
         const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
-        for (const run of splitExtentZeroRuns(extent, blockSize, split)) await put(run);
+        for (const run of wholeBlocks ? wholeBlocks.data(extent, split) : splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
       } else {
         await put(extent, !extent.data);
       }
@@ -183,7 +185,8 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
       sparse: counters.sparse,
       nonzerodest: counters.nonzerodest,
       bytesRead: decompressed ? layer.progressDone!() : dataBytes,
-      bytesWritten: chosen.bytesWritten() ?? counters.real,
+      bytesWritten: chosen.bytesWritten() ?? counters.written,
+      zeroBlocksWritten: counters.zeroBlocksWritten,
       bytesSkipped: counters.sparse,
       bytesChecked: counters.checkedBytes,
       zerosWritten: counters.zerosWritten,

@@ -73,8 +73,10 @@ export interface CopySummary {
   nonzerodest: number;
   /** Bytes actually read from the source (holes are never read; compressed bytes for gzip). */
   bytesRead: number;
-  /** Bytes written to the destination (compressed bytes for gzip output). */
+  /** Bytes physically written to the destination, zeros included (compressed bytes for gzip output). */
   bytesWritten: number;
+  /** Zero bytes written only because they share a filesystem block with data (counted in sparse, as v0.10 skipped them). */
+  zeroBlocksWritten: number;
   /** Source bytes skipped as holes or zero blocks (emitted as precomputed blocks for gzip). */
   bytesSkipped: number;
   /** Destination bytes read back to check for zeros. */

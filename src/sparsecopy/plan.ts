@@ -133,7 +133,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
       options,
     };
     const { dest, seekBytes } = await prepareDestination(plan, options, output.format);
-    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, layer.length === null, dest, options, output.format) });
+    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format) });
   } catch (err) {
     await source.close();
     throw err;
@@ -252,18 +252,13 @@ function refuseIfFileTooLarge(plan: PartialPlan, dest: OpenedDestination, seekBy
 
 /**
  * A writer thread costs about 25 ms to start (on the other core) and saves the writes' share of
- * the main thread's time: worth it from tens of megabytes, and for streams of unknown length. Not
- * when the zeros are compared with the destination (a device, or an overlay onto data, with
- * --zero=compare): reading the destination back is then most of the work, and the data, cut
- * between the compared zero runs, comes in many small writes whose hand-offs cost more than the
- * writes (2 GiB image onto a blank loop device: 4.2 s with the thread, 3.4 s without). Compressed
- * output has sinks of its own.
+ * the main thread's time: worth it from tens of megabytes, and for streams of unknown length. With
+ * --zero=compare it also reads the destination back under the zeros (positional-sink.ts), which
+ * is then most of the work. Compressed output and streams have sinks of their own.
  */
 const WRITER_THREAD_MIN_BYTES = 64 << 20;
 
-function worthAWriterThread(length: number | null, unknownLength: boolean, dest: OpenedDestination, options: SparseCopyOptions, format: OutputFormat): boolean {
+function worthAWriterThread(length: number | null, dest: OpenedDestination, format: OutputFormat): boolean {
   if (format.needs.ordered || dest.kind === 'stream') return false;
-  const comparesZeros = (options.zeroPolicy ?? 'compare') === 'compare' && (dest.kind === 'block' || dest.oldLength > 0);
-  if (comparesZeros) return false;
-  return unknownLength || length === null || length >= WRITER_THREAD_MIN_BYTES;
+  return length === null || length >= WRITER_THREAD_MIN_BYTES;
 }

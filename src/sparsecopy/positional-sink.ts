@@ -10,20 +10,41 @@
  *
  * Zero extents are never written blindly. Beyond `checkLimit` (the destination's old length: a new
  * or truncated file has 0) a zero range is a hole for free. Below it, unless the destination is
- * trusted to be zero (--nocheck), the destination is read back block by block and zeros are
- * written only where it holds data (v0.10's "nonzerodest"), so the result is byte-exact.
+ * trusted to be zero (--nocheck), the destination is read back and zeros are written only where it
+ * holds data (v0.10's "nonzerodest"), so the result is byte-exact (io/compare-zeros.ts). With a
+ * writer thread the reads are its commands too, in order with the writes, so they overlap the
+ * reading and decompressing of what follows.
+ *
+ * Short runs of zero blocks between data (a file's last block after its end, a sparse region's
+ * edges: tens of thousands in a filesystem image) would cut the data into as many small writes and
+ * compares. A run that covers no whole aligned unit of the destination (`holeUnit`: a device's or
+ * filesystem's block) lies in units the data around it writes anyway, so it is written with that
+ * data, zeros being what the source holds there: the same bytes and the same units written, in one
+ * write. Only v0.10's counters need the destination under it, read just before that write.
+ *
+ * The summary's real / sparse / nonzerodest are v0.10's, block by block (see extent.ts), whatever
+ * was physically written; `written` counts the bytes that were.
  */
 import fs from 'node:fs';
 import type { Extent } from '../extent/extent.js';
-import { isZeroRange } from '../extent/zero-runs.js';
-import { isAddressAligned } from '../io/aligned.js';
+import { PAGE, allocAligned, isAddressAligned } from '../io/aligned.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { type Sink, type SinkCounters, type ZeroPolicy, newCounters } from './sink.js';
-import { allocAligned } from '../io/aligned.js';
 import { BufferPool } from '../io/buffer-pool.js';
+import {
+  COMPARE_COUNTER,
+  COMPARE_COUNTER_SLOTS,
+  COMPARE_READ_BYTES,
+  type CompareFailure,
+  type CompareScratch,
+  type CompareZeros,
+  type CountZeroBlocks,
+  compareAndZero,
+  countZeroBlocks,
+} from '../io/compare-zeros.js';
 import { zeroOutRange } from '../io/ffi.js';
 import { writeAllSync } from '../io/write-sync.js';
-import { type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
+import { type WriteFailure, type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
 
 export interface PositionalSinkOptions {
   fd: number;
@@ -49,38 +70,69 @@ export interface PositionalSinkOptions {
   finish?: () => Promise<void>;
   /** Hand the writes to a writer thread (worth its start-up for large copies). */
   writerThread?: boolean;
+  /**
+   * The destination's allocation unit (a device's or filesystem's block): zero blocks between data
+   * that cover no whole aligned unit of it are written with the data, even where they are compared
+   * (--zero=compare). 0 or absent: never.
+   */
+  holeUnit?: number;
 }
 
+/** Zero runs written with their data are at most this long (they fit in one compare read). */
+const MAX_GAP_BYTES = COMPARE_READ_BYTES / 2;
+
 const WRITE_BATCH_BYTES = 1 << 20;
-const CHECK_CHUNK_BYTES = 1 << 20;
 /**
  * Bytes handed to the writer thread and not yet written: past this, the copy waits. Also a count
  * of batches: data cut by zero runs holds whole source chunks for a few bytes of each.
  */
 const MAX_QUEUED_BYTES = 16 << 20;
 const MAX_QUEUED_BATCHES = 16;
+/**
+ * Destination bytes handed to the writer thread to compare and not yet compared. A compare holds
+ * no memory of the source's, so the copy may run well ahead of it (a device's zero ranges read
+ * back while the next hundreds of megabytes are decompressed), in commands of a few reads each.
+ */
+const MAX_QUEUED_COMPARE_BYTES = 256 << 20;
+const COMPARE_COMMAND_BYTES = 4 * COMPARE_READ_BYTES;
 
-/** A batch handed to the writer thread, kept until it is written. */
+/** A command handed to the writer thread, kept until it is done. */
 interface QueuedBatch {
   seq: number;
   position: number;
+  /** Bytes written by the command (a batch), or compared (a compare). */
   bytes: number;
+  compare: boolean;
   release: () => void;
 }
 
 export class PositionalSink implements Sink {
   private readonly counters = newCounters();
+  /** What compares did on this thread (the writer thread's own are added at the end). */
+  private readonly compareCounters = new Float64Array(COMPARE_COUNTER_SLOTS);
+  private compareScratch: CompareScratch | null = null;
   private writtenSinceSync = 0;
-  private checkBuffer: Buffer | null = null;
   // The batch: contiguous buffers starting at destination offset batchStart.
   private batch: Buffer[] = [];
   private batchReleases: (() => void)[] = [];
   private batchStart = 0;
   private batchBytes = 0;
+  /** Destination ranges of zero blocks in the batch, written with its data: judged before it is written. */
+  private batchGaps: number[] = [];
+  /**
+   * Zeros to compare the destination under, gathered from consecutive zero extents (a source hands
+   * them out chunk by chunk) into ranges of up to COMPARE_COMMAND_BYTES, so that they are read in
+   * few large reads; and held to see whether data follows a short one (then it joins the write).
+   */
+  private pendingZeros: { offset: number; length: number; inDataBlock: boolean; afterData: boolean } | null = null;
+  /** The destination offset where the last extent ended, if it was data; else -1. */
+  private dataEnd = -1;
 
   private readonly writer: WriterThread | null;
   private readonly queued: QueuedBatch[] = [];
   private queuedBytes = 0;
+  private queuedBatches = 0;
+  private queuedCompareBytes = 0;
   /** Aligned shared buffers: for O_DIRECT copies of unaligned batches, and for the writer thread. */
   private readonly copies = new BufferPool(2 * WRITE_BATCH_BYTES);
 
@@ -99,20 +151,74 @@ export class PositionalSink implements Sink {
       );
     }
     if (extent.data) {
-      this.counters.real += extent.length;
+      await this.settleZeros(extent);
+      const zeroBlocks = extent.zeroBlockBytes ?? 0;
+      this.counters.real += extent.length - zeroBlocks;
+      if (zeroBlocks > 0) this.countZeroBlocksWritten(baseOffset + extent.offset, zeroBlocks);
       this.addToBatch(extent.data, baseOffset + extent.offset, extent.release);
+      this.dataEnd = baseOffset + extent.offset + extent.length;
     } else {
       extent.release?.();
-      // The data before a hole is not contiguous with what follows it: written now, so that its
-      // buffers go back to their source (a fixed ring) instead of waiting for the next data.
-      this.flush();
-      await this.skipZeros(extent.offset, extent.length);
+      await this.takeZeros(extent.offset, extent.length, extent.inDataBlock === true);
+      this.dataEnd = -1;
     }
-    if (this.queuedBytes > MAX_QUEUED_BYTES || this.queued.length > MAX_QUEUED_BATCHES) await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2);
+    if (this.queuedBytes > MAX_QUEUED_BYTES || this.queuedBatches > MAX_QUEUED_BATCHES || this.queuedCompareBytes > MAX_QUEUED_COMPARE_BYTES) {
+      await this.waitForWriter(MAX_QUEUED_BYTES / 2, MAX_QUEUED_BATCHES / 2, MAX_QUEUED_COMPARE_BYTES / 2);
+    }
   }
 
-  private addToBatch(data: Buffer, position: number, release?: () => void): void {
+  /**
+   * All-zero blocks written along with their data (they share a filesystem block with it, where the
+   * destination is known zero): v0.10 skipped them, so they count as sparse, unless the zero
+   * policy writes every zero anyway.
+   */
+  private countZeroBlocksWritten(position: number, length: number): void {
+    if (this.options.zeroPolicy === 'write' && position < this.options.checkLimit) {
+      this.counters.real += length;
+      this.counters.zerosWritten += length;
+    } else {
+      this.counters.sparse += length;
+      this.counters.zeroBlocksWritten += length;
+    }
+  }
+
+  /** Zeros at source [offset, offset + length): gathered while they are compared, else handled at once. */
+  private async takeZeros(offset: number, length: number, inDataBlock: boolean): Promise<void> {
+    const { zeroPolicy, checkLimit, baseOffset } = this.options;
+    const start = baseOffset + offset;
+    const held = this.pendingZeros;
+    if (held && held.offset + held.length === offset && held.inDataBlock === inDataBlock && held.length + length <= COMPARE_COMMAND_BYTES && start < checkLimit) {
+      held.length += length;
+      return;
+    }
+    await this.settleZeros(null);
+    if (zeroPolicy === 'compare' && start < checkLimit) this.pendingZeros = { offset, length, inDataBlock, afterData: start === this.dataEnd };
+    else await this.skipZeros(offset, length, inDataBlock);
+  }
+
+  /**
+   * Compares the gathered zeros, or, when `next` is data right after them and they are whole zero
+   * blocks right after data that cover no whole aligned unit of the destination, writes them with
+   * that data.
+   */
+  private async settleZeros(next: Extent | null): Promise<void> {
+    const held = this.pendingZeros;
+    if (!held) return;
+    this.pendingZeros = null;
+    const unit = this.options.holeUnit ?? 0;
+    const start = this.options.baseOffset + held.offset;
+    const end = start + held.length;
+    const joins =
+      next !== null && next.offset === held.offset + held.length && held.afterData && !held.inDataBlock && unit > 0 && held.length <= MAX_GAP_BYTES && Math.ceil(start / unit) * unit + unit > end;
+    if (joins) this.addToBatch(this.zeros(held.length), start, undefined, true);
+    else await this.skipZeros(held.offset, held.length, held.inDataBlock);
+  }
+
+  /** `gap`: the data is zero blocks written with the data around them (v0.10's counters are the judge's). */
+  private addToBatch(data: Buffer, position: number, release?: () => void, gap = false): void {
+    this.counters.written += data.length;
     if (this.batchBytes > 0 && position !== this.batchStart + this.batchBytes) this.flush();
+    if (gap) this.batchGaps.push(position, position + data.length);
     if (this.batchBytes === 0) this.batchStart = position;
     this.batch.push(data);
     if (release) this.batchReleases.push(release);
@@ -133,9 +239,11 @@ export class PositionalSink implements Sink {
     const releases = this.batchReleases;
     const viaWriter = this.writer?.ready === true;
     const { fd, buffers, copy } = this.route(this.batch, position, bytes, viaWriter);
+    const count = this.batchGaps.length > 0 ? this.countSpec(this.batchGaps) : undefined;
     this.batch = [];
     this.batchReleases = [];
     this.batchBytes = 0;
+    this.batchGaps = [];
     this.writtenSinceSync += bytes;
     const sync = this.options.syncEveryBytes > 0 && this.writtenSinceSync >= this.options.syncEveryBytes;
     if (sync) this.writtenSinceSync = 0;
@@ -144,13 +252,21 @@ export class PositionalSink implements Sink {
       for (const r of releases) r();
     };
     if (viaWriter) {
-      const seq = this.writer!.post({ fd, buffers, position, sync });
-      this.queued.push({ seq, position, bytes, release });
+      const seq = this.writer!.post(count ? { fd, buffers, position, sync, count, scratch: this.compareScratch! } : { fd, buffers, position, sync });
+      this.queued.push({ seq, position, bytes, compare: false, release });
       this.queuedBytes += bytes;
-      // Given back as soon as written, not at the next write: a source with a fixed ring of
-      // buffers (the decoder thread) may be waiting for them before it can deliver that write.
+      this.queuedBatches++;
+      // Given back as soon as written, not at the next write: a source with a fixed set of buffers
+      // (the decoder thread's ring) may be waiting for them before it can deliver that write.
       void this.writer!.waitUntilDone(seq + 1).then(() => this.reapQuietly());
       return;
+    }
+    if (count) {
+      try {
+        countZeroBlocks(fs, count, this.compareScratch!, this.compareCounters);
+      } catch (err) {
+        throw this.compareError(err as CompareFailure);
+      }
     }
     try {
       writeAllSync(fd, buffers, position);
@@ -190,19 +306,36 @@ export class PositionalSink implements Sink {
     // `done` first: a command counts as done only after its failure is recorded.
     const done = writer.done;
     const failure = writer.failure;
-    if (failure) {
-      const batch = this.queued.find((b) => b.seq === failure.seq);
-      const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
-      const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
-      throw new ToolError('WRITE', `${this.options.name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
-    }
+    if (failure) throw this.writerFailure(failure);
     while (this.queued.length > 0 && this.queued[0]!.seq < done) {
       const batch = this.queued.shift()!;
-      this.queuedBytes -= batch.bytes;
+      if (batch.compare) this.queuedCompareBytes -= batch.bytes;
+      else {
+        this.queuedBytes -= batch.bytes;
+        this.queuedBatches--;
+      }
       batch.release();
     }
   }
 
+  private writerFailure(failure: WriteFailure): ToolError {
+    const { name } = this.options;
+    if (failure.at !== undefined) return this.compareError({ phase: failure.phase ?? 'write', at: failure.at, cause: failure.error });
+    const batch = this.queued.find((b) => b.seq === failure.seq);
+    const where = `${batch?.position ?? 0}..${(batch?.position ?? 0) + (batch?.bytes ?? 0)}`;
+    const what = failure.syncing ? 'fdatasync failed after writing bytes' : 'write failed at bytes';
+    return new ToolError('WRITE', `${name}: ${what} ${where}: ${describeSystemError(failure.error)}`, { cause: failure.error });
+  }
+
+  private compareError(failure: CompareFailure): ToolError {
+    const { name } = this.options;
+    const why = describeSystemError(failure.cause);
+    return failure.phase === 'read'
+      ? new ToolError('DEST_CHECK_READ', `${name}: check read failed at byte ${failure.at}: ${why}`, { cause: failure.cause })
+      : new ToolError('WRITE', `${name}: write failed at byte ${failure.at} (zeros over destination data): ${why}`, { cause: failure.cause });
+  }
+
+  /** Waits until at most `limit` bytes in at most `batches` batches, and `compareLimit` bytes to compare, are queued. */
   /** reap() from a callback: a failure stays recorded and is thrown at the next write or close. */
   private reapQuietly(): void {
     try {
@@ -212,19 +345,26 @@ export class PositionalSink implements Sink {
     }
   }
 
-  /** Waits until at most `limit` bytes in at most `batches` batches are queued for the writer thread. */
-  private async waitForWriter(limit: number, batches = 0): Promise<void> {
+  private async waitForWriter(limit: number, batches = 0, compareLimit = 0): Promise<void> {
     const writer = this.writer;
     if (!writer) return;
     this.reap();
-    while (this.queuedBytes > limit || this.queued.length > batches) {
+    while (this.queuedBytes > limit || this.queuedBatches > batches || this.queuedCompareBytes > compareLimit) {
       await writer.waitUntilDone(this.queued[0]!.seq + 1);
       this.reap();
     }
   }
 
+  /** How the destination under zero blocks written with data is read for v0.10's counters. */
+  private countSpec(ranges: number[]): CountZeroBlocks {
+    const { fd, directFd, blockSize, baseOffset, checkLimit } = this.options;
+    this.compareScratch ??= newCompareScratch();
+    return { ranges, blockOrigin: baseOffset, blockSize, checkLimit, readFd: directFd ?? fd, readAlignment: directFd != null ? (this.options.directAlignment ?? 512) : 0 };
+  }
+
   /** Hands over the batch and waits until everything is written. */
   private async drain(): Promise<void> {
+    await this.settleZeros(null);
     this.flush();
     await this.waitForWriter(0);
   }
@@ -237,18 +377,30 @@ export class PositionalSink implements Sink {
     }
   }
 
-  /** Zeros at source [offset, offset+length): a hole past the old end, the zero policy below it. */
-  private async skipZeros(offset: number, length: number): Promise<void> {
+  /**
+   * Zeros at source [offset, offset+length): a hole past the old end, the zero policy below it.
+   * `inDataBlock`: they lie in a block with data beyond a hole of the source, and count as real.
+   */
+  private async skipZeros(offset: number, length: number, inDataBlock: boolean): Promise<void> {
     const { baseOffset, checkLimit, zeroPolicy } = this.options;
     const destStart = baseOffset + offset;
+    if (zeroPolicy === 'compare' && destStart < checkLimit) {
+      this.compare(destStart, length, inDataBlock);
+      return;
+    }
     const coveredEnd = Math.min(destStart + length, Math.max(checkLimit, destStart));
     const covered = zeroPolicy === 'skip' ? 0 : coveredEnd - destStart;
     if (covered > 0) {
-      if (zeroPolicy === 'compare') this.checkAndZero(offset, covered);
-      else if (zeroPolicy === 'write') this.writeZeros(destStart, covered);
-      else await this.zeroOut(destStart, covered);
+      if (zeroPolicy === 'write') this.writeZeros(destStart, covered);
+      else await this.zeroOut(destStart, covered, inDataBlock);
     }
-    this.counters.sparse += length - covered;
+    this.countSkipped(length - covered, inDataBlock);
+  }
+
+  /** Zero bytes left as they are on the destination: v0.10 counted a block with data as real. */
+  private countSkipped(length: number, inDataBlock: boolean): void {
+    if (inDataBlock) this.counters.real += length;
+    else this.counters.sparse += length;
   }
 
   private zeroBuffer: Buffer | null = null;
@@ -273,7 +425,7 @@ export class PositionalSink implements Sink {
   private zeroOutUnsupported = false;
 
   /** BLKZEROOUT on the sector-aligned middle of the range; zeros written at its ragged edges. */
-  private async zeroOut(position: number, length: number): Promise<void> {
+  private async zeroOut(position: number, length: number, inDataBlock: boolean): Promise<void> {
     const sector = this.options.directAlignment ?? 512;
     const start = Math.ceil(position / sector) * sector;
     const end = Math.floor((position + length) / sector) * sector;
@@ -291,57 +443,55 @@ export class PositionalSink implements Sink {
       this.writeZeros(position, length);
       return;
     }
-    this.counters.sparse += end - start;
+    this.countSkipped(end - start, inDataBlock);
     this.counters.zeroedOut += end - start;
     if (start > position) this.writeZeros(position, start - position);
     if (position + length > end) this.writeZeros(end, position + length - end);
   }
 
-  private checkAndZero(offset: number, length: number): void {
-    const { blockSize, baseOffset, fd, name } = this.options;
-    this.checkBuffer ??= allocAligned(CHECK_CHUNK_BYTES);
-    const buffer = this.checkBuffer;
-    const end = offset + length;
-    // Whole blocks per read; a block larger than the buffer is judged a buffer at a time (the
-    // zeros written over destination data are the same; never a buffer of the block's size).
-    const chunkBytes = blockSize >= CHECK_CHUNK_BYTES ? CHECK_CHUNK_BYTES : Math.floor(CHECK_CHUNK_BYTES / blockSize) * blockSize;
-    for (let pos = offset; pos < end; ) {
-      const readLength = Math.min(end, pos + chunkBytes) - pos;
-      let got = 0;
-      try {
-        while (got < readLength) {
-          const n = fs.readSync(fd, buffer, got, readLength - got, baseOffset + pos + got);
-          if (n === 0) break;
-          got += n;
-        }
-      } catch (err) {
-        throw new ToolError('DEST_CHECK_READ', `${name}: check read failed at byte ${baseOffset + pos}: ${describeSystemError(err)}`, {
-          cause: err,
-        });
-      }
-      this.counters.checkedBytes += got;
-      if (isZeroRange(buffer, 0, got)) this.counters.sparse += got;
-      else this.zeroNonZeroBlocks(buffer, got, pos);
-      // Past the destination's end (a short read) there is nothing to check: a hole.
-      this.counters.sparse += readLength - got;
-      pos += readLength;
-    }
-  }
-
-  /** Write zeros over each block of the chunk read at source `offset` that holds data. */
-  private zeroNonZeroBlocks(chunk: Buffer, length: number, offset: number): void {
-    const { blockSize, baseOffset } = this.options;
-    for (let blockStart = 0; blockStart < length; ) {
-      const blockEnd = Math.min(length, blockStart + blockSize - ((offset + blockStart) % blockSize));
-      const size = blockEnd - blockStart;
-      if (isZeroRange(chunk, blockStart, blockEnd)) {
-        this.counters.sparse += size;
+  /**
+   * --zero=compare: zeros at destination [position, position + length) are written only where the
+   * destination holds data, judged and counted as v0.10 did (io/compare-zeros.ts). On the writer
+   * thread once it runs (in order with the writes before), here until then.
+   */
+  private compare(position: number, length: number, inDataBlock: boolean): void {
+    const { fd, directFd, blockSize, baseOffset, checkLimit } = this.options;
+    const alignment = this.options.directAlignment ?? 512;
+    this.compareScratch ??= newCompareScratch();
+    const viaWriter = this.writer?.ready === true;
+    this.flush(); // what comes before is written first, on whichever thread writes
+    const end = position + length;
+    // In commands of whole blocks (of a few reads each when blocks are small), so that the copy
+    // can wait for the first while the writer thread goes on with the next.
+    const step = Math.max(blockSize, Math.floor(COMPARE_COMMAND_BYTES / blockSize) * blockSize);
+    for (let at = position; at < end; ) {
+      const blockStart = at - ((at - baseOffset) % blockSize);
+      const next = Math.min(end, blockStart + step);
+      const command: CompareZeros = {
+        position: at,
+        length: next - at,
+        blockOrigin: baseOffset,
+        blockSize,
+        checkLimit,
+        inDataBlock,
+        readFd: directFd ?? fd,
+        readAlignment: directFd != null ? alignment : 0,
+        directFd: directFd ?? -1,
+        directAlignment: alignment,
+        bufferedFd: fd,
+      };
+      if (viaWriter) {
+        const seq = this.writer!.postCompare(command, this.compareScratch);
+        this.queued.push({ seq, position: at, bytes: next - at, compare: true, release: () => undefined });
+        this.queuedCompareBytes += next - at;
       } else {
-        this.counters.nonzerodest += size;
-        this.counters.real += size;
-        this.addToBatch(this.zeros(size), baseOffset + offset + blockStart);
+        try {
+          compareAndZero(fs, command, this.compareScratch, this.compareCounters);
+        } catch (err) {
+          throw this.compareError(err as CompareFailure);
+        }
       }
-      blockStart = blockEnd;
+      at = next;
     }
   }
 
@@ -350,14 +500,30 @@ export class PositionalSink implements Sink {
     await this.writer?.close();
     if (this.options.syncEveryBytes > 0 && this.writtenSinceSync > 0) this.sync();
     await this.options.finish?.();
-    return { ...this.counters };
+    const counters = { ...this.counters };
+    for (const compared of [this.compareCounters, this.writer?.compareCounters]) {
+      if (!compared) continue;
+      counters.real += compared[COMPARE_COUNTER.real]!;
+      counters.sparse += compared[COMPARE_COUNTER.sparse]!;
+      counters.nonzerodest += compared[COMPARE_COUNTER.nonzerodest]!;
+      counters.checkedBytes += compared[COMPARE_COUNTER.checked]!;
+      counters.written += compared[COMPARE_COUNTER.written]!;
+    }
+    return counters;
   }
 
   async abort(): Promise<void> {
     this.batch = [];
     this.batchReleases = [];
     this.batchBytes = 0;
+    this.batchGaps = [];
+    this.pendingZeros = null;
     // Nothing may still be writing once the caller closes or deletes the destination.
     await this.writer?.close();
   }
+}
+
+/** Shared (the writer thread reads into it) and page-aligned (O_DIRECT reads). */
+function newCompareScratch(): CompareScratch {
+  return { read: allocAligned(COMPARE_READ_BYTES + 2 * PAGE), zeros: allocAligned(COMPARE_READ_BYTES) };
 }

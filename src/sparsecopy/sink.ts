@@ -1,13 +1,20 @@
 import type { Extent } from '../extent/extent.js';
 
-/** What a sink did with the bytes it was given, in v0.10's terms plus the new counters. */
+/**
+ * What a sink did with the bytes it was given: v0.10's counters, which judge whole -b blocks of the
+ * source (see extent.ts), and what was physically done.
+ */
 export interface SinkCounters {
-  /** Bytes written to the destination (data, and zeros written over non-zero destination). */
+  /** Bytes of blocks v0.10 would have written: blocks with data, zero blocks over destination data. */
   real: number;
-  /** Zero bytes not written: holes in a file, skipped ranges of a device. */
+  /** Bytes of all-zero blocks v0.10 would have skipped: holes in a file, skipped ranges of a device. */
   sparse: number;
-  /** Zero bytes that landed on non-zero destination data and were written (v0.10's nonzerodest). */
+  /** Bytes of all-zero source blocks under which the destination held data (v0.10's nonzerodest). */
   nonzerodest: number;
+  /** Bytes physically written to the destination (data, zeros written with it or over its old data). */
+  written: number;
+  /** Bytes of all-zero blocks written only because they share a filesystem block with data (counted in sparse). */
+  zeroBlocksWritten: number;
   /** Destination bytes read to check for zeros. */
   checkedBytes: number;
   /** Zero bytes written because the zero policy says so (--zero=write, and zeroout's fallback). */
@@ -39,4 +46,4 @@ export interface Sink {
   abort(): Promise<void>;
 }
 
-export const newCounters = (): SinkCounters => ({ real: 0, sparse: 0, nonzerodest: 0, checkedBytes: 0, zerosWritten: 0, zeroedOut: 0 });
+export const newCounters = (): SinkCounters => ({ real: 0, sparse: 0, nonzerodest: 0, written: 0, zeroBlocksWritten: 0, checkedBytes: 0, zerosWritten: 0, zeroedOut: 0 });

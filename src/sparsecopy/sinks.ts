@@ -64,6 +64,7 @@ export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
     directFd: dest.directFd,
     directAlignment: Math.max(512, dest.sectorSize),
     writerThread: plan.writerThread,
+    holeUnit: dest.holeUnit,
     finish,
   });
   return { sink, bytesWritten: () => null };

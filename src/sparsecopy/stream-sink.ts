@@ -45,6 +45,7 @@ export class StreamSink implements Sink {
     }
     this.position += data.length;
     this.counters.real += data.length;
+    this.counters.written += data.length;
   }
 
   async close(): Promise<SinkCounters> {
