@@ -7,7 +7,6 @@
 import fs from 'node:fs';
 import { ToolError } from '../errors.js';
 import { DigestSet } from '../codec/digest.js';
-import type { Extent } from '../extent/extent.js';
 import { WholeBlocks } from '../extent/whole-blocks.js';
 import { padExtents, windowExtents } from '../extent/window.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
@@ -140,10 +139,6 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
   // joined and judged whole for v0.10's counters. Not for compressed output: it keeps no holes, and
   // counts its own.
   const wholeBlocks = splitForSink && !plan.output.format.needs.ordered ? new WholeBlocks(blockSize) : null;
-  const put = async (run: Extent, sourceHole = false): Promise<void> => {
-    if (!wholeBlocks) return sink.write(run);
-    for (const piece of sourceHole ? wholeBlocks.sourceHole(run) : wholeBlocks.push(run)) await sink.write(piece);
-  };
 
   try {
     for await (const extent of extents) {
@@ -154,8 +149,10 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
         const known = destinationKnownZero(dest, options, seekBytes + extent.offset);
         const split = { holeUnit: known ? dest.holeUnit : 0, destinationShift: seekBytes };
         for (const run of wholeBlocks ? wholeBlocks.data(extent, split) : splitExtentZeroRuns(extent, blockSize, split)) await sink.write(run);
+      } else if (!extent.data && wholeBlocks) {
+        for (const piece of wholeBlocks.sourceHole(extent)) await sink.write(piece);
       } else {
-        await put(extent, !extent.data);
+        await sink.write(extent);
       }
       // The furthest byte delivered: the end of the copy, whatever order the extents came in.
       sourceBytes = Math.max(sourceBytes, extent.offset + extent.length);
