@@ -8,6 +8,7 @@
  * gets rid of it, which is what an interrupted command does next.
  */
 import fs from 'node:fs';
+import { BUFFERED_CALL_BYTES, firstCall } from './write-sync.js';
 
 /** A non-blocking pipe (a parent may hand us one) answers EAGAIN: wait briefly and retry. */
 const isWouldBlock = (err: NodeJS.ErrnoException): boolean => err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK';
@@ -64,7 +65,7 @@ export function writeAt(fd: number, buffer: Buffer, position: number | null, sig
   return abortable(signal, (resolve, reject, stopped) => {
     let done = 0;
     const step = (): void => {
-      fs.write(fd, buffer, done, buffer.length - done, position === null ? null : position + done, (err, n) => {
+      fs.write(fd, buffer, done, Math.min(buffer.length - done, BUFFERED_CALL_BYTES), position === null ? null : position + done, (err, n) => {
         if (stopped()) return;
         if (err && isWouldBlock(err)) return void setTimeout(step, RETRY_MS);
         if (err) return reject(Object.assign(err, { bytesWritten: done }));
@@ -77,11 +78,9 @@ export function writeAt(fd: number, buffer: Buffer, position: number | null, sig
   });
 }
 
-const MAX_IOV = 1024;
-
 /**
  * Write every byte of `buffers` at the current position (writev on the thread pool, at most
- * IOV_MAX buffers a call), riding out short writes and EAGAIN. A failure carries `bytesWritten`.
+ * IOV_MAX buffers and BUFFERED_CALL_BYTES a call), riding out short writes and EAGAIN. A failure carries `bytesWritten`.
  */
 export function writevAll(fd: number, buffers: Buffer[], signal?: AbortSignal): Promise<void> {
   return abortable(signal, (resolve, reject, stopped) => {
@@ -89,7 +88,7 @@ export function writevAll(fd: number, buffers: Buffer[], signal?: AbortSignal): 
     let done = 0;
     const step = (): void => {
       if (rest.length === 0) return resolve();
-      fs.writev(fd, rest.slice(0, MAX_IOV), (err, n) => {
+      fs.writev(fd, firstCall(rest), (err, n) => {
         if (stopped()) return;
         if (err && isWouldBlock(err)) return void setTimeout(step, RETRY_MS);
         if (err) return reject(Object.assign(err, { bytesWritten: done }));

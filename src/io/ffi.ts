@@ -13,6 +13,7 @@ interface Libc {
   ioctlInt(fd: number, request: number, arg: number): { value: number; errno: number };
   addressOf(buf: Buffer): number;
   pipe2(fds: Buffer, flags: number): { value: number; errno: number };
+  fcntlInt(fd: number, command: number, arg: number): { value: number; errno: number };
 }
 
 const SEEK_DATA = 3;
@@ -68,6 +69,7 @@ function loadLibc(): Libc | null {
       ioctlBuffer: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.U8Array], [fd, request, arg]),
       ioctlInt: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.I64], [fd, request, arg]),
       pipe2: (fds, flags) => call('pipe2', [DataType.U8Array, DataType.I32], [fds, flags]),
+      fcntlInt: (fd, command, arg) => call('fcntl', [DataType.I32, DataType.I32, DataType.I32], [fd, command, arg]),
       // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
       addressOf: (buf) =>
         ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
@@ -163,6 +165,9 @@ export const discardRange = (fd: number, offset: number, length: number): IoctlO
   rangeIoctl(fd, BLKDISCARD, offset, length);
 
 const O_CLOEXEC = 0o2000000;
+const F_SETPIPE_SZ = 1031;
+/** What an unprivileged process may ask for (/proc/sys/fs/pipe-max-size's default). */
+export const PIPE_BYTES = 1 << 20;
 
 /**
  * A pipe of our own (pipe2 with O_CLOEXEC): Node makes pipes only inside its stream objects,
@@ -174,7 +179,19 @@ export function createPipe(): { readFd: number; writeFd: number } | null {
   if (!lib) return null;
   const fds = Buffer.alloc(8);
   if (lib.pipe2(fds, O_CLOEXEC).value < 0) return null;
-  return { readFd: fds.readInt32LE(0), writeFd: fds.readInt32LE(4) };
+  const pipe = { readFd: fds.readInt32LE(0), writeFd: fds.readInt32LE(4) };
+  enlargePipe(pipe.readFd);
+  return pipe;
+}
+
+/**
+ * Gives a pipe PIPE_BYTES of buffer instead of 64 KiB (F_SETPIPE_SZ; silently kept as it is where
+ * that is refused, or `fd` is no pipe). A writer that produces small pieces (xz writes 8 KiB at a
+ * time) then runs on while a batching reader sleeps, instead of waking it once per piece.
+ */
+export function enlargePipe(fd: number): boolean {
+  const lib = loadLibc();
+  return lib !== null && lib.fcntlInt(fd, F_SETPIPE_SZ, PIPE_BYTES).value >= 0;
 }
 
 /**

@@ -20,6 +20,7 @@
  */
 import type { MessageChannel, Worker } from 'node:worker_threads';
 import { workerThreads } from '../builtins.js';
+import { writeBuffersFully } from './write-sync.js';
 import { COMPARE_COUNTER_SLOTS, type CompareScratch, type CompareZeros, type CountZeroBlocks, compareAndZero, countZeroBlocks } from './compare-zeros.js';
 
 /** Shared counters, as indices into an Int32Array. */
@@ -39,20 +40,7 @@ const countZeroBlocks = (${countZeroBlocks.toString()});
 const scratchOf = (command) => ({ read: asBuffer(command.scratch.read), zeros: asBuffer(command.scratch.zeros) });
 const asBuffer = (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const [POSTED, DONE, READY, FAILED] = [0, 1, 2, 3];
-// pwritev takes at most IOV_MAX (1024) buffers, and may write less than it was given.
-function writeAll(fd, buffers, position) {
-  for (let start = 0; start < buffers.length; start += 1024) {
-    let batch = buffers.slice(start, start + 1024);
-    while (batch.length > 0) {
-      let n = batch.length === 1 ? fs.writeSync(fd, batch[0], 0, batch[0].length, position) : fs.writevSync(fd, batch, position);
-      position += n;
-      let i = 0;
-      while (i < batch.length && n >= batch[i].length) n -= batch[i++].length;
-      batch = batch.slice(i);
-      if (batch.length > 0 && n > 0) batch[0] = batch[0].subarray(n);
-    }
-  }
-}
+const writeBuffersFully = (${writeBuffersFully.toString()});
 Atomics.store(control, READY, 1);
 Atomics.notify(control, READY);
 for (let seq = 0; ; ) {
@@ -66,7 +54,7 @@ for (let seq = 0; ; ) {
       } else {
         // Zero blocks written with this data: the destination under them is judged before it is overwritten.
         if (command.count) countZeroBlocks(fs, command.count, scratchOf(command), compareCounters);
-        if (command.buffers.length > 0) writeAll(command.fd, command.buffers.map(asBuffer), command.position);
+        if (command.buffers.length > 0) writeBuffersFully(fs, command.fd, command.buffers.map(asBuffer), command.position, command.maxCallBytes ?? 0);
         if (command.sync) fs.fdatasyncSync(command.fd);
       }
     } catch (thrown) {
@@ -88,6 +76,8 @@ export interface WriteCommand {
   /** Views of shared memory, written in order from `position`. */
   buffers: Uint8Array[];
   position: number;
+  /** The most one system call writes (write-sync.ts: BUFFERED_CALL_BYTES for the page cache); by default any amount. */
+  maxCallBytes?: number;
   /** fdatasync the descriptor once the buffers are written. */
   sync?: boolean;
   /** Zero blocks among the buffers, counted as v0.10 would (compare-zeros.ts) before they are written, in `scratch`. */

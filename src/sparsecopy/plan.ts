@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
-import { type ByteRange, exactLength, minimumLength } from '../format/chain.js';
+import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
 import { type OutputFormat, OutputFormatRefusal, chooseOutputFormat, levelFor } from '../format/output-formats.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -133,7 +133,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
       options,
     };
     const { dest, seekBytes } = await prepareDestination(plan, options, output.format);
-    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format) });
+    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format, readElsewhere(source.layer)) });
   } catch (err) {
     await source.close();
     throw err;
@@ -258,7 +258,16 @@ function refuseIfFileTooLarge(plan: PartialPlan, dest: OpenedDestination, seekBy
  */
 const WRITER_THREAD_MIN_BYTES = 64 << 20;
 
-function worthAWriterThread(length: number | null, dest: OpenedDestination, format: OutputFormat): boolean {
+function worthAWriterThread(length: number | null, dest: OpenedDestination, format: OutputFormat, sourceReadElsewhere: boolean): boolean {
   if (format.needs.ordered || dest.kind === 'stream') return false;
+  // Bytes that a decoder thread or a child process produces leave the main thread only scanning
+  // them: it writes them as fast itself, while they are still in its cache, and without the
+  // hand-offs (2 GiB image to a file: .gz 2.00-2.07 s against 2.03-2.25 s, 10 MB less memory; .zst
+  // 0.99-1.00 s against 1.02-1.08 s; .xz 7.16-7.29 s against 7.26-7.33 s). A device's compares
+  // still go to the thread, overlapped with the decoding.
+  if (sourceReadElsewhere && dest.kind === 'file') return false;
   return length === null || length >= WRITER_THREAD_MIN_BYTES;
 }
+
+/** The layer's bytes are read by another thread or process: a decompressor's, or a stream's reader thread. */
+const readElsewhere = (layer: SourceLayer): boolean => layer.progressDone !== null || layer.readAt === null;

@@ -43,7 +43,7 @@ import {
   countZeroBlocks,
 } from '../io/compare-zeros.js';
 import { zeroOutRange } from '../io/ffi.js';
-import { writeAllSync } from '../io/write-sync.js';
+import { BUFFERED_CALL_BYTES, writeAllSync } from '../io/write-sync.js';
 import { type WriteFailure, type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
 
 export interface PositionalSinkOptions {
@@ -238,7 +238,8 @@ export class PositionalSink implements Sink {
     const bytes = this.batchBytes;
     const releases = this.batchReleases;
     const viaWriter = this.writer?.ready === true;
-    const { fd, buffers, copy } = this.route(this.batch, position, bytes, viaWriter);
+    const { fd, buffers, copy, direct } = this.route(this.batch, position, bytes, viaWriter);
+    const maxCallBytes = direct ? 0 : BUFFERED_CALL_BYTES;
     const count = this.batchGaps.length > 0 ? this.countSpec(this.batchGaps) : undefined;
     this.batch = [];
     this.batchReleases = [];
@@ -252,7 +253,7 @@ export class PositionalSink implements Sink {
       for (const r of releases) r();
     };
     if (viaWriter) {
-      const seq = this.writer!.post(count ? { fd, buffers, position, sync, count, scratch: this.compareScratch! } : { fd, buffers, position, sync });
+      const seq = this.writer!.post(count ? { fd, buffers, position, maxCallBytes, sync, count, scratch: this.compareScratch! } : { fd, buffers, position, maxCallBytes, sync });
       this.queued.push({ seq, position, bytes, compare: false, release });
       this.queuedBytes += bytes;
       this.queuedBatches++;
@@ -269,7 +270,7 @@ export class PositionalSink implements Sink {
       }
     }
     try {
-      writeAllSync(fd, buffers, position);
+      writeAllSync(fd, buffers, position, maxCallBytes);
     } catch (err) {
       throw new ToolError('WRITE', `${this.options.name}: write failed at bytes ${position}..${position + bytes}: ${describeSystemError(err)}`, {
         cause: err,
@@ -285,18 +286,18 @@ export class PositionalSink implements Sink {
    * alignment they lack (a memcpy costs far less than the page cache's double work on the way to
    * a device) or when the writer thread cannot see them (data made outside the pool).
    */
-  private route(buffers: Buffer[], position: number, length: number, viaWriter: boolean): { fd: number; buffers: Buffer[]; copy?: Buffer } {
+  private route(buffers: Buffer[], position: number, length: number, viaWriter: boolean): { fd: number; buffers: Buffer[]; copy?: Buffer; direct: boolean } {
     const { directFd, fd } = this.options;
     const alignment = this.options.directAlignment ?? 512;
     const direct = directFd != null && position % alignment === 0 && length % alignment === 0;
     const needsCopy =
       (direct && !buffers.every((b) => b.length % alignment === 0 && isAddressAligned(b, alignment))) || (viaWriter && !allShared(buffers));
     const target = direct ? directFd : fd;
-    if (!needsCopy) return { fd: target, buffers };
+    if (!needsCopy) return { fd: target, buffers, direct };
     const copy = length <= this.copies.bufferBytes ? this.copies.acquire() : allocAligned(length);
     let offset = 0;
     for (const b of buffers) offset += b.copy(copy, offset);
-    return { fd: target, buffers: [copy.subarray(0, length)], copy };
+    return { fd: target, buffers: [copy.subarray(0, length)], copy, direct };
   }
 
   /** Releases what the writer thread has written; throws its failure, if it had one. */
