@@ -74,7 +74,7 @@ export function childDecoder(
 
   let fed = 0;
   const feeding = feed(child, input, (n) => (fed += n));
-  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, options);
+  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, { ...options, batchReads: pipe.enlarged });
   const compressedBytesRead = (): number => fed;
 
   async function* extents(): AsyncGenerator<Extent> {

@@ -63,7 +63,7 @@ const signal = (control) => { Atomics.add(control, EVENTS, 1); Atomics.notify(co
 const [RUNNING, ENDED, FAILED] = [0, 1, 2];
 // One job after another: a job is one input decoded into its ring.
 parentPort.on('message', (job) => run(job));
-function run({ id, kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, order, freeQueue, bytes, zstdPath, inputBytes }) {
+function run({ id, kind, fd, start, end, pending, ring, ringOffset, slotBytes, slots, control, lengths, order, freeQueue, bytes, zstdPath, inputBytes, batchReads }) {
 const slot = (i) => Buffer.from(ring, ringOffset + i * slotBytes, slotBytes);
 // Slots come back in any order (a sink may hold one while later ones are written): the consumer
 // queues each one it gives back in freeQueue, counted by FREED; the thread takes them in turn.
@@ -123,10 +123,11 @@ function makeDecoder() {
         const got = readInput(out, n, out.length - n);
         if (got === 0) break;
         n += got;
-        // A stream that gave little had been drained: let its writer fill the pipe for a
-        // millisecond rather than waking for every piece (xz writes 8 KiB at a time: 260,000
-        // wake-ups for 2 GiB, whose system time the decompressor then lacks on a busy machine).
-        if (position === null && got < BATCH_BYTES && n < out.length) Atomics.wait(control, STOP, 0, 1);
+        // A pipe of ours (1 MiB) that gave little had been drained: let the child fill it for a
+        // millisecond rather than waking for every piece (xz writes 8 KiB at a time: 244,000
+        // reads for 2 GiB, 21,600 so). Not for a pipe someone else made: at 64 KiB, such a pause
+        // would hold a fast writer to 64 MB/s.
+        if (batchReads && got < BATCH_BYTES && n < out.length) Atomics.wait(control, STOP, 0, 1);
       }
       bytes[1] = bytes[0];
       return n;
@@ -355,7 +356,7 @@ const zstdPath = (): string => createRequire(import.meta.url).resolve('zstd-napi
 export function decodeThread(
   kind: DecoderKind,
   input: DecoderInput,
-  options: { slotBytes?: number; signal?: AbortSignal } = {},
+  options: { slotBytes?: number; signal?: AbortSignal; batchReads?: boolean } = {},
 ): { extents: AsyncGenerator<Extent>; compressedBytesRead: () => number; jobEnded: () => Promise<void> } {
   const slotBytes = options.slotBytes ?? SLOT_BYTES;
   const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
@@ -406,6 +407,7 @@ export function decodeThread(
     bytes,
     zstdPath: kind === 'zstd' ? zstdPath() : null,
     inputBytes: INPUT_BYTES,
+    batchReads: options.batchReads === true,
   });
   /** The job is over: the thread and the ring serve the next one, unless the thread may still be reading. */
   // Slots handed on and not given back yet: the ring serves another job only once none is left.

@@ -174,14 +174,13 @@ export const PIPE_BYTES = 1 << 20;
  * whose reads allocate a Buffer each. A raw pair lets a child process write into one end while a
  * thread of ours reads the other into buffers it reuses. Null without FFI.
  */
-export function createPipe(): { readFd: number; writeFd: number } | null {
+export function createPipe(): { readFd: number; writeFd: number; enlarged: boolean } | null {
   const lib = loadLibc();
   if (!lib) return null;
   const fds = Buffer.alloc(8);
   if (lib.pipe2(fds, O_CLOEXEC).value < 0) return null;
-  const pipe = { readFd: fds.readInt32LE(0), writeFd: fds.readInt32LE(4) };
-  enlargePipe(pipe.readFd);
-  return pipe;
+  const readFd = fds.readInt32LE(0);
+  return { readFd, writeFd: fds.readInt32LE(4), enlarged: enlargePipe(readFd) };
 }
 
 /**

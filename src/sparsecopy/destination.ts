@@ -46,6 +46,8 @@ export interface OpenedDestination {
   holeUnit: number;
   /** An existing file is being replaced: the copy is written beside it (both need room). */
   replacing: boolean;
+  /** A new file under a temporary name: nothing sees it before commit(). */
+  temporary: boolean;
   /** What a discarded copy leaves behind, for messages: "left as it was", "partly written"... */
   abandoned: string;
   /** Make the result visible under its final name (rename a temporary file). */
@@ -191,7 +193,7 @@ function streamDestination(name: string, fd: number, stat: fs.Stats | null, owne
   const close = (): void => {
     if (owned) fs.closeSync(fd);
   };
-  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, replacing: false, abandoned: 'the output is incomplete', commit: close, discard: close };
+  return { name, kind: 'stream', fd, stat, oldLength: 0, capacity: null, sectorSize: 512, directFd: null, holeUnit: 0, replacing: false, temporary: false, abandoned: 'the output is incomplete', commit: close, discard: close };
 }
 
 function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedDestination {
@@ -224,7 +226,7 @@ function blockDestination(name: string, stat: fs.Stats, force: boolean): OpenedD
     if (directFd !== null) fs.closeSync(directFd);
     fs.closeSync(fd);
   };
-  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, replacing: false, abandoned: 'partly written', commit: close, discard: close };
+  return { name, kind: 'block', fd, stat, oldLength: capacity, capacity, sectorSize: deviceSectorSize(fd), directFd, holeUnit: 4096, replacing: false, temporary: false, abandoned: 'partly written', commit: close, discard: close };
 }
 
 function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
@@ -235,7 +237,7 @@ function overlayDestination(name: string, stat: fs.Stats): OpenedDestination {
     throw destinationError(name, err);
   }
   const close = (): void => fs.closeSync(fd);
-  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), replacing: false, abandoned: 'partly written (it is written in place with --overlay)', commit: close, discard: close };
+  return { name, kind: 'file', fd, stat, oldLength: stat.size, capacity: null, sectorSize: 512, directFd: null, holeUnit: filesystemBlockSize(name), replacing: false, temporary: false, abandoned: 'partly written (it is written in place with --overlay)', commit: close, discard: close };
 }
 
 function replacementDestination(name: string, stat: fs.Stats | null): OpenedDestination {
@@ -271,6 +273,7 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     directFd: null,
     holeUnit: filesystemBlockSize(dir),
     replacing: stat !== null,
+    temporary: true,
     abandoned: stat ? 'left as it was' : 'not created',
     commit: () => {
       if (stat) {

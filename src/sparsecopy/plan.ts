@@ -236,13 +236,16 @@ function refuseIfTooLarge(plan: PartialPlan, dest: OpenedDestination, seekBytes:
 /**
  * A file longer than its filesystem allows (ext4: 16 TiB) fails with EFBIG after the data before
  * it is written; extending the file to its final length first (sparse, free) finds out at once.
+ * A temporary file stays at that length (the copy ends by setting it anyway): truncating a file
+ * to 0 makes ext4 write its dirty pages out when it is closed (auto_da_alloc), 0.2 s of a 0.4 s
+ * copy of 700 MB.
  */
 function refuseIfFileTooLarge(plan: PartialPlan, dest: OpenedDestination, seekBytes: number): void {
   const final = plan.options.finalSize ?? (plan.length === null ? null : seekBytes + plan.length + paddingFor(plan.length, plan.options.padBytes));
   if (final === null || final <= dest.oldLength) return;
   try {
     fs.ftruncateSync(dest.fd, final);
-    fs.ftruncateSync(dest.fd, dest.oldLength);
+    if (!dest.temporary) fs.ftruncateSync(dest.fd, dest.oldLength);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EFBIG' && code !== 'EINVAL') return; // anything else shows up when writing
