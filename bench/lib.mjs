@@ -65,7 +65,7 @@ export function formatTable(result) {
   const lines = [`### ${result.title}`, '', `${result.rounds} rounds, alternating order; ratio = median / median of the first row.`, '',
     '| command | median s | min s | max s | ratio | peak RSS MB |', '|---|---|---|---|---|---|'];
   for (const r of result.rows) {
-    lines.push(`| ${r.name} | ${r.median.toFixed(3)} | ${r.min.toFixed(3)} | ${r.max.toFixed(3)} | ${r.ratio.toFixed(2)} | ${r.rssMb.toFixed(0)} |`);
+    lines.push(`| ${r.name.replaceAll('|', '\\|')} | ${r.median.toFixed(3)} | ${r.min.toFixed(3)} | ${r.max.toFixed(3)} | ${r.ratio.toFixed(2)} | ${r.rssMb.toFixed(0)} |`);
   }
   return lines.join('\n');
 }
