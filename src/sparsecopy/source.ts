@@ -9,11 +9,12 @@ import { ToolError, describeSystemError } from '../errors.js';
 import { decodeThread } from '../codec/decoder-thread.js';
 import type { ExtentSource } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, peekHead } from '../format/chain.js';
-import { IDENTIFY_HEAD_BYTES, IDENTIFY_TAIL_BYTES, type ImageFormat, identifyImage } from '../format/identify.js';
+import { FORMAT_DESCRIPTIONS, IDENTIFY_HEAD_BYTES, IDENTIFY_TAIL_BYTES, type ImageFormat, identifyImage } from '../format/identify.js';
 import { type ContainerDriver, INPUT_FORMATS, type LayerContext, requireTool, unsupportedInput } from '../format/input-formats.js';
 import { readAt } from '../io/fd-io.js';
 import { seekableSource } from '../io/sources.js';
-import { type OpenedInput, openInputWaiting } from '../io/target.js';
+import type { ChainFile } from '../format/qcow2-layer.js';
+import { type OpenedInput, openInput, openInputWaiting } from '../io/target.js';
 
 export interface OpenedSource {
   /** The virtual disk: the chain's last layer. */
@@ -129,6 +130,25 @@ function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop
   };
 }
 
+/**
+ * What a container needs to open the files its image names (qcow2 backing files): the source's
+ * identity, to find loops, and an opener that closes what it opened with the source.
+ */
+function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) => void): Pick<LayerContext, 'identity' | 'openFile'> {
+  const openFile = (where: string): ChainFile => {
+    let file: OpenedInput;
+    try {
+      file = openInput(where);
+    } catch (err) {
+      throw new ToolError('SOURCE_OPEN', `${t.name}: cannot open its backing file ${where}: ${describeSystemError(err)}; nothing written`, { cause: err });
+    }
+    onStarted(async () => file.close());
+    const size = file.size ?? 0;
+    return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length) => preadFully(file, offset, length) };
+  };
+  return { identity: `${t.stat.dev}:${t.stat.ino}`, openFile };
+}
+
 /** A layer whose extents were started to look inside them: read once, from the replay. */
 function replaying(layer: SourceLayer, replay: AsyncGenerator<import('../extent/extent.js').Extent>, formats: ImageFormat[]): SourceLayer {
   let used = false;
@@ -145,8 +165,10 @@ function replaying(layer: SourceLayer, replay: AsyncGenerator<import('../extent/
 
 function openContainer(driver: ContainerDriver, below: SourceLayer, head: Buffer, context: LayerContext): SourceLayer {
   if (driver.needsRandomAccess && !below.readAt) {
-    const where = below.formats.length > 0 ? `inside ${below.formats.join(' + ')} data` : 'from a pipe';
-    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${driver.format} needs random access and cannot be read ${where}; nothing written`);
+    const what = FORMAT_DESCRIPTIONS[driver.format];
+    const where = below.formats.length > 0 ? `${what} inside ${below.formats.map((f) => FORMAT_DESCRIPTIONS[f]).join(' inside ')}` : what;
+    const instead = below.formats.length > 0 ? 'decompress it to a file first' : 'copy it to a file first';
+    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${where}; ${driver.format} needs random access, it cannot be read from a stream (${instead}); nothing written`);
   }
   return driver.open(below, head, context);
 }
@@ -177,7 +199,7 @@ export async function openSourceOn(transport: OpenedInput, options: SourceOption
 async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void): Promise<SourceLayer> {
   const base = transportLayer(t, options, onStarted);
   if (options.raw) return base;
-  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted };
+  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted, ...(t.seekable ? filesBeside(t, onStarted) : {}) };
   const { head, tail } = await sniff(t);
   const format = identifyImage(head, tail);
   if (format === null) return base;
