@@ -185,6 +185,21 @@ describe('qcow2 through the CLI', () => {
     expect(fs.readFileSync(out).equals(readRange(disk, MiB, 4 * MiB))).toBe(true);
   });
 
+  it('progress counts the qcow2 file\'s bytes read, against its size; the summary names the format', () => {
+    const compressed = at('progress.qcow2');
+    qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', rawDisk(), compressed);
+    const r = sparsecopy(['--progress=json', '--json', compressed, at('progress.out')]);
+    expect(r.status, r.stderr).toBe(0);
+    const last = JSON.parse(r.stderr.split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { done: number; total: number; output: number };
+    expect(last.total).toBe(fs.statSync(compressed).size);
+    expect(last.done).toBeGreaterThan(last.total / 2);
+    expect(last.done).toBeLessThanOrEqual(last.total);
+    expect(last.output).toBe(20 * MiB);
+    const summary = JSON.parse(r.stdout) as { inputFormats: string[]; bytesRead: number };
+    expect(summary.inputFormats).toEqual(['qcow2']);
+    expect(summary.bytesRead).toBe(last.done);
+  });
+
   it('qcow2 -> .gz: the gzip holds the virtual disk', () => {
     const out = at('disk.gz');
     const r = sparsecopy(['-q', image(), out]);
