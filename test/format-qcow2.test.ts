@@ -231,6 +231,11 @@ describe('qcow2 through the CLI', () => {
     const r = runHostile('sparsecopy', [layer, out], { codes: [2] });
     expect(r.stderr).toBe(`sparsecopy: ${layer}: cannot open its backing file ${base}: no such file or directory; nothing written\n`);
     expect(fs.existsSync(out)).toBe(false);
+    // A FIFO in its place is refused, not waited on for ever.
+    execFileSync('mkfifo', [base]);
+    const fifo = runHostile('sparsecopy', [layer, out], { codes: [2], timeoutMs: 10_000 });
+    expect(fifo.stderr).toMatch(/cannot open its backing file .*gone-base\.raw: not a regular file or a block device; nothing written/);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   it('a backing chain that loops is refused (18) naming the file', () => {

@@ -138,6 +138,9 @@ function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) =
   const openFile = (where: string): ChainFile => {
     let file: OpenedInput;
     try {
+      // A FIFO's open would wait for a writer: only what can be read at any offset is opened.
+      const stat = fs.statSync(where);
+      if (!stat.isFile() && !stat.isBlockDevice()) throw new Error('not a regular file or a block device');
       file = openInput(where);
     } catch (err) {
       throw new ToolError('SOURCE_OPEN', `${t.name}: cannot open its backing file ${where}: ${describeSystemError(err)}; nothing written`, { cause: err });
