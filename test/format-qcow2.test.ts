@@ -238,6 +238,21 @@ describe('qcow2 through the CLI', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
+  it('a destination that is a backing file of the source (by any name) is refused (13); it is left as it was', () => {
+    const base = at('dest-base.raw');
+    writeSparseFile(base, 2 * MiB, [{ offset: 0, data: patternBytes(2 * MiB, 52) }]);
+    const layer = at('dest-layer.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', layer, '2M');
+    qemuIo(layer, 'write -P 0x66 0 64k');
+    const before = fs.readFileSync(base);
+    fs.linkSync(base, at('dest-base-link.raw'));
+    for (const args of [['-o', layer, base], [layer, base], ['-o', layer, at('dest-base-link.raw')]]) {
+      const r = runHostile('sparsecopy', args, { codes: [13] });
+      expect(r.stderr).toMatch(/the source reads it \(.*dest-base\.raw is its backing file\); nothing written/);
+      expect(fs.readFileSync(base).equals(before)).toBe(true);
+    }
+  });
+
   it('a backing chain that loops is refused (18) naming the file', () => {
     const a = at('loop-a.qcow2');
     const b = at('loop-b.qcow2');

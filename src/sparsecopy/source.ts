@@ -21,6 +21,8 @@ export interface OpenedSource {
   layer: SourceLayer;
   /** The file, device or pipe it is read from; null for a source built in memory (fsmaker's disk). */
   transport: OpenedInput | null;
+  /** Other files it reads (a qcow2 image's backing files): no destination may be one of them. */
+  alsoReads: OpenedInput[];
   /** The extents cover the disk once, but not in offset order (see ExtentInput). */
   anyOrder: boolean;
   /** Stops whatever reads ahead (a decoder thread, a child process) and closes the transport. */
@@ -134,7 +136,7 @@ function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop
  * What a container needs to open the files its image names (qcow2 backing files): the source's
  * identity, to find loops, and an opener that closes what it opened with the source.
  */
-function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) => void): Pick<LayerContext, 'identity' | 'openFile'> {
+function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) => void, opened: OpenedInput[]): Pick<LayerContext, 'identity' | 'openFile'> {
   const openFile = (where: string): ChainFile => {
     let file: OpenedInput;
     try {
@@ -146,6 +148,7 @@ function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) =
       throw new ToolError('SOURCE_OPEN', `${t.name}: cannot open its backing file ${where}: ${describeSystemError(err)}; nothing written`, { cause: err });
     }
     onStarted(async () => file.close());
+    opened.push(file);
     const size = file.size ?? 0;
     return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length) => preadFully(file, offset, length) };
   };
@@ -191,18 +194,19 @@ export async function openSourceOn(transport: OpenedInput, options: SourceOption
     transport.close();
   };
   try {
-    const layer = await openChain(transport, options, (stop) => started.push(stop));
-    return { layer, transport, anyOrder: false, close };
+    const alsoReads: OpenedInput[] = [];
+    const layer = await openChain(transport, options, (stop) => started.push(stop), alsoReads);
+    return { layer, transport, alsoReads, anyOrder: false, close };
   } catch (err) {
     await close();
     throw err;
   }
 }
 
-async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void): Promise<SourceLayer> {
+async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void, alsoReads: OpenedInput[]): Promise<SourceLayer> {
   const base = transportLayer(t, options, onStarted);
   if (options.raw) return base;
-  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted, ...(t.seekable ? filesBeside(t, onStarted) : {}) };
+  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted, ...(t.seekable ? filesBeside(t, onStarted, alsoReads) : {}) };
   const { head, tail } = await sniff(t);
   const format = identifyImage(head, tail);
   if (format === null) return base;
@@ -266,5 +270,5 @@ export function extentInputSource(input: ExtentInput): OpenedSource {
     progressDone: null,
     progressTotal: input.length,
   };
-  return { layer, transport: null, anyOrder: input.anyOrder ?? false, close: async () => undefined };
+  return { layer, transport: null, alsoReads: [], anyOrder: input.anyOrder ?? false, close: async () => undefined };
 }
