@@ -84,6 +84,14 @@ describe('qcow2 images made by qemu-img read as the disk they hold', () => {
     expect(fs.readFileSync(out).equals(fs.readFileSync(rawDisk()))).toBe(true);
   });
 
+  it('a file cut short inside its last data cluster reads as zeros past its end, as qemu reads it', () => {
+    const image = at('cut.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', rawDisk(), image);
+    fs.truncateSync(image, fs.statSync(image).size - 40_000);
+    const out = expectSameAsQemu(image);
+    expect(readRange(out, 20 * MiB - 4096, 4096).equals(Buffer.alloc(4096))).toBe(true);
+  });
+
   it('zero clusters (write -z) read as zeros, as holes, without their stale data', () => {
     const image = at('zeros.qcow2');
     qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=1.1', rawDisk(), image);
@@ -115,7 +123,8 @@ describe('qcow2 images made by qemu-img read as the disk they hold', () => {
     const mid = at('chain-mid.qcow2');
     const top = at('chain-top.qcow2');
     // Relative names, resolved against the image's directory (as qemu does), not the working directory.
-    qemuImg('create', '-q', '-f', 'qcow2', '-b', 'chain-base.raw', '-F', 'raw', mid, '8M');
+    // The middle layer is version 2: the versions mix in one chain.
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', '-b', 'chain-base.raw', '-F', 'raw', mid, '8M');
     qemuIo(mid, 'write -P 0x22 1M 1M', 'write -P 0x23 7M 64k');
     qemuImg('create', '-q', '-f', 'qcow2', '-b', 'chain-mid.qcow2', '-F', 'qcow2', top, '12M');
     qemuIo(top, 'write -z 0 512k', 'write -z 1M 256k', 'write -P 0x33 3M 64k', 'write -P 0x34 11M 4k');

@@ -131,8 +131,16 @@ function* below(backing: DiskImage | null, start: number, end: number): Generato
 const inflateRawAsync = promisify(zlib.inflateRaw) as (buffer: Buffer, options: zlib.ZlibOptions) => Promise<Buffer>;
 
 type ZstdBinding = typeof import('zstd-napi/binding.js');
-let zstdBinding: ZstdBinding | null = null;
-const loadZstd = (): ZstdBinding => (zstdBinding ??= createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding);
+/** One decompression context for every zstd cluster, reset before each (creating one per cluster costs more than the cluster). */
+let zstdContext: { binding: ZstdBinding; dctx: InstanceType<ZstdBinding['DCtx']> } | null = null;
+function zstdDctx(): InstanceType<ZstdBinding['DCtx']> {
+  if (!zstdContext) {
+    const binding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
+    zstdContext = { binding, dctx: new binding.DCtx() };
+  }
+  zstdContext.dctx.reset(zstdContext.binding.ResetDirective.sessionOnly);
+  return zstdContext.dctx;
+}
 
 /**
  * A cluster from its compressed bytes. The stored bytes run to a sector's end, so they may hold
@@ -141,8 +149,7 @@ const loadZstd = (): ZstdBinding => (zstdBinding ??= createRequire(import.meta.u
  */
 function inflateWith(compression: Qcow2Compression, compressed: Buffer, clusterSize: number): Buffer {
   if (compression === 'deflate') return zlib.inflateRawSync(compressed, { maxOutputLength: clusterSize });
-  const { DCtx } = loadZstd();
-  const dctx = new DCtx();
+  const dctx = zstdDctx();
   const out = Buffer.alloc(clusterSize);
   let produced = 0;
   let consumed = 0;
