@@ -8,7 +8,7 @@
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
-import { type Qcow2Compression, type Qcow2Header, Qcow2Error, parseQcow2Header } from './qcow2-header.js';
+import { MAX_CLUSTER_BITS, MIN_CLUSTER_BITS, type Qcow2Compression, type Qcow2Header, Qcow2Error, parseQcow2Header } from './qcow2-header.js';
 import { type MapRun, type Qcow2Geometry, mapRuns, qcow2Geometry } from './qcow2-map.js';
 
 /** A file of the chain, read at any offset (zeros past its end). */
@@ -67,7 +67,7 @@ export class Qcow2Image implements DiskImage {
     // The header names its cluster size; extensions and the backing name lie within that cluster.
     const first = file.readAt(0, Math.min(file.size, 4096));
     const clusterBits = first.length >= 24 ? first.readUInt32BE(20) : 0;
-    const clusterBytes = clusterBits >= 9 && clusterBits <= 21 ? 2 ** clusterBits : 0;
+    const clusterBytes = clusterBits >= MIN_CLUSTER_BITS && clusterBits <= MAX_CLUSTER_BITS ? 2 ** clusterBits : 0;
     const head = clusterBytes > first.length && file.size > first.length ? file.readAt(0, Math.min(file.size, clusterBytes)) : first;
     return parseQcow2Header(head, file.size);
   }
@@ -115,7 +115,7 @@ export class Qcow2Image implements DiskImage {
     try {
       cluster = await inflateRawAsync(compressed, { maxOutputLength: this.geometry.clusterSize });
     } catch (err) {
-      throw compressedError(this, run, err);
+      throw compressedError(run, err);
     }
     return checkedCluster(this, run, () => cluster);
   }
@@ -162,7 +162,7 @@ function inflateWith(compression: Qcow2Compression, compressed: Buffer, clusterS
   return out.subarray(0, produced);
 }
 
-function compressedError(image: Qcow2Image, run: { host: number; bytes: number }, err: unknown): Qcow2Error {
+function compressedError(run: { host: number; bytes: number }, err: unknown): Qcow2Error {
   const reason = err instanceof Error ? err.message : String(err);
   return new Qcow2Error(`compressed cluster (${run.bytes} bytes at byte ${run.host}) does not inflate: ${reason}`, run.host);
 }
@@ -173,7 +173,7 @@ function checkedCluster(image: Qcow2Image, run: { host: number; bytes: number },
   try {
     cluster = inflate();
   } catch (err) {
-    throw compressedError(image, run, err);
+    throw compressedError(run, err);
   }
   if (cluster.length !== image.geometry.clusterSize) {
     throw new Qcow2Error(`compressed cluster (${run.bytes} bytes at byte ${run.host}) inflates to ${cluster.length} bytes, expected ${image.geometry.clusterSize}`, run.host);
