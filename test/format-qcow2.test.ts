@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SPARSECOPY, allocatedBytes, patternBytes, readRange, sfdiskWrite, sparsecopy, tempLeftovers, useTempDir, writeSparseFile } from './helpers.js';
+import { SPARSECOPY, allocatedBytes, loopUnavailableReason, newImageIn, patternBytes, readRange, sfdiskWrite, sparsecopy, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
 import { runHostile } from './hostile.js';
 
 let dir = '';
@@ -186,12 +186,17 @@ describe('qcow2 through the CLI', () => {
     const disk = at('mbr.raw');
     writeSparseFile(disk, 16 * MiB, [{ offset: 2 * MiB, data: patternBytes(3 * MiB, 41) }]);
     sfdiskWrite(disk, 'label: dos\nstart=2048, size=8192, type=83\nstart=12288, size=4096, type=83\n');
-    const qcow = at('mbr.qcow2');
-    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=4k', disk, qcow);
-    const out = at('part1.out');
-    const r = sparsecopy(['-q', '--from-partition', '1', qcow, out]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(fs.readFileSync(out).equals(readRange(disk, MiB, 4 * MiB))).toBe(true);
+    // Stored, and compressed (the table is then read from an inflated cluster).
+    for (const compress of [[], ['-c']]) {
+      const qcow = at('mbr.qcow2');
+      qemuImg('convert', ...compress, '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=4k', disk, qcow);
+      const out = at('part1.out');
+      const r = sparsecopy(['-q', '--from-partition', '1', qcow, out]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(fs.readFileSync(out).equals(readRange(disk, MiB, 4 * MiB))).toBe(true);
+      fs.rmSync(out);
+      fs.rmSync(qcow);
+    }
   });
 
   it('progress counts the qcow2 file\'s bytes read, against its size; the summary names the format', () => {
@@ -207,6 +212,17 @@ describe('qcow2 through the CLI', () => {
     const summary = JSON.parse(r.stdout) as { inputFormats: string[]; bytesRead: number };
     expect(summary.inputFormats).toEqual(['qcow2']);
     expect(summary.bytesRead).toBe(last.done);
+  });
+
+  it.skipIf(loopUnavailableReason())('qcow2 -> a block device holding old data: the device ends up as the virtual disk (zeros compared and written)', async () => {
+    const backing = newImageIn(dir, 'device.img', 24 * MiB);
+    fs.writeFileSync(backing, Buffer.alloc(24 * MiB, 0xee));
+    await withLoop(backing, (device) => {
+      const r = sparsecopy(['-q', image(), device]);
+      expect(r.status, r.stderr).toBe(0);
+    });
+    expect(readRange(backing, 0, 20 * MiB).equals(fs.readFileSync(rawDisk()))).toBe(true);
+    expect(readRange(backing, 20 * MiB, 4 * MiB).equals(Buffer.alloc(4 * MiB, 0xee))).toBe(true); // past the disk: untouched
   });
 
   it('qcow2 -> .gz: the gzip holds the virtual disk', () => {
