@@ -188,7 +188,8 @@ export function qcow2Layer(below: SourceLayer, top: ChainFile, openFile: OpenCha
       }
     },
     extents: (range) => qcow2Extents(image, range, chunkBytes),
-    progressDone: () => counter.bytes,
+    // Tables read twice (a partition table looked up first) and zeros past a short file's end count too: never past the total.
+    progressDone: () => Math.min(counter.bytes, totalBytes),
     progressTotal: totalBytes,
   };
 }
