@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolError } from '../src/errors.js';
+import type { Qcow2Image } from '../src/format/qcow2-image.js';
 import { type ChainFile, openQcow2Chain, qcow2Extents } from '../src/format/qcow2-layer.js';
 import { patternBytes, useTempDir, writeSparseFile } from './helpers.js';
 import { type Mutant, mutants, runHostile } from './hostile.js';
@@ -101,7 +102,10 @@ const ZEROS_HASHED_UP_TO = 16 << 20;
 
 /** The digest of the whole virtual disk's bytes, its extents checked for order and coverage. */
 async function readWhole(name: string, bytes: Buffer): Promise<string> {
-  const image = openQcow2Chain(memoryFile(name, bytes), null);
+  return digestOf(openQcow2Chain(memoryFile(name, bytes), null));
+}
+
+async function digestOf(image: Qcow2Image): Promise<string> {
   const digest = crypto.createHash('sha256');
   let expected = 0;
   for await (const e of qcow2Extents(image, { start: 0, end: null }, 256 * KiB)) {
@@ -215,6 +219,50 @@ describe('qcow2 mutants in-process', () => {
     expect(err).toBeInstanceOf(ToolError);
     expect((err as ToolError).message).toMatch(/compressed cluster \(\d+ bytes at byte \d+\) (does not inflate|inflates to)/);
   });
+});
+
+describe('qcow2 chain mutants in-process', () => {
+  it('a layer and its base, either corrupted, end whole or in one clean error naming the file at fault', async () => {
+    const base = at('chain-base.qcow2');
+    const top = at('chain-top.qcow2');
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=4k', at('small.raw'), base]);
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', '-b', 'chain-base.qcow2', '-F', 'qcow2', top, `${768 * KiB}`]);
+    execFileSync('qemu-io', ['-c', 'write -z 0 8k', '-c', 'write -P 0x99 200k 8k', top]);
+    const good = { top: fs.readFileSync(top), base: fs.readFileSync(base) };
+    const read = (topBytes: Buffer, baseBytes: Buffer): Promise<string> => {
+      const files = new Map([[base, memoryFile(base, baseBytes)]]);
+      const open = (where: string): ChainFile => {
+        const file = files.get(where);
+        if (!file) throw new ToolError('SOURCE_OPEN', `${top}: cannot open its backing file ${where}`);
+        return file;
+      };
+      const image = openQcow2Chain(memoryFile(top, topBytes), open);
+      return digestOf(image);
+    };
+    const expected = await read(good.top, good.base);
+    expect(expected).not.toBe(await readWhole(base, good.base)); // the layer changes the disk
+    let seed = 3100;
+    let cases = 0;
+    for (const [which, bytes] of [['top', good.top], ['base', good.base]] as const) {
+      for (const region of regionsOf(bytes).regions) {
+        for (const m of mutants(bytes, seed++, 60, region)) {
+          const started = performance.now();
+          try {
+            await (which === 'top' ? read(m.bytes, good.base) : read(good.top, m.bytes));
+          } catch (err) {
+            const context = `${which} ${region.what}: ${m.description}: ${err instanceof Error ? err.stack : String(err)}`;
+            expect(err instanceof ToolError, context).toBe(true);
+            expect(['CORRUPT_INPUT', 'UNSUPPORTED_FORMAT', 'SOURCE_OPEN'], context).toContain((err as ToolError).code);
+            // A corrupt base is named as the base, a corrupt layer as the layer.
+            if ((err as ToolError).code === 'CORRUPT_INPUT') expect((err as ToolError).message.startsWith(`${which === 'top' ? top : base}: `), context).toBe(true);
+          }
+          expect(performance.now() - started).toBeLessThan(3000);
+          cases++;
+        }
+      }
+    }
+    expect(cases).toBeGreaterThan(500);
+  }, 120_000);
 });
 
 describe('qcow2 mutants through the CLI', () => {
