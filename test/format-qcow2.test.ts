@@ -84,6 +84,24 @@ describe('qcow2 images made by qemu-img read as the disk they hold', () => {
     expect(fs.readFileSync(out).equals(fs.readFileSync(rawDisk()))).toBe(true);
   });
 
+  it.each(['preallocation=metadata', 'preallocation=falloc', 'lazy_refcounts=on,refcount_bits=1', 'refcount_bits=64,cluster_size=8k'])('created with %s, written by qemu-io', (options) => {
+    const image = at(`created-${options.replace(/\W/g, '-')}.qcow2`);
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', options, image, '16M');
+    qemuIo(image, 'write -P 0x05 1M 100k', 'write -z 4M 1M', 'write -P 0x06 15M 4k');
+    const out = expectSameAsQemu(image);
+    expect(readRange(out, MiB, 100 * KiB).equals(Buffer.alloc(100 * KiB, 0x05))).toBe(true);
+  });
+
+  it('an internal snapshot: the active disk is read, not the snapshot', () => {
+    const image = at('snapshot.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', image, '16M');
+    qemuIo(image, 'write -P 0x01 0 2M');
+    qemuImg('snapshot', '-c', 'before', image);
+    qemuIo(image, 'write -P 0x02 1M 2M', 'write -z 0 64k');
+    const out = expectSameAsQemu(image);
+    expect(readRange(out, MiB, 4 * KiB).equals(Buffer.alloc(4 * KiB, 0x02))).toBe(true);
+  });
+
   it('a file cut short inside its last data cluster reads as zeros past its end, as qemu reads it', () => {
     const image = at('cut.qcow2');
     qemuImg('convert', '-f', 'raw', '-O', 'qcow2', rawDisk(), image);
