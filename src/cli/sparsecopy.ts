@@ -31,19 +31,19 @@ note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
 
 -b is the zero-detection block and the unit of bare sizes, not a buffer size: any value works.
 
-Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open destination, 4 seek
-failed or --seek past the device end, 6/7 destination check read failed, 8 sparse skip failed, 9
-write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed, 11 --check
-found a non-zero first block, 12 more data than --max with -e, 13 source and destination are the
-same file or device, or overlap in it (symlinks, hard links, redirections, loop devices and their
-backing files, a qcow2 source's backing files), 14 destination device mounted or in use, or a loop
+Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open destination,
+4 seek failed or --seek past the device end, 6/7 destination check read failed, 8 sparse skip
+failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed,
+11 --check found a non-zero first block, 12 more data than --max with -e, 13 source and
+destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
+loop devices and their backing files, a qcow2 source's backing files), 14 destination device
+mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device, 16 reading the source
 failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
-(truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a qcow2 backing chain that
-loops), 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a
-format sparsecopy cannot read or write (yet), 29 a program a format needs is not installed (xz,
-lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it was, its temporary file
-removed).
+(truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
+19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
+is not installed (xz, lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
+was, its temporary file removed).
 `;
 
 interface RawOptions {
