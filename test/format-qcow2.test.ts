@@ -262,6 +262,10 @@ describe('qcow2 through the CLI', () => {
     expect(r.stderr).toMatch(/a qcow2 image inside gzip data; qcow2 needs random access, it cannot be read from a stream \(decompress it to a file first\)/);
     expect(fs.existsSync(out)).toBe(false);
     expect(tempLeftovers(dir)).toEqual([]);
+    // stdin redirected from the file can be read at any offset: it is read.
+    const redirected = spawnSync('bash', ['-c', `'${process.execPath}' '${SPARSECOPY}' -q - '${out}' < '${image()}'`]);
+    expect(redirected.status, redirected.stderr.toString()).toBe(0);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(rawDisk()))).toBe(true);
   });
 
   it('a missing backing file is refused (2) naming it; nothing written', () => {
