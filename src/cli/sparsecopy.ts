@@ -20,9 +20,10 @@ const { version } = createRequire(import.meta.url)('../../package.json') as { ve
 const HELP_TAIL = `
 SOURCE can be "-" for stdin; SOURCE or DEST can be block devices, DEST can be "-" for stdout.
 SOURCE's format is recognised from its first bytes, whatever its name: gzip, xz, zstd and bzip2
-are decompressed, an Android sparse image is expanded (also inside a compressor), an ISO 9660
-image is copied as the disk it is; qcow2, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused
-(exit 28) rather than copied as bytes. --raw copies any SOURCE as it is.
+are decompressed, an Android sparse image is expanded (also inside a compressor), a qcow2 image
+(a file, with its backing files) is read as its virtual disk, an ISO 9660 image is copied as the
+disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
+copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, else raw.
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
@@ -35,11 +36,12 @@ Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open desti
 failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed,
 11 --check found a non-zero first block, 12 more data than --max with -e, 13 source and
 destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
-loop devices and their backing files), 14 destination device mounted or in use, or a loop
+loop devices and their backing files, a qcow2 source's backing files), 14 destination device
+mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device, 16 reading the source
-failed, 17 digest mismatch (--verify-*), 18 corrupt compressed or sparse-image input (truncated,
-bad CRC or length, trailing garbage), 19 no partition table, no such partition, or (--to-partition)
-one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
+failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
+(truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
+19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
 is not installed (xz, lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
 was, its temporary file removed).
 `;

@@ -1,8 +1,8 @@
 /**
  * Input format drivers, one per format the identification table knows, each with what it reads
  * the layer below through and how it opens it: the decompressors (gzip, zstd in the decoder
- * thread; xz and bzip2 by the Debian tools), the Android sparse container, ISO 9660 (whose bytes
- * are the disk), and the formats not read yet, which refuse by name.
+ * thread; xz and bzip2 by the Debian tools), the Android sparse and qcow2 containers, ISO 9660
+ * (whose bytes are the disk), and the formats not read yet, which refuse by name.
  */
 import fs from 'node:fs';
 import { childDecoder, findOnPath } from '../codec/child-decoder.js';
@@ -11,8 +11,9 @@ import { ToolError } from '../errors.js';
 import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
 import { SparseImageError, parseSparseHeader, sparseImageExtents } from './android-sparse.js';
-import type { KnownLength, SourceLayer } from './chain.js';
+import { type KnownLength, type SourceLayer, exactLength } from './chain.js';
 import { FORMAT_DESCRIPTIONS, type ImageFormat } from './identify.js';
+import { type ChainFile, type OpenChainFile, qcow2Layer } from './qcow2-layer.js';
 
 export type DriverKind = 'decompressor' | 'container' | 'raw' | 'refused';
 
@@ -25,7 +26,7 @@ export interface DecompressorDriver {
   open(transport: OpenedInput, context: LayerContext): SourceLayer;
 }
 
-/** A container reads the extents of the layer below, in order (random access: later formats). */
+/** A container reads the extents of the layer below, in order, or (needsRandomAccess) at any offset through its readAt. */
 export interface ContainerDriver {
   kind: 'container';
   format: ImageFormat;
@@ -56,6 +57,10 @@ export interface LayerContext {
   chunkBytes: number;
   /** Learns how to wait until a decoder that reads the transport's descriptor is done with it. */
   onStarted: (settled: () => Promise<unknown>) => void;
+  /** What identifies the source's file (device and inode), when it is one: loops of backing files are found by it. */
+  identity?: string;
+  /** Opens a file the source names (a qcow2 backing file); absent when the source has no path. */
+  openFile?: OpenChainFile;
 }
 
 /** What zlib's messages mean in a gzip file. */
@@ -215,6 +220,17 @@ async function* sparseErrorsNamed(name: string, below: SourceLayer, extents: Asy
   }
 }
 
+/** qcow2: the layer below is read at any offset (openContainer refuses a stream before this). */
+const qcow2: ContainerDriver = {
+  kind: 'container',
+  format: 'qcow2',
+  needsRandomAccess: true,
+  open(below, _head, context) {
+    const top: ChainFile = { name: context.name, size: exactLength(below.length) ?? 0, identity: context.identity ?? context.name, readAt: below.readAt! };
+    return qcow2Layer(below, top, context.openFile ?? null, context.chunkBytes);
+  },
+};
+
 const refused = (format: ImageFormat, label: string): RefusedDriver => ({ kind: 'refused', format, label });
 
 /** Every format identify.ts knows, with its driver. */
@@ -227,7 +243,7 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
   iso9660: { kind: 'raw', format: 'iso9660' },
   lz4: refused('lz4', 'lz4 data'),
   zip: refused('zip', 'zip archives'),
-  qcow2: refused('qcow2', 'qcow2'),
+  qcow2,
   qcow: refused('qcow', 'qcow (version 1)'),
   'vmdk-sparse': refused('vmdk-sparse', 'VMDK'),
   'vmdk-cowd': refused('vmdk-cowd', 'ESX VMDK'),

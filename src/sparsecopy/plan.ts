@@ -17,6 +17,7 @@ import { type OpenedDestination, destinationStat, openDestination } from './dest
 import type { SparseCopyOptions } from './options.js';
 import { locateDestinationPartition, locateSourcePartition } from './partitions.js';
 import type { OpenedSource } from './source.js';
+import type { OpenedInput } from '../io/target.js';
 
 export interface CopyPlan {
   readonly source: OpenedSource;
@@ -190,6 +191,7 @@ export function paddingFor(length: number, pad: number | undefined): number {
 function refuseSameTarget(plan: PartialPlan, destStat: fs.Stats | null, options: SparseCopyOptions, seekBytes: number, format: OutputFormat): void {
   const input = plan.source.transport;
   if (!input || !destStat) return;
+  refuseBackingFileTarget(plan.source.alsoReads, destStat, options.destination);
   const inPlace = options.destination !== '-' && (destStat.isBlockDevice() || (destStat.isFile() && !!options.overlay && !format.needs.ordered));
   const raw = plan.source.layer.formats.length === 0;
   let clash;
@@ -209,6 +211,14 @@ function refuseSameTarget(plan: PartialPlan, destStat: fs.Stats | null, options:
   const end = clash.end === Infinity ? 'its end' : `byte ${clash.end}`;
   const where = inPlace ? `: bytes ${clash.start} to ${end} of it would be written while read` : '';
   throw new ToolError('SAME_FILE', `${destName}: source and destination are the same ${what}${named}${where}; nothing written`);
+}
+
+/** A destination that is one of the files a source reads besides its own (a qcow2 backing file) would be read while written. */
+function refuseBackingFileTarget(alsoReads: OpenedInput[], destStat: fs.Stats, destination: string): void {
+  for (const file of alsoReads) {
+    if (!sameTargetOrOverlap(file.stat, destStat)) continue;
+    throw new ToolError('SAME_FILE', `${destination === '-' ? 'stdout' : destination}: the source reads it (${file.name} is its backing file); nothing written`);
+  }
 }
 
 /** --to-partition: the copy starts at the partition and may not pass its end (the destination's capacity is narrowed to it). */

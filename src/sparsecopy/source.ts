@@ -9,17 +9,20 @@ import { ToolError, describeSystemError } from '../errors.js';
 import { decodeThread } from '../codec/decoder-thread.js';
 import type { ExtentSource } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, peekHead } from '../format/chain.js';
-import { IDENTIFY_HEAD_BYTES, IDENTIFY_TAIL_BYTES, type ImageFormat, identifyImage } from '../format/identify.js';
+import { FORMAT_DESCRIPTIONS, IDENTIFY_HEAD_BYTES, IDENTIFY_TAIL_BYTES, type ImageFormat, identifyImage } from '../format/identify.js';
 import { type ContainerDriver, INPUT_FORMATS, type LayerContext, requireTool, unsupportedInput } from '../format/input-formats.js';
 import { readAt } from '../io/fd-io.js';
 import { seekableSource } from '../io/sources.js';
-import { type OpenedInput, openInputWaiting } from '../io/target.js';
+import type { ChainFile } from '../format/qcow2-layer.js';
+import { type OpenedInput, openInput, openInputWaiting } from '../io/target.js';
 
 export interface OpenedSource {
   /** The virtual disk: the chain's last layer. */
   layer: SourceLayer;
   /** The file, device or pipe it is read from; null for a source built in memory (fsmaker's disk). */
   transport: OpenedInput | null;
+  /** Other files it reads (a qcow2 image's backing files): no destination may be one of them. */
+  alsoReads: OpenedInput[];
   /** The extents cover the disk once, but not in offset order (see ExtentInput). */
   anyOrder: boolean;
   /** Stops whatever reads ahead (a decoder thread, a child process) and closes the transport. */
@@ -129,6 +132,29 @@ function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop
   };
 }
 
+/**
+ * What a container needs to open the files its image names (qcow2 backing files): the source's
+ * identity, to find loops, and an opener that closes what it opened with the source.
+ */
+function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) => void, opened: OpenedInput[]): Pick<LayerContext, 'identity' | 'openFile'> {
+  const openFile = (where: string): ChainFile => {
+    let file: OpenedInput;
+    try {
+      // A FIFO's open would wait for a writer: only what can be read at any offset is opened.
+      const stat = fs.statSync(where);
+      if (!stat.isFile() && !stat.isBlockDevice()) throw new Error('not a regular file or a block device');
+      file = openInput(where);
+    } catch (err) {
+      throw new ToolError('SOURCE_OPEN', `${t.name}: cannot open its backing file ${where}: ${describeSystemError(err)}; nothing written`, { cause: err });
+    }
+    onStarted(async () => file.close());
+    opened.push(file);
+    const size = file.size ?? 0;
+    return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length) => preadFully(file, offset, length) };
+  };
+  return { identity: `${t.stat.dev}:${t.stat.ino}`, openFile };
+}
+
 /** A layer whose extents were started to look inside them: read once, from the replay. */
 function replaying(layer: SourceLayer, replay: AsyncGenerator<import('../extent/extent.js').Extent>, formats: ImageFormat[]): SourceLayer {
   let used = false;
@@ -145,8 +171,10 @@ function replaying(layer: SourceLayer, replay: AsyncGenerator<import('../extent/
 
 function openContainer(driver: ContainerDriver, below: SourceLayer, head: Buffer, context: LayerContext): SourceLayer {
   if (driver.needsRandomAccess && !below.readAt) {
-    const where = below.formats.length > 0 ? `inside ${below.formats.join(' + ')} data` : 'from a pipe';
-    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${driver.format} needs random access and cannot be read ${where}; nothing written`);
+    const what = FORMAT_DESCRIPTIONS[driver.format];
+    const where = below.formats.length > 0 ? `${what} inside ${below.formats.map((f) => FORMAT_DESCRIPTIONS[f]).join(' inside ')}` : what;
+    const instead = below.formats.length > 0 ? 'decompress it to a file first' : 'copy it to a file first';
+    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${where}; ${driver.format} needs random access, it cannot be read from a stream (${instead}); nothing written`);
   }
   return driver.open(below, head, context);
 }
@@ -166,18 +194,19 @@ export async function openSourceOn(transport: OpenedInput, options: SourceOption
     transport.close();
   };
   try {
-    const layer = await openChain(transport, options, (stop) => started.push(stop));
-    return { layer, transport, anyOrder: false, close };
+    const alsoReads: OpenedInput[] = [];
+    const layer = await openChain(transport, options, (stop) => started.push(stop), alsoReads);
+    return { layer, transport, alsoReads, anyOrder: false, close };
   } catch (err) {
     await close();
     throw err;
   }
 }
 
-async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void): Promise<SourceLayer> {
+async function openChain(t: OpenedInput, options: SourceOptions, onStarted: (stop: () => Promise<unknown>) => void, alsoReads: OpenedInput[]): Promise<SourceLayer> {
   const base = transportLayer(t, options, onStarted);
   if (options.raw) return base;
-  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted };
+  const context: LayerContext = { name: t.name, chunkBytes: options.chunkBytes, onStarted, ...(t.seekable ? filesBeside(t, onStarted, alsoReads) : {}) };
   const { head, tail } = await sniff(t);
   const format = identifyImage(head, tail);
   if (format === null) return base;
@@ -241,5 +270,5 @@ export function extentInputSource(input: ExtentInput): OpenedSource {
     progressDone: null,
     progressTotal: input.length,
   };
-  return { layer, transport: null, anyOrder: input.anyOrder ?? false, close: async () => undefined };
+  return { layer, transport: null, alsoReads: [], anyOrder: input.anyOrder ?? false, close: async () => undefined };
 }
