@@ -11,6 +11,7 @@ import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
 import { type OutputFormat, OutputFormatRefusal, chooseOutputFormat, levelFor } from '../format/output-formats.js';
 import { findOnPath } from '../codec/child-decoder.js';
+import { INPUT_FORMATS } from '../format/input-formats.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
 import { chunkSizeFor } from '../io/sources.js';
 import { type OpenedDestination, destinationStat, openDestination } from './destination.js';
@@ -282,5 +283,13 @@ function worthAWriterThread(length: number | null, dest: OpenedDestination, form
   return length === null || length >= WRITER_THREAD_MIN_BYTES;
 }
 
-/** The layer's bytes are read by another thread or process: a decompressor's, or a stream's reader thread. */
-const readElsewhere = (layer: SourceLayer): boolean => layer.progressDone !== null || layer.readAt === null;
+/**
+ * The layer's bytes are read by another thread or process: the outermost format is a decompressor
+ * (a decoder thread or a child), or a raw stream read by a thread of its own. A container read
+ * from a file (qcow2, Android sparse) is read by the main thread.
+ */
+function readElsewhere(layer: SourceLayer): boolean {
+  const outermost = layer.formats[0];
+  if (outermost !== undefined) return INPUT_FORMATS[outermost].kind === 'decompressor';
+  return layer.readAt === null;
+}
