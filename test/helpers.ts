@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll } from 'vitest';
+import { readAt } from '../src/fsmaker/read-range.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SPARSECOPY = path.join(ROOT, 'dist/bin/sparsecopy.mjs');
@@ -145,14 +146,7 @@ export function snapshot(file: string): FileSnapshot {
 export function readRange(file: string, offset: number, length: number): Buffer {
   const fd = fs.openSync(file, 'r');
   try {
-    const b = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, b, done, length - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return b.subarray(0, done);
+    return readAt(fd, offset, length);
   } finally {
     fs.closeSync(fd);
   }
