@@ -139,7 +139,7 @@ export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: n
   if (size === undefined) return { clusterBits: QCOW2_DEFAULT_CLUSTER_BITS, compress: options.compress ?? false };
   const bits = Math.log2(size);
   if (!Number.isInteger(bits) || size < QCOW2_MIN_CLUSTER_BYTES || size > QCOW2_MAX_CLUSTER_BYTES) {
-    throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB`);
+    throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB (a bare number counts -b blocks: 64K or 65536B)`);
   }
   return { clusterBits: bits, compress: options.compress ?? false };
 }
