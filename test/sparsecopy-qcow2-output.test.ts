@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { allocatedBytes, loopUnavailableReason, patternBytes, sparsecopy, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
+import { allocatedBytes, loopUnavailableReason, patternBytes, prng, sparsecopy, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
 import { expectCleanEnding, runBounded, runHostile } from './hostile.js';
 
 let dir = '';
@@ -270,5 +270,38 @@ describe('what qcow2 output refuses, before anything is written', () => {
     writeSparseFile(huge, 2 ** 40, [{ offset: 0, data: patternBytes(4096, 3) }]);
     refused(['--cluster-size', '512B', huge, at('huge.qcow2')], 15, /a virtual disk of 1099511627776 bytes is larger than a qcow2 with 512-byte clusters can map .*use a larger --cluster-size; nothing written/, [at('huge.qcow2')]);
     fs.rmSync(huge);
+  });
+});
+
+describe('seeded CLI cases: qcow2 options through real processes', () => {
+  it('random cluster sizes, --compress, and destinations: a documented ending, nothing but DEST touched, a clean image on success', () => {
+    const random = prng(1101);
+    const disk = diskFor(4 * KiB);
+    const sizes = ['512B', '1K', '4K', '64K', '2M', '4M', '3000B', '256B', '8', '0', 'x', '128'];
+    const work = at('cli-cases');
+    fs.mkdirSync(work, { recursive: true });
+    let succeeded = 0;
+    for (let n = 0; n < 24; n++) {
+      const args = ['-q'];
+      const size = random() < 0.8 ? sizes[Math.floor(random() * sizes.length)]! : null;
+      if (size !== null) args.push('--cluster-size', size);
+      if (random() < 0.5) args.push('--compress');
+      const dest = path.join(work, random() < 0.8 ? `out-${n}.qcow2` : `out-${n}.gz`);
+      const r = runHostile('sparsecopy', [...args, disk.file, dest], { timeoutMs: 10_000 });
+      const listing = fs.readdirSync(work);
+      if (r.status === 0) {
+        expect(listing, `case ${n}: ${args.join(' ')}`).toEqual([path.basename(dest)]);
+        if (dest.endsWith('.qcow2')) {
+          expectCheckedClean(dest);
+          expectIdentical(disk.file, dest);
+          succeeded++;
+        }
+      } else {
+        expect(listing, `case ${n}: ${args.join(' ')}`).toEqual([]);
+        expect(r.stderr.trimEnd().split('\n'), `case ${n}`).toHaveLength(1);
+      }
+      fs.rmSync(dest, { force: true });
+    }
+    expect(succeeded).toBeGreaterThan(3);
   });
 });
