@@ -195,6 +195,24 @@ describe('qcow2 images written in-process read back equal and recount clean', ()
   });
 });
 
+describe('limits', () => {
+  it('a stream growing past what its clusters can map (qemu’s L1 limit) fails as it passes it (exit 15), before writing more', async () => {
+    const file = path.join(dir, 'limit.qcow2');
+    const fd = fs.openSync(file, 'w');
+    try {
+      const sink = new Qcow2Sink({ fd, name: file, clusterBits: 9, compress: false, virtualSize: () => 0 });
+      const limit = (2 ** 25 / 8) * (512 / 8) * 512; // 32 MiB of L1 entries, each mapping an L2 table of 64 clusters
+      await sink.write({ offset: 0, length: 512, data: Buffer.alloc(512, 1) });
+      await sink.write({ offset: 512, length: limit - 512 }); // up to the limit: fine
+      const passing = sink.write({ offset: limit, length: 512, data: Buffer.alloc(512, 2) });
+      await expect(passing).rejects.toMatchObject({ code: 'DOES_NOT_FIT', message: expect.stringMatching(/larger than a qcow2 with 512-byte clusters can map \(137438953472 bytes/) });
+      await sink.abort();
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
+
 describe('the pure encodings', () => {
   it('the header cluster parses with the reader, every cluster size (512 B: the feature table fills it exactly)', () => {
     for (let bits = 9; bits <= 21; bits++) {

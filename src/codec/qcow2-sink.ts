@@ -67,8 +67,15 @@ interface Compressing {
   done: boolean;
 }
 
-/** The largest virtual size a qcow2 of these clusters can have (qemu's L1 limit), for messages and early refusals. */
-export const qcow2MaxVirtualSize = (clusterBits: number): number => maxVirtualSize(writeGeometry(clusterBits));
+/** A virtual disk of `size` bytes that 2^clusterBits-byte clusters cannot map (qemu's L1 limit), or null. */
+export function qcow2TooLarge(name: string, size: number, clusterBits: number): ToolError | null {
+  const max = maxVirtualSize(writeGeometry(clusterBits));
+  if (size <= max) return null;
+  return new ToolError(
+    'DOES_NOT_FIT',
+    `${name}: a virtual disk of ${size} bytes is larger than a qcow2 with ${2 ** clusterBits}-byte clusters can map (${max} bytes, qemu's L1 limit); use a larger --cluster-size; nothing written`,
+  );
+}
 
 export class Qcow2Sink implements Sink {
   private readonly g: Qcow2WriteGeometry;
@@ -122,7 +129,7 @@ export class Qcow2Sink implements Sink {
       this.throwIfFailed();
       if (extent.offset < this.total) throw new Error(`Qcow2Sink: extent at ${extent.offset} goes back before ${this.total}`);
       const end = extent.offset + extent.length;
-      if (end > this.maxVirtual) throw this.tooLarge(end);
+      if (end > this.maxVirtual) throw qcow2TooLarge(this.options.name, end, this.g.clusterBits)!;
       if (!extent.data) {
         this.counters.sparse += extent.length;
       } else {
@@ -144,7 +151,7 @@ export class Qcow2Sink implements Sink {
     this.finishL2Table();
     // qemu counts a disk in 512-byte sectors, dropping a partial last one (qemu-img convert rounds up, as here).
     const virtualSize = Math.ceil(this.options.virtualSize() / SECTOR_BYTES) * SECTOR_BYTES;
-    if (virtualSize > this.maxVirtual) throw this.tooLarge(virtualSize);
+    if (virtualSize > this.maxVirtual) throw qcow2TooLarge(this.options.name, virtualSize, this.g.clusterBits)!;
     const { clusterSize } = this.g;
 
     const l1Entries = l1EntriesFor(this.g, virtualSize);
@@ -342,13 +349,6 @@ export class Qcow2Sink implements Sink {
 
   private recycle(buffer: Buffer): void {
     if (this.spare.length < this.maxSpare) this.spare.push(buffer);
-  }
-
-  private tooLarge(size: number): ToolError {
-    return new ToolError(
-      'DOES_NOT_FIT',
-      `${this.options.name}: a virtual disk of ${size} bytes is larger than a qcow2 with ${this.g.clusterSize}-byte clusters can map (${this.maxVirtual} bytes, qemu's L1 limit); use a larger --cluster-size`,
-    );
   }
 
   private throwIfFailed(): void {

@@ -10,7 +10,7 @@ import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
 import { type OutputFormat, OutputFormatRefusal, type Qcow2OutputOptions, chooseOutputFormat, levelFor, qcow2OptionsFor } from '../format/output-formats.js';
-import { qcow2MaxVirtualSize } from '../codec/qcow2-sink.js';
+import { qcow2TooLarge } from '../codec/qcow2-sink.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { INPUT_FORMATS } from '../format/input-formats.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -110,11 +110,8 @@ function refuseUnseekable(destination: string, format: OutputFormat): void {
 /** A qcow2 of a known virtual size that its cluster size cannot map, refused before writing (the sink checks a stream's as it grows). */
 function refuseQcow2TooLarge(options: SparseCopyOptions, qcow2: Qcow2OutputOptions | null, length: number | null): void {
   if (!qcow2 || length === null) return;
-  const total = length + paddingFor(length, options.padBytes);
-  const max = qcow2MaxVirtualSize(qcow2.clusterBits);
-  if (total > max) {
-    throw new ToolError('DOES_NOT_FIT', `${options.destination}: a virtual disk of ${total} bytes is larger than a qcow2 with ${2 ** qcow2.clusterBits}-byte clusters can map (${max} bytes, qemu's L1 limit); use a larger --cluster-size; nothing written`);
-  }
+  const refusal = qcow2TooLarge(options.destination, length + paddingFor(length, options.padBytes), qcow2.clusterBits);
+  if (refusal) throw refusal;
 }
 
 /**
