@@ -101,7 +101,8 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
  */
 function refuseUnseekable(destination: string, format: OutputFormat): void {
   const stat = destination === '-' ? null : destinationStat(destination);
-  const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
+  // A directory is left to openDestination's own error (exit 3).
+  const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() || stat.isDirectory() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
   if (what === null) return;
   const name = destination === '-' ? 'stdout' : `${destination} (${what})`;
   throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, which sparsecopy seeks in to write the metadata last; nothing written`);
