@@ -18,7 +18,7 @@ export const SPARSECOPY_EXIT_CODES = {
   MORE_THAN_MAX: 12, // -e: the source holds more than --max
   SAME_FILE: 13, // source and destination are the same file or device, or overlap in one (loop devices, partitions)
   DEST_IN_USE: 14, // destination device is mounted or held open exclusively, or the file backs a loop device (use --force)
-  DOES_NOT_FIT: 15, // the source does not fit in the destination device
+  DOES_NOT_FIT: 15, // the source does not fit in the destination device (or in a qcow2 of its --cluster-size)
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
   CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage; corrupt qcow2 metadata or a looping backing chain

@@ -24,7 +24,10 @@ are decompressed, an Android sparse image is expanded (also inside a compressor)
 (a file, with its backing files) is read as its virtual disk, an ISO 9660 image is copied as the
 disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
-DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, else raw.
+DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
+else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
+file only: stdout, a pipe or a block device is refused (exit 28), and so are -o, -s, -f and
+--to-partition; --cluster-size and --compress are for qcow2 only.
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -38,7 +41,7 @@ failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10
 destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
 loop devices and their backing files, a qcow2 source's backing files), 14 destination device
 mounted or in use, or a loop
-device's backing file (see --force), 15 source does not fit on the device, 16 reading the source
+device's backing file (see --force), 15 source does not fit on the device (or is larger than a qcow2 of that --cluster-size maps), 16 reading the source
 failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
 (truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
@@ -66,6 +69,8 @@ interface RawOptions {
   gzipLevel?: string;
   format?: string;
   level?: string;
+  clusterSize?: string;
+  compress?: boolean;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -98,8 +103,10 @@ function buildCommand(): Command {
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
-    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd or bzip2 (default: from DEST's extension)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
+    .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K)')
+    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -149,6 +156,8 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     force: raw.force ?? false,
     raw: raw.raw ?? false,
     ...outputFormatOf(raw),
+    ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, blockSize, 'cluster size') } : {}),
+    ...(raw.compress ? { compress: true } : {}),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

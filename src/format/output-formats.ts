@@ -4,7 +4,7 @@
  * with a message naming the format and the option. Pure: the sinks live in codec/ and sparsecopy/.
  */
 
-export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2';
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2';
 
 export interface OutputFormat {
   name: OutputFormatName;
@@ -34,11 +34,12 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   { name: 'xz', extensions: ['.xz'], label: 'xz', levels: { min: 0, max: 9, default: 6 }, needs: compressed, tool: { command: 'xz', debianPackage: 'xz-utils' } },
   { name: 'zstd', extensions: ['.zst', '.zstd'], label: 'zstd', levels: { min: 1, max: 19, default: 3 }, needs: compressed },
   { name: 'bzip2', extensions: ['.bz2'], label: 'bzip2', levels: { min: 1, max: 9, default: 9 }, needs: compressed, tool: { command: 'lbzip2', debianPackage: 'lbzip2' } },
+  // Written in one pass with its metadata last (codec/qcow2-sink.ts): a new regular file only.
+  { name: 'qcow2', extensions: ['.qcow2'], label: 'qcow2', levels: null, needs: { ordered: true, seekable: true, sizeFirst: false } },
 ];
 
 /** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
 const NOT_WRITTEN: Record<string, string> = {
-  '.qcow2': 'qcow2',
   '.qcow': 'qcow',
   '.vmdk': 'VMDK',
   '.ova': 'OVA',
@@ -68,7 +69,7 @@ export const outputFormatNamed = (name: string): OutputFormat | undefined => OUT
 
 /**
  * The format of `destination`: --format when given (it wins over the name), else the name's
- * extension (.gz, .xz, .zst, .bz2), else raw. With `raw` (--raw), the name decides nothing: the
+ * extension (.gz, .xz, .zst, .bz2, .qcow2), else raw. With `raw` (--raw), the name decides nothing: the
  * bytes are written as they are. A known extension of a format not written is refused.
  */
 export function chooseOutputFormat(destination: string, options: { format?: string; raw?: boolean }): OutputFormat {
@@ -115,4 +116,30 @@ export function imageNameOf(destination: string, format: OutputFormat): string {
   const lower = destination.toLowerCase();
   const ext = format.extensions.find((e) => lower.endsWith(e));
   return ext ? destination.slice(0, destination.length - ext.length) : destination;
+}
+
+/** What --cluster-size and --compress ask of a qcow2 output: cluster_bits and whether clusters are deflated. */
+export interface Qcow2OutputOptions {
+  clusterBits: number;
+  compress: boolean;
+}
+
+const QCOW2_DEFAULT_CLUSTER_BITS = 16; // 64 KiB, qemu's default
+const QCOW2_MIN_CLUSTER_BYTES = 512;
+const QCOW2_MAX_CLUSTER_BYTES = 2 << 20; // qemu's limit
+
+/** qcow2's options from the user's (cluster size in bytes), or null for other formats, which refuse them. */
+export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: number; compress?: boolean }): Qcow2OutputOptions | null {
+  if (format.name !== 'qcow2') {
+    const given = options.clusterSize !== undefined ? '--cluster-size' : options.compress ? '--compress' : null;
+    if (given) throw new OutputFormatRefusal(`${given} is for qcow2 output, not ${format.label} (--format qcow2, or a .qcow2 destination)`);
+    return null;
+  }
+  const size = options.clusterSize;
+  if (size === undefined) return { clusterBits: QCOW2_DEFAULT_CLUSTER_BITS, compress: options.compress ?? false };
+  const bits = Math.log2(size);
+  if (!Number.isInteger(bits) || size < QCOW2_MIN_CLUSTER_BYTES || size > QCOW2_MAX_CLUSTER_BYTES) {
+    throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB (a bare number counts -b blocks: 64K or 65536B)`);
+  }
+  return { clusterBits: bits, compress: options.compress ?? false };
 }

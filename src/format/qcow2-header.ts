@@ -8,8 +8,8 @@
 
 export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 
-/** Header fields (big-endian), qcow2.rst "Header". */
-const HEADER = {
+/** Header fields (big-endian), qcow2.rst "Header": read here, written by qcow2-writer.ts. */
+export const HEADER = {
   magic: 0, // u32
   version: 4, // u32: 2 or 3
   backingFileOffset: 8, // u64: 0 = no backing file
@@ -19,7 +19,9 @@ const HEADER = {
   cryptMethod: 32, // u32: 0 none, 1 AES, 2 LUKS
   l1Size: 36, // u32: entries
   l1TableOffset: 40, // u64
-  // refcount_table_offset 48, refcount_table_clusters 56, nb_snapshots 60, snapshots_offset 64: not needed to read
+  refcountTableOffset: 48, // u64: not needed to read
+  refcountTableClusters: 56, // u32: not needed to read
+  // nb_snapshots 60, snapshots_offset 64: none written, not needed to read
   incompatibleFeatures: 72, // u64 (v3)
   compatibleFeatures: 80, // u64 (v3)
   autoclearFeatures: 88, // u64 (v3)
@@ -30,19 +32,21 @@ const HEADER = {
 
 const V2_HEADER_LENGTH = 72;
 const V3_MIN_HEADER_LENGTH = 104;
+/** What qemu writes for version 3: up to compression_type and its padding. */
+export const V3_HEADER_LENGTH = 112;
 
 /** Incompatible feature bits this reader understands (qcow2.rst). */
-const INCOMPAT_DIRTY = 0; // refcounts may be stale: irrelevant for reading
-const INCOMPAT_CORRUPT = 1; // qemu opens such an image read-only: so do we
-const INCOMPAT_DATA_FILE = 2; // external data file: refused
-const INCOMPAT_COMPRESSION = 3; // compression_type field is valid
-const INCOMPAT_EXTENDED_L2 = 4; // 128-bit L2 entries with subclusters
+export const INCOMPAT_DIRTY = 0; // refcounts may be stale: irrelevant for reading
+export const INCOMPAT_CORRUPT = 1; // qemu opens such an image read-only: so do we
+export const INCOMPAT_DATA_FILE = 2; // external data file: refused
+export const INCOMPAT_COMPRESSION = 3; // compression_type field is valid
+export const INCOMPAT_EXTENDED_L2 = 4; // 128-bit L2 entries with subclusters
 const KNOWN_INCOMPAT = [INCOMPAT_DIRTY, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_COMPRESSION, INCOMPAT_EXTENDED_L2];
 
 /** Header extension types (qcow2.rst "Header extensions"). */
-const EXT_END = 0x00000000;
+export const EXT_END = 0x00000000;
 const EXT_BACKING_FORMAT = 0xe2792aca;
-const EXT_FEATURE_NAMES = 0x6803f857;
+export const EXT_FEATURE_NAMES = 0x6803f857;
 const EXT_DATA_FILE = 0x44415441;
 const EXT_FDE = 0x0537be77;
 

@@ -27,11 +27,12 @@ export interface Qcow2Tables {
 }
 
 const SUBCLUSTERS = 32;
-const COMPRESSED_SECTOR = 512;
+/** The unit of a compressed descriptor's length (qcow2.rst). */
+export const COMPRESSED_SECTOR = 512;
 /** Bits 9-55 of an entry's high word: the top 24 bits of a host offset. */
 const HIGH_OFFSET_MASK = 0x00ffffff;
 const LOW_OFFSET_MASK = 0xfffffe00;
-const COMPRESSED_FLAG = 0x40000000; // bit 62, in the high word
+export const COMPRESSED_FLAG = 0x40000000; // bit 62, in the high word
 const ZERO_FLAG = 1; // bit 0, in the low word
 
 /** The host offset in bits 9-55 of an L1 or standard L2 entry. */

@@ -190,7 +190,7 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
       zeroedOut: counters.zeroedOut,
       padded,
       decompressed,
-      compressed: plan.output.format.needs.ordered,
+      compressed: plan.output.format.levels !== null || plan.output.qcow2?.compress === true,
       inputFormats: [...layer.formats],
       outputFormat: plan.output.format.name,
       digests: digest,

@@ -27,10 +27,14 @@ export interface SparseCopyOptions {
   force?: boolean;
   /** Copy the source's bytes as they are: no format is recognised or decompressed (--raw). */
   raw?: boolean;
-  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2; default: the destination's extension. */
+  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2, qcow2; default: the destination's extension. */
   outputFormat?: string;
   /** Compression level of the output format (its own range); default: the format's. */
   level?: number;
+  /** qcow2 output: cluster size in bytes (a power of two, 512 B to 2 MiB; default 64 KiB). */
+  clusterSize?: number;
+  /** qcow2 output: deflate each cluster, as qemu-img convert -c does. */
+  compress?: boolean;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];
   /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */
@@ -89,11 +93,11 @@ export interface CopySummary {
   padded: number;
   /** The source was compressed and was decompressed. */
   decompressed: boolean;
-  /** The destination is a compressed stream. */
+  /** The destination is compressed (a compressed stream, or a qcow2 with --compress). */
   compressed: boolean;
   /** The source's formats, from the outside in: [] for a raw image, ['xz', 'android-sparse']... */
   inputFormats: string[];
-  /** The destination's format: raw, gzip, xz, zstd, bzip2. */
+  /** The destination's format: raw, gzip, xz, zstd, bzip2, qcow2. */
   outputFormat: string;
   /** Lower-case hex digests of the uncompressed bytes. */
   digests: Partial<Record<DigestAlgorithm, string>>;

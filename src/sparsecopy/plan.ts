@@ -9,7 +9,8 @@ import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
-import { type OutputFormat, OutputFormatRefusal, chooseOutputFormat, levelFor } from '../format/output-formats.js';
+import { type OutputFormat, OutputFormatRefusal, type Qcow2OutputOptions, chooseOutputFormat, levelFor, qcow2OptionsFor } from '../format/output-formats.js';
+import { qcow2TooLarge } from '../codec/qcow2-sink.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { INPUT_FORMATS } from '../format/input-formats.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -34,7 +35,7 @@ export interface CopyPlan {
   readonly watchRemainder: boolean;
   /** Bytes the copy delivers, when known before reading (padding not included). */
   readonly length: number | null;
-  readonly output: { readonly format: OutputFormat; readonly level: number | null };
+  readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null };
   readonly dest: OpenedDestination;
   /** Where the window's byte 0 lands in the destination (--seek, or --to-partition's start). */
   readonly seekBytes: number;
@@ -55,11 +56,11 @@ export function blockSizeOf(options: SparseCopyOptions): number {
 export const chunkBytesOf = (options: SparseCopyOptions, blockSize: number): number => chunkSizeFor(blockSize, options.chunkBytes);
 
 /** The output format and level the options and the destination's name ask for (refusals are USAGE or UNSUPPORTED_FORMAT). */
-export function outputOf(options: SparseCopyOptions): { format: OutputFormat; level: number | null } {
+export function outputOf(options: SparseCopyOptions): { format: OutputFormat; level: number | null; qcow2: Qcow2OutputOptions | null } {
   try {
     const format = chooseOutputFormat(options.destination, { format: options.outputFormat, raw: options.raw });
     const level = levelFor(format, options.level === undefined ? undefined : String(options.level));
-    return { format, level };
+    return { format, level, qcow2: qcow2OptionsFor(format, options) };
   } catch (err) {
     if (!(err instanceof OutputFormatRefusal)) throw err;
     const code = /cannot write/.test(err.message) ? 'UNSUPPORTED_FORMAT' : 'USAGE';
@@ -86,10 +87,32 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
   if (options.toPartition !== undefined && options.seekBytes) throw new ToolError('USAGE', '--to-partition cannot be combined with --seek');
   if (!format.needs.ordered) return;
   const clash = options.toPartition !== undefined ? '--to-partition' : options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
-  if (clash) throw new ToolError('USAGE', `${options.destination}: ${clash} cannot be used with ${format.label} output (a new ${format.label} stream is written)`);
+  if (clash) throw new ToolError('USAGE', `${options.destination}: ${clash} cannot be used with ${format.label} output (a new ${format.label} ${format.needs.seekable ? 'image' : 'stream'} is written)`);
+  if (format.needs.seekable) refuseUnseekable(options.destination, format);
   if (format.tool && !findOnPath(format.tool.command)) {
     throw new ToolError('MISSING_TOOL', `${options.destination}: ${format.label} output needs the program ${format.tool.command}, which is not installed (Debian package ${format.tool.debianPackage}); nothing written`);
   }
+}
+
+/**
+ * A format that seeks in its output (qcow2 writes its metadata last) needs a new or replaced
+ * regular file: stdout, a pipe or a device is refused before anything is opened (a FIFO's open
+ * would wait for a reader), whatever stdout is redirected to.
+ */
+function refuseUnseekable(destination: string, format: OutputFormat): void {
+  const stat = destination === '-' ? null : destinationStat(destination);
+  // A directory is left to openDestination's own error (exit 3).
+  const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() || stat.isDirectory() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
+  if (what === null) return;
+  const name = destination === '-' ? 'stdout' : `${destination} (${what})`;
+  throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, which sparsecopy seeks in to write the metadata last; nothing written`);
+}
+
+/** A qcow2 of a known virtual size that its cluster size cannot map, refused before writing (the sink checks a stream's as it grows). */
+function refuseQcow2TooLarge(options: SparseCopyOptions, qcow2: Qcow2OutputOptions | null, length: number | null): void {
+  if (!qcow2 || length === null) return;
+  const refusal = qcow2TooLarge(options.destination, length + paddingFor(length, options.padBytes), qcow2.clusterBits);
+  if (refusal) throw refusal;
 }
 
 /**
@@ -120,6 +143,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
     }
     const watchRemainder = options.errorRemainder === true && options.maxBytes !== undefined && available === null;
     const length = available === null ? null : Math.min(available, options.maxBytes ?? Infinity);
+    refuseQcow2TooLarge(options, output.qcow2, length);
     const plan = {
       source,
       read: { start, end: end === null ? null : end + (watchRemainder ? 1 : 0) },

@@ -1,11 +1,12 @@
 /**
  * Choosing and finishing the sink for a destination: a sparse file, a block device, a byte stream,
- * or a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout.
+ * a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout, or a qcow2 image in a file.
  */
 import { ToolError, describeSystemError } from '../errors.js';
 import { isZeroRange } from '../extent/zero-runs.js';
 import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
 import { GzipSink } from '../codec/gzip-sink.js';
+import { Qcow2Sink } from '../codec/qcow2-sink.js';
 import { ZstdSink } from '../codec/zstd-sink.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
@@ -46,6 +47,12 @@ export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
       const zeroUnitArgs = xz ? ['-c', '-q', '-0'] : ['-c', '-9'];
       const sink = new ChildEncoderSink({ command: tool.command, args, zeroUnitArgs, fd: dest.fd, name: dest.name, label: output.format.label });
       return { sink, bytesWritten: () => sink.compressedBytes() };
+    }
+    case 'qcow2': {
+      // The plan refused every destination but a new regular file (needs.seekable).
+      const { clusterBits, compress } = output.qcow2!;
+      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset });
+      return { sink, bytesWritten: () => sink.fileBytes };
     }
     case 'raw':
       break;

@@ -1,0 +1,367 @@
+/**
+ * A sink that writes a qcow2 version 3 image into a new regular file in one pass, metadata last:
+ * the header cluster is reserved, data clusters are appended one after another as the guest
+ * clusters they hold are completed (all-zero clusters and holes stay unallocated: without a
+ * backing file they read as zeros), each L2 table is appended once the extents have passed the
+ * virtual range it maps, and close() appends the L1 table, the refcount blocks and the refcount
+ * table, then writes the header. Host offsets only grow, so the file has no holes.
+ *
+ * Memory: one guest cluster being assembled, one L2 table, the L1 entries written so far (one per
+ * L2 table), a write batch, and with --compress the clusters compressing (a bounded number) and
+ * one 16-bit refcount per host cluster (compressed clusters share host clusters: 2 bytes per
+ * cluster of output, 32 KiB per GiB at 64 KiB clusters).
+ *
+ * --compress deflates each cluster as qemu does (raw deflate, 4 KiB window, zlib's default level)
+ * on libuv's thread pool, a bounded number at once, and places the results in cluster order;
+ * compressed clusters are packed byte after byte, anything else starts on a cluster boundary.
+ */
+import type zlibTypes from 'node:zlib';
+import { zlib } from '../builtins.js';
+import { ToolError, describeSystemError } from '../errors.js';
+import type { Extent } from '../extent/extent.js';
+import { isZeroRange } from '../extent/zero-runs.js';
+import {
+  type Qcow2WriteGeometry,
+  clustersTouched,
+  encodeHeaderCluster,
+  encodeRefcountBlock,
+  encodeRefcountTable,
+  l1Clusters,
+  l1EntriesFor,
+  maxVirtualSize,
+  refcountMetadataFor,
+  setCompressedEntry,
+  setCopiedEntry,
+  writeGeometry,
+} from '../format/qcow2-writer.js';
+import { ftruncate } from '../io/fd-io.js';
+import { writeAllSync } from '../io/write-sync.js';
+import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
+
+export interface Qcow2SinkOptions {
+  fd: number;
+  /** Name used in messages. */
+  name: string;
+  clusterBits: number;
+  compress: boolean;
+  /** The virtual disk's size, asked at close: the source's length, or where its last extent (or --pad) ended; rounded up to 512 bytes. */
+  virtualSize: () => number;
+}
+
+const SECTOR_BYTES = 512;
+/** Host bytes gathered before one positional write (cut into calls of BUFFERED_CALL_BYTES). */
+const BATCH_BYTES = 1 << 20;
+/** Bytes of clusters compressing at once: a few per core, whatever the cluster size. */
+const COMPRESS_IN_FLIGHT_BYTES = 4 << 20;
+const MIN_COMPRESS_IN_FLIGHT = 4;
+const MAX_COMPRESS_IN_FLIGHT = 64;
+/** qemu's deflate parameters (qcow2-threads.c): raw deflate, 4 KiB window; its readers inflate with that window. */
+const QEMU_WINDOW_BITS = 12;
+const QEMU_MEM_LEVEL = 9;
+
+interface Compressing {
+  index: number;
+  raw: Buffer;
+  out: Buffer | null;
+  error: Error | null;
+  done: boolean;
+}
+
+/** A virtual disk of `size` bytes that 2^clusterBits-byte clusters cannot map (qemu's L1 limit), or null. */
+export function qcow2TooLarge(name: string, size: number, clusterBits: number): ToolError | null {
+  const max = maxVirtualSize(writeGeometry(clusterBits));
+  if (size <= max) return null;
+  return new ToolError(
+    'DOES_NOT_FIT',
+    `${name}: a virtual disk of ${size} bytes is larger than a qcow2 with ${2 ** clusterBits}-byte clusters can map (${max} bytes, qemu's L1 limit); use a larger --cluster-size; nothing written`,
+  );
+}
+
+export class Qcow2Sink implements Sink {
+  private readonly g: Qcow2WriteGeometry;
+  private readonly counters = newCounters();
+  private readonly maxVirtual: number;
+  /** The next extent's expected offset. */
+  private total = 0;
+  /** The guest cluster being assembled. */
+  private current: { index: number; buffer: Buffer } | null = null;
+  private readonly spare: Buffer[] = [];
+  private readonly maxSpare: number;
+  /** Where the next appended byte goes: the file's length once the batch is written. */
+  private hostEnd = 0;
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private batchStart = 0;
+  /** Cluster buffers in the batch, reusable once it is written. */
+  private batchRecycled: Buffer[] = [];
+  /** The L2 table of the region being placed, and its index. */
+  private l2Table: Buffer | null = null;
+  private l2Region = -1;
+  /** L1 entries: the regions that have an L2 table, and where. */
+  private readonly l1Regions: number[] = [];
+  private readonly l1Offsets: number[] = [];
+  /** With --compress: the refcount of every host cluster so far (else every one is exactly 1). */
+  private refcounts: Uint16Array | null;
+  private readonly queue: Compressing[] = [];
+  private readonly maxInFlight: number;
+  private compressing = 0;
+  private waiters: (() => void)[] = [];
+  private failure: Error | null = null;
+  private aborted = false;
+  private readonly padding: Buffer;
+
+  constructor(private readonly options: Qcow2SinkOptions) {
+    this.g = writeGeometry(options.clusterBits);
+    const { clusterSize } = this.g;
+    this.maxVirtual = maxVirtualSize(this.g);
+    this.refcounts = options.compress ? new Uint16Array(1024) : null;
+    this.maxInFlight = Math.min(MAX_COMPRESS_IN_FLIGHT, Math.max(MIN_COMPRESS_IN_FLIGHT, Math.floor(COMPRESS_IN_FLIGHT_BYTES / clusterSize)));
+    this.maxSpare = Math.ceil(BATCH_BYTES / clusterSize) + this.maxInFlight + 2;
+    this.padding = Buffer.alloc(clusterSize);
+    // The header's cluster, written for real at close.
+    this.countReference(0);
+    this.append(this.padding);
+  }
+
+  async write(extent: Extent): Promise<void> {
+    try {
+      if (this.aborted) return;
+      this.throwIfFailed();
+      if (extent.offset < this.total) throw new Error(`Qcow2Sink: extent at ${extent.offset} goes back before ${this.total}`);
+      const end = extent.offset + extent.length;
+      if (end > this.maxVirtual) throw qcow2TooLarge(this.options.name, end, this.g.clusterBits)!;
+      if (!extent.data) {
+        this.counters.sparse += extent.length;
+      } else {
+        this.counters.real += extent.length;
+        await this.assemble(extent.offset, extent.data);
+      }
+      this.total = end;
+    } finally {
+      extent.release?.();
+    }
+  }
+
+  async close(): Promise<SinkCounters> {
+    this.throwIfFailed();
+    if (this.current) await this.submit(this.current.index, this.current.buffer);
+    this.current = null;
+    while (this.queue.length > 0 && !this.failure) await this.changed();
+    this.throwIfFailed();
+    this.finishL2Table();
+    // qemu counts a disk in 512-byte sectors, dropping a partial last one (qemu-img convert rounds up, as here).
+    const virtualSize = Math.ceil(this.options.virtualSize() / SECTOR_BYTES) * SECTOR_BYTES;
+    if (virtualSize > this.maxVirtual) throw qcow2TooLarge(this.options.name, virtualSize, this.g.clusterBits)!;
+    const { clusterSize } = this.g;
+
+    const l1Entries = l1EntriesFor(this.g, virtualSize);
+    this.alignHost();
+    const l1Offset = this.hostEnd;
+    const l1 = Buffer.alloc(l1Clusters(this.g, l1Entries) * clusterSize);
+    for (let i = 0; i < this.l1Regions.length; i++) setCopiedEntry(l1, this.l1Regions[i]!, this.l1Offsets[i]!);
+    for (let c = 0; c * clusterSize < l1.length; c++) this.countReference(l1Offset / clusterSize + c);
+    this.append(l1);
+
+    // Every host cluster so far is referenced (padding never fills a whole cluster); the refcount
+    // blocks and the table follow, counting themselves.
+    const counted = this.hostEnd / clusterSize;
+    const meta = refcountMetadataFor(this.g, counted);
+    const refcounts = this.refcounts;
+    const metadataEnd = counted + meta.blocks + meta.tableClusters;
+    const refcountOf = (cluster: number): number => (cluster < counted ? (refcounts ? refcounts[cluster]! : 1) : cluster < metadataEnd ? 1 : 0);
+    const blocksOffset = this.hostEnd;
+    for (let b = 0; b < meta.blocks; b++) this.append(encodeRefcountBlock(this.g, b, refcountOf));
+    const tableOffset = this.hostEnd;
+    this.append(encodeRefcountTable(this.g, meta, blocksOffset));
+    this.flush();
+    this.throwIfFailed();
+
+    const header = encodeHeaderCluster(this.g, { virtualSize, l1Entries, l1Offset, refcountTableOffset: tableOffset, refcountTableClusters: meta.tableClusters });
+    this.writeAt([header], 0);
+    try {
+      await ftruncate(this.options.fd, this.hostEnd);
+    } catch (err) {
+      throw new ToolError('TRUNCATE', `${this.options.name}: cannot set length to ${this.hostEnd}: ${describeSystemError(err)}`, { cause: err });
+    }
+    this.counters.written = this.hostEnd;
+    return { ...this.counters };
+  }
+
+  async abort(): Promise<void> {
+    this.aborted = true;
+    while (this.compressing > 0) await this.changed();
+    this.queue.length = 0;
+    this.batch = [];
+    this.batchRecycled = [];
+    this.spare.length = 0;
+    this.current = null;
+  }
+
+  /** The file's length: bytes written once closed. */
+  get fileBytes(): number {
+    return this.hostEnd;
+  }
+
+  /** Copies data into its guest clusters, handing each one on as the data moves past it. */
+  private async assemble(offset: number, data: Buffer): Promise<void> {
+    const { clusterSize, clusterBits } = this.g;
+    for (let done = 0; done < data.length; ) {
+      const at = offset + done;
+      const index = Math.floor(at / 2 ** clusterBits);
+      if (this.current && this.current.index !== index) {
+        const { index: previous, buffer } = this.current;
+        this.current = null;
+        await this.submit(previous, buffer);
+      }
+      this.current ??= { index, buffer: this.takeBuffer() };
+      const within = at - index * clusterSize;
+      const n = Math.min(data.length - done, clusterSize - within);
+      data.copy(this.current.buffer, within, done, done + n);
+      done += n;
+    }
+  }
+
+  /** A completed guest cluster: dropped when all zero, else placed now or once compressed. */
+  private async submit(index: number, buffer: Buffer): Promise<void> {
+    if (isZeroRange(buffer)) {
+      this.recycle(buffer);
+      return;
+    }
+    if (!this.options.compress) {
+      this.placeCluster(index, buffer, null);
+      this.throwIfFailed();
+      return;
+    }
+    while (this.queue.length >= this.maxInFlight && !this.failure && !this.aborted) await this.changed();
+    this.throwIfFailed();
+    if (this.aborted) return;
+    const entry: Compressing = { index, raw: buffer, out: null, error: null, done: false };
+    this.queue.push(entry);
+    this.compressing++;
+    const options: zlibTypes.ZlibOptions = { windowBits: QEMU_WINDOW_BITS, memLevel: QEMU_MEM_LEVEL, chunkSize: Math.max(64 << 10, this.g.clusterSize + 1024) };
+    zlib().deflateRaw(buffer, options, (err, out) => {
+      this.compressing--;
+      entry.done = true;
+      entry.error = err;
+      entry.out = err ? null : out;
+      this.pump();
+    });
+  }
+
+  /** Places every compressed cluster at the head of the queue, in cluster order. */
+  private pump(): void {
+    while (!this.failure && !this.aborted && this.queue[0]?.done) {
+      const head = this.queue.shift()!;
+      if (head.error) {
+        this.failure = new ToolError('WRITE', `${this.options.name}: compression failed: ${describeSystemError(head.error)}`, { cause: head.error });
+        break;
+      }
+      // Not smaller than the cluster: stored as it is, as qemu does.
+      const smaller = head.out!.length < this.g.clusterSize ? head.out! : null;
+      this.placeCluster(head.index, head.raw, smaller);
+    }
+    this.wakeAll();
+  }
+
+  /** Appends a data cluster (compressed, or as it is) and records it in its region's L2 table. */
+  private placeCluster(index: number, raw: Buffer, compressed: Buffer | null): void {
+    const region = Math.floor(index / this.g.l2Entries);
+    if (region !== this.l2Region) {
+      this.finishL2Table();
+      this.l2Region = region;
+      this.l2Table = Buffer.alloc(this.g.clusterSize);
+    }
+    const entry = index % this.g.l2Entries;
+    if (compressed) {
+      setCompressedEntry(this.g, this.l2Table!, entry, this.hostEnd, compressed.length);
+      const { first, last } = clustersTouched(this.g, this.hostEnd, compressed.length);
+      for (let c = first; c <= last; c++) this.countReference(c);
+      this.recycle(raw);
+      this.append(compressed);
+    } else {
+      this.alignHost();
+      setCopiedEntry(this.l2Table!, entry, this.hostEnd);
+      this.countReference(this.hostEnd / this.g.clusterSize);
+      this.append(raw, true);
+    }
+  }
+
+  /** Appends the L2 table of the region placed so far, and gives it its L1 entry. */
+  private finishL2Table(): void {
+    if (!this.l2Table) return;
+    this.alignHost();
+    this.l1Regions.push(this.l2Region);
+    this.l1Offsets.push(this.hostEnd);
+    this.countReference(this.hostEnd / this.g.clusterSize);
+    this.append(this.l2Table);
+    this.l2Table = null;
+  }
+
+  /** Zeros up to the next cluster boundary, after packed compressed clusters. */
+  private alignHost(): void {
+    const pad = (this.g.clusterSize - (this.hostEnd % this.g.clusterSize)) % this.g.clusterSize;
+    if (pad > 0) this.append(this.padding.subarray(0, pad));
+  }
+
+  private countReference(cluster: number): void {
+    if (!this.refcounts) return;
+    if (cluster >= this.refcounts.length) {
+      const grown = new Uint16Array(Math.max(cluster + 1, this.refcounts.length * 2));
+      grown.set(this.refcounts);
+      this.refcounts = grown;
+    }
+    this.refcounts[cluster]!++;
+  }
+
+  private append(buffer: Buffer, recycle = false): void {
+    this.batch.push(buffer);
+    if (recycle) this.batchRecycled.push(buffer);
+    this.batchBytes += buffer.length;
+    this.hostEnd += buffer.length;
+    if (this.batchBytes >= BATCH_BYTES) this.flush();
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    this.writeAt(this.batch, this.batchStart);
+    this.batch = [];
+    this.batchBytes = 0;
+    this.batchStart = this.hostEnd;
+    for (const buffer of this.batchRecycled) this.recycle(buffer);
+    this.batchRecycled = [];
+  }
+
+  private writeAt(buffers: Buffer[], position: number): void {
+    if (this.failure || this.aborted) return;
+    try {
+      writeAllSync(this.options.fd, buffers, position);
+    } catch (err) {
+      this.failure = new ToolError('WRITE', `${this.options.name}: write failed at byte ${position}: ${describeSystemError(err)}`, { cause: err });
+    }
+  }
+
+  private takeBuffer(): Buffer {
+    const buffer = this.spare.pop();
+    if (!buffer) return Buffer.alloc(this.g.clusterSize);
+    buffer.fill(0);
+    return buffer;
+  }
+
+  private recycle(buffer: Buffer): void {
+    if (this.spare.length < this.maxSpare) this.spare.push(buffer);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wakeAll(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
