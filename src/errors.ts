@@ -52,7 +52,7 @@ export const FSMAKER_EXIT_CODES = {
   GRUB_MISSING: 24, // GRUB's i386-pc or x86_64-efi files missing (names the Debian package)
   CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
   SPARE_MKFS: 26, // formatting the spare partition failed
-  BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, or the initrd not an initramfs Linux unpacks
+  BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, the initrd not an initramfs Linux unpacks, or the default modules are damaged
 } as const;
 
 export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES | keyof typeof FSMAKER_EXIT_CODES;

@@ -96,3 +96,40 @@ describe('findOnPath', () => {
     expect(findOnPath('no-such-decompressor-here')).toBeNull();
   });
 });
+
+describe('a child reading the file itself', () => {
+  const packed = compress('xz', ['-c', '-T0', '--block-size=1MiB'], data);
+
+  it('starts where the stream starts inside the file, and reports the compressed bytes it took', async () => {
+    const prefix = patternBytes(4097, 9);
+    const file = path.join(dir, 'prefixed.xz');
+    fs.writeFileSync(file, Buffer.concat([prefix, packed]));
+    const fd = fs.openSync(file, 'r');
+    try {
+      const decoder = childDecoder(XZ, { fd, start: prefix.length, end: prefix.length + packed.length, pending: null });
+      const parts: Buffer[] = [];
+      for await (const e of decoder.extents) {
+        parts.push(Buffer.from(e.data!));
+        e.release?.();
+      }
+      expect(Buffer.concat(parts).equals(data)).toBe(true);
+      expect(decoder.compressedBytesRead()).toBe(packed.length);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('bounds a truncation by what the child had read of the file', async () => {
+    const half = packed.subarray(0, packed.length >> 1);
+    const r = await decode(XZ, half);
+    expect(r.error).toBeInstanceOf(DecodeError);
+    expect(r.error!.failure.truncated).toBe(true);
+    expect(r.error!.failure.fedBytes).toBe(half.length);
+  });
+
+  it('leaves no descriptor open behind it', async () => {
+    const before = fs.readdirSync('/proc/self/fd').length;
+    for (let i = 0; i < 5; i++) expect((await decode(XZ, packed)).error).toBeNull();
+    expect(fs.readdirSync('/proc/self/fd').length).toBeLessThanOrEqual(before);
+  });
+});

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type FileSnapshot, loopUnavailableReason, patternBytes, snapshot, tempLeftovers, useTempDir, withLoop } from './helpers.js';
+import { type FileSnapshot, ROOT, loopUnavailableReason, patternBytes, snapshot, tempLeftovers, useTempDir, withLoop } from './helpers.js';
 import { type BoundedResult, commandPath, runHostile } from './hostile.js';
 import { buildRootfs, fakeInitrd, fakeKernel, writeBootFiles } from './fsmaker-fixtures.js';
 import { dataBlocks, editInode, editSuperblock, extentNodes, geometry, groupDescOffset, inodeNumber, repairDirBlock, repairExtentNode, repairGroupDesc } from './ext4-edits.js';
@@ -403,5 +403,28 @@ describe('the stand-ins are accepted', () => {
     expect(fs.statSync(out('ok.img')).size).toBeGreaterThan(fs.statSync(rootfs).size);
     expect(fakeInitrd().subarray(0, 2).toString('hex')).toBe('1f8b');
     fs.rmSync(out('ok.img'));
+  });
+});
+
+describe('a damaged default module tree is 27, one line, nothing written', () => {
+  const cacheDir = process.env['FSMAKER_CACHE'] || path.join(ROOT, '.cache/boot');
+  const kernelDir = fs.existsSync(cacheDir) ? fs.readdirSync(cacheDir).find((n) => n.startsWith('kernel-') && !n.endsWith('.tmp')) : undefined;
+
+  it.skipIf(kernelDir === undefined)('a module that is no ELF file', () => {
+    // A copy of the cache made of hard links (the real one stays as it is), one module replaced.
+    const copy = path.join(dir, 'cache');
+    fs.mkdirSync(copy);
+    expect(spawnSync('cp', ['-al', path.join(cacheDir, kernelDir!), path.join(cacheDir, 'busybox'), copy]).status).toBe(0);
+    const modules = path.join(copy, kernelDir!, 'lib/modules', kernelDir!.slice('kernel-'.length));
+    const module = path.join(modules, 'kernel/drivers/block/virtio_blk.ko');
+    fs.rmSync(module);
+    fs.writeFileSync(module, 'not a kernel module');
+    const bare = buildRootfs(path.join(dir, 'bare-for-modules.ext4'), { tree: (t) => fs.rmSync(path.join(t, 'boot'), { recursive: true }) });
+    const names = listing();
+    const r = runHostile('fsmaker', [bare, out('modules.img')], { codes: [27], env: { ...env(), FSMAKER_CACHE: copy } });
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^fsmaker: kernel modules in .*: .*virtio_blk\.ko: not an ELF file; cannot build the initramfs/);
+    expect(listing()).toEqual(names);
+    fs.rmSync(copy, { recursive: true });
   });
 });

@@ -133,6 +133,29 @@ describe('a signal ends the copy within a second, whatever it waits on', () => {
     expectInterrupted(await signalled(run, 'SIGINT'), 130);
   });
 
+  it('SIGTERM while xz decodes a file (its output read on the main thread): 143 within a second, the child gone', async () => {
+    // 3 GiB of zeros: seconds of decoding, while the copy reads the child's pipe in blocking reads.
+    const src = fresh('zeros.xz');
+    expect(spawnSync('sh', ['-c', `head -c 3G /dev/zero | xz -1 -T0 -c > '${src}'`]).status).toBe(0);
+    const dst = fresh('dst');
+    const run = start([src, dst]);
+    children.push(run.child);
+    await waitFor(() => tempLeftovers(dir).length === 1, 'the copy is under way');
+    await sleep(300);
+    const readers = (): number[] => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((pid) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/0`) === src;
+      } catch {
+        return false;
+      }
+    }).map(Number);
+    expect(readers(), 'xz reads the file itself').toHaveLength(1);
+    expectInterrupted(await signalled(run, 'SIGTERM'), 143);
+    expect(fs.existsSync(dst)).toBe(false);
+    expect(tempLeftovers(dir)).toEqual([]);
+    await waitFor(() => readers().length === 0, 'the decompressor is gone');
+  });
+
   for (const gzip of [false, true]) {
     it(`stdout a pipe that no one reads${gzip ? ' (gzip output)' : ''}: SIGTERM ends it (143)`, async () => {
       const src = existing('src', patternBytes(8 * MiB, 4));

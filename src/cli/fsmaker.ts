@@ -54,7 +54,7 @@ inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see -
 disk does not fit on the output device, 20 cannot open the rootfs, 21 unknown or corrupt rootfs
 (or one Linux would not mount), 22 the rootfs does not fit in --size, 23 kernel or initrd not
 found, 24 GRUB files missing, 25 core.img too large, 26 formatting the spare partition failed,
-27 the kernel is not a bzImage or the initrd not an initramfs Linux unpacks, 130/143 interrupted
+27 the kernel is not a bzImage, the initrd not an initramfs Linux unpacks, or the default kernel's modules are damaged, 130/143 interrupted
 by SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
 `;
 

@@ -4,16 +4,20 @@
  * `xz -dc -T0` 6.8 s against lzma-native's 23.6 s and xz-decompress's 20.0 s; lbzip2 17.7 s
  * against bzip2's 30.8 s).
  *
- * The child reads the compressed input from a pipe we feed (the sniffed head first, then the rest
- * of the file or stream). It writes into a raw pipe whose other end the decoder thread reads
- * into reused shared slots (decoder-thread.ts, kind 'copy'), so the decoded bytes reach the sink
- * without garbage. Its exit status and its stderr tell whether the data was sound.
+ * From a file, the child reads the file itself (its stdin is the file, positioned where the
+ * stream starts) and writes into a raw pipe of ours that this thread reads in small pieces
+ * (io/pipe-reader.ts: read, scanned and written on one core, as dd does). From a stream, we feed
+ * the child (the sniffed head first, then the rest), so the event loop must stay free: the pipe
+ * is then read by the decoder thread into reused shared slots (decoder-thread.ts, kind 'copy').
+ * Either way the decoded bytes reach the sink without garbage, and the child's exit status and
+ * stderr tell whether the data was sound.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type { Extent } from '../extent/extent.js';
 import { killAtExit } from '../io/children.js';
-import { createPipe } from '../io/ffi.js';
+import { createPipe, seekSet } from '../io/ffi.js';
+import { readPipeHere } from '../io/pipe-reader.js';
 import { DecodeError, type DecoderInput, decodeThread } from './decoder-thread.js';
 
 export interface DecoderTool {
@@ -55,11 +59,10 @@ export function childDecoder(
   const created = createPipe();
   if (!created) throw new DecodeError({ message: 'no pipe for the decompressor (ffi unavailable)', decoding: false, truncated: false, readBytes: 0, consumedBytes: 0, fedBytes: 0, outputBytes: 0 });
   const pipe = created;
-  // Fed by us, from a file as from a pipe: progress counts what the child has taken, and the
-  // compressed bytes cost one more copy, small next to what they decompress to.
+  const fileInput = ownFileDescription(input);
   let child: ChildProcess;
   try {
-    child = spawn(tool.command, tool.args, { stdio: ['pipe', pipe.writeFd, 'pipe'] });
+    child = spawn(tool.command, tool.args, { stdio: [fileInput ? fileInput.fd : 'pipe', pipe.writeFd, 'pipe'] });
   } finally {
     fs.closeSync(pipe.writeFd); // the child holds its copy: our reader sees the end when it exits
   }
@@ -72,10 +75,11 @@ export function childDecoder(
     child.once('close', (code, signal) => resolve({ code, signal })),
   );
 
-  let fed = 0;
-  const feeding = feed(child, input, (n) => (fed += n));
-  const reader = decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, { ...options, batchReads: pipe.enlarged });
-  const compressedBytesRead = (): number => fed;
+  const fed = fileInput ? fedFromFile(fileInput.fd, input.start!, child) : fedByUs(child, input);
+  const reader = fileInput
+    ? { extents: readPipeHere(pipe.readFd), jobEnded: async () => undefined }
+    : decodeThread('copy', { fd: pipe.readFd, start: null, end: null, pending: null }, { ...options, batchReads: pipe.enlarged });
+  const compressedBytesRead = (): number => fed.bytes();
 
   async function* extents(): AsyncGenerator<Extent> {
     let outputBytes = 0;
@@ -99,13 +103,82 @@ export function childDecoder(
       // end closes with it), so the descriptor's number is never reused under that read.
       await reader.jobEnded();
       fs.closeSync(pipe.readFd);
+      fed.close();
     }
   }
   // Done with the input's descriptor once the feeding is over (it stops when the child does).
-  return { extents: extents(), compressedBytesRead, jobEnded: () => feeding };
+  return { extents: extents(), compressedBytesRead, jobEnded: fed.done };
 }
 
-/** Copies the sniffed head, then the rest of the stream, into the child's stdin. */
+/**
+ * A descriptor of its own (its own file position) on the input file, at the stream's start, for
+ * the child's stdin: when the stream runs from `start` to the end of a regular file. Null
+ * otherwise (a pipe, a stream that ends before the file does, no FFI to position it).
+ */
+function ownFileDescription(input: DecoderInput): { fd: number } | null {
+  if (input.start === null || input.end === null) return null;
+  const stat = fs.fstatSync(input.fd);
+  if (!stat.isFile() || stat.size !== input.end) return null;
+  const fd = fs.openSync(`/proc/self/fd/${input.fd}`, 'r');
+  if (input.start === 0 || seekSet(fd, input.start)) return { fd };
+  fs.closeSync(fd);
+  return null;
+}
+
+interface Fed {
+  /** Compressed bytes the child has taken so far. */
+  bytes: () => number;
+  /** Resolves once nothing more is read from the input's descriptor. */
+  done: () => Promise<void>;
+  /** Once the child is gone: what it took stays known, and what was opened for it is closed. */
+  close: () => void;
+}
+
+/**
+ * How far a child reading the file itself has got: the position of the file description it shares
+ * with `fd` (so it is known after the child's exit too), looked up at most every LOOK_EVERY_MS
+ * while it runs, since the copy asks for it at every extent.
+ */
+function fedFromFile(fd: number, start: number, child: ChildProcess): Fed {
+  const LOOK_EVERY_MS = 100;
+  let known = 0;
+  let lookedAt = 0;
+  let running = true;
+  let open = true;
+  child.once('exit', () => (running = false));
+  const look = (): void => {
+    const pos = /^pos:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
+    if (pos) known = Math.max(known, Number(pos[1]) - start);
+  };
+  return {
+    bytes: () => {
+      const now = Date.now();
+      if (open && (!running || now - lookedAt >= LOOK_EVERY_MS)) {
+        lookedAt = now;
+        look();
+      }
+      return known;
+    },
+    done: async () => undefined,
+    close: () => {
+      if (!open) return;
+      look();
+      open = false;
+      fs.closeSync(fd);
+    },
+  };
+}
+
+function fedByUs(child: ChildProcess, input: DecoderInput): Fed {
+  let fed = 0;
+  const feeding = feed(child, input, (n) => (fed += n));
+  return { bytes: () => fed, done: () => feeding, close: () => undefined };
+}
+
+/**
+ * Copies the sniffed head, then the rest of the stream, into the child's stdin: the compressed
+ * bytes cost one more copy, small next to what they decompress to.
+ */
 async function feed(child: ChildProcess, input: DecoderInput, onFed: (n: number) => void): Promise<void> {
   const stdin = child.stdin!;
   stdin.on('error', () => undefined); // the child stopped reading: its exit status tells why

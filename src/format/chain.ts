@@ -34,7 +34,8 @@ export interface SourceLayer {
   formats: ImageFormat[];
   length: KnownLength;
   /** Synchronous reads at any offset (partition tables); null for a stream. */
-  readAt: ((offset: number, length: number) => Buffer) | null;
+  /** Reads `length` bytes at `offset` (zeros past the end), into `into` when given (its first `length` bytes), else a new buffer. */
+  readAt: ((offset: number, length: number, into?: Buffer) => Buffer) | null;
   /** Extents covering at least `range`, in order; a layer is read once. */
   extents(range: ByteRange): AsyncGenerator<Extent>;
   /**

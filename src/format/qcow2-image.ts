@@ -15,7 +15,8 @@ import { type MapRun, type Qcow2Geometry, mapRuns, qcow2Geometry } from './qcow2
 export interface HostFile {
   name: string;
   size: number;
-  readAt(offset: number, length: number): Buffer;
+  /** Into `into` (its first `length` bytes) when given: a buffer the copy reuses. */
+  readAt(offset: number, length: number, into?: Buffer): Buffer;
 }
 
 /** Where a run of the virtual disk comes from, once the backing chain is resolved. */

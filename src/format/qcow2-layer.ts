@@ -9,6 +9,7 @@
 import path from 'node:path';
 import { ToolError } from '../errors.js';
 import type { Extent } from '../extent/extent.js';
+import { BufferPool } from '../io/buffer-pool.js';
 import type { ByteRange, SourceLayer } from './chain.js';
 import { FORMAT_DESCRIPTIONS, identifyImage } from './identify.js';
 import { Qcow2Error } from './qcow2-header.js';
@@ -92,9 +93,9 @@ function probeFormat(file: HostFile): string {
 export function countingFile<T extends HostFile>(file: T, counter: { bytes: number }): T {
   return {
     ...file,
-    readAt: (offset: number, length: number) => {
+    readAt: (offset: number, length: number, into?: Buffer) => {
       counter.bytes += length;
-      return file.readAt(offset, length);
+      return file.readAt(offset, length, into);
     },
   };
 }
@@ -107,6 +108,14 @@ type CompressedRun = Extract<ResolvedRun, { kind: 'compressed' }>;
  * when its clusters lie close together in the file, as qemu-img writes them).
  */
 export async function* qcow2Extents(image: DiskImage, range: ByteRange, chunkBytes: number): AsyncGenerator<Extent> {
+  // Reused shared buffers, as the raw file source reads into: no allocation per chunk, and the
+  // writer thread writes them as they are instead of a copy of them.
+  const pool = new BufferPool(chunkBytes);
+  const pooled = (fill: (buffer: Buffer) => Buffer): Extent => {
+    const buffer = pool.acquire();
+    const data = fill(buffer);
+    return { offset: 0, length: data.length, data, release: () => pool.release(buffer) };
+  };
   let hole: { offset: number; length: number } | null = null;
   let batch: CompressedRun[] = [];
   let batchBytes = 0;
@@ -120,7 +129,7 @@ export async function* qcow2Extents(image: DiskImage, range: ByteRange, chunkByt
     const runs = batch;
     batch = [];
     batchBytes = 0;
-    return [await inflatedBatch(runs, chunkBytes)];
+    return [await inflatedBatch(runs, chunkBytes, pooled)];
   };
   for (const run of image.runs(range.start, range.end ?? image.virtualSize)) {
     if (run.kind === 'zero') {
@@ -142,7 +151,8 @@ export async function* qcow2Extents(image: DiskImage, range: ByteRange, chunkByt
     yield* await takeBatch();
     for (let done = 0; done < run.length; ) {
       const length = Math.min(chunkBytes, run.length - done);
-      yield { offset: run.offset + done, length, data: run.file.readAt(run.host + done, length) };
+      const at = run.host + done;
+      yield { ...pooled((buffer) => run.file.readAt(at, length, buffer)), offset: run.offset + done };
       done += length;
     }
   }
@@ -150,8 +160,8 @@ export async function* qcow2Extents(image: DiskImage, range: ByteRange, chunkByt
   yield* takeHole();
 }
 
-/** Consecutive compressed runs as one extent of their inflated bytes. */
-async function inflatedBatch(runs: CompressedRun[], chunkBytes: number): Promise<Extent> {
+/** Consecutive compressed runs as one extent of their inflated bytes (gathered into a pooled buffer when they fit one). */
+async function inflatedBatch(runs: CompressedRun[], chunkBytes: number, pooled: (fill: (buffer: Buffer) => Buffer) => Extent): Promise<Extent> {
   const first = runs[0]!;
   const sameFile = runs.every((r) => r.file === first.file);
   const from = Math.min(...runs.map((r) => r.host));
@@ -165,8 +175,17 @@ async function inflatedBatch(runs: CompressedRun[], chunkBytes: number): Promise
     throw qcow2ToolError(failed.file.name, err);
   }
   const pieces = runs.map((r, i) => clusters[i]!.subarray(r.offset - r.clusterOffset, r.offset - r.clusterOffset + r.length));
-  const data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
-  return { offset: first.offset, length: data.length, data };
+  const total = pieces.reduce((n, p) => n + p.length, 0);
+  if (total > chunkBytes) {
+    const data = Buffer.concat(pieces);
+    return { offset: first.offset, length: data.length, data };
+  }
+  const gathered = pooled((buffer) => {
+    let at = 0;
+    for (const p of pieces) at += p.copy(buffer, at);
+    return buffer.subarray(0, at);
+  });
+  return { ...gathered, offset: first.offset };
 }
 
 /** The layer of the qcow2 image in `top`, over the layer `below` it is read through. */

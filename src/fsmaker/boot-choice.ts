@@ -168,7 +168,15 @@ function cachedInitramfs(busybox: string, modulesDir: string, mtime: number): { 
   } catch {
     // not cached yet
   }
-  const order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(modulesDir));
+  let order: ReturnType<typeof resolveModuleOrder>;
+  try {
+    order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(modulesDir));
+  } catch (err) {
+    // A module tree that is not what the kernel package unpacked (a damaged cache, a module that
+    // is no ELF, a dependency missing): the initramfs cannot be built from it.
+    if (err instanceof ToolError || !(err instanceof Error)) throw err;
+    throw new ToolError('BOOT_FILE_UNUSABLE', `kernel modules in ${modulesDir}: ${err.message}; cannot build the initramfs (delete the directory to fetch it again)`, { cause: err });
+  }
   const image = buildInitramfs({ busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime });
   const tmp = `${cached}.${process.pid}.tmp`;
   try {

@@ -16,6 +16,7 @@ interface Libc {
   fcntlInt(fd: number, command: number, arg: number): { value: number; errno: number };
 }
 
+const SEEK_SET = 0;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const ENXIO = 6;
@@ -103,6 +104,12 @@ function seekTo(fd: number, offset: number, whence: number): SeekResult {
   if (r.errno === ENXIO) return { kind: 'end' };
   if (r.errno === EINVAL || r.errno === EOPNOTSUPP) return { kind: 'unsupported' };
   throw Object.assign(new Error(`lseek failed with errno ${r.errno}`), { errno: r.errno });
+}
+
+/** Sets `fd`'s file position (lseek SEEK_SET); false where that fails or FFI is missing. */
+export function seekSet(fd: number, offset: number): boolean {
+  const lib = loadLibc();
+  return lib !== null && lib.lseek(fd, offset, SEEK_SET).value === offset;
 }
 
 export const seekData = (fd: number, offset: number): SeekResult => seekTo(fd, offset, SEEK_DATA);

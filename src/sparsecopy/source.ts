@@ -48,9 +48,9 @@ async function openTransport(path: string, signal?: AbortSignal): Promise<Opened
   }
 }
 
-/** A file's or device's bytes at `offset`, read fully (zeros past its end). */
-function preadFully(t: OpenedInput, offset: number, length: number): Buffer {
-  const buffer = Buffer.alloc(length);
+/** A file's or device's bytes at `offset`, read fully (zeros past its end), into `into` when given. */
+function preadFully(t: OpenedInput, offset: number, length: number, into?: Buffer): Buffer {
+  const buffer = into ? into.subarray(0, length) : Buffer.alloc(length);
   let done = 0;
   try {
     while (done < length) {
@@ -61,6 +61,7 @@ function preadFully(t: OpenedInput, offset: number, length: number): Buffer {
   } catch (err) {
     throw new ToolError('SOURCE_READ', `${t.name}: read failed at byte ${offset + done}: ${describeSystemError(err)}`, { cause: err });
   }
+  if (into && done < length) buffer.fill(0, done);
   return buffer;
 }
 
@@ -97,7 +98,7 @@ function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop
       name: t.name,
       formats: [],
       length: { exact: size },
-      readAt: (offset, length) => preadFully(t, offset, length),
+      readAt: (offset, length, into) => preadFully(t, offset, length, into),
       extents: (range: ByteRange) =>
         seekableSource(t, {
           chunkBytes: options.chunkBytes,
@@ -150,7 +151,7 @@ function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) =
     onStarted(async () => file.close());
     opened.push(file);
     const size = file.size ?? 0;
-    return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length) => preadFully(file, offset, length) };
+    return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length, into) => preadFully(file, offset, length, into) };
   };
   return { identity: `${t.stat.dev}:${t.stat.ino}`, openFile };
 }
