@@ -21,7 +21,7 @@ import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
-import { copyExtents, needsExtentsInOrder } from '../sparsecopy/copy.js';
+import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
 import { type BootChoice, chooseBoot } from './boot-choice.js';
 import { planFat, type FatFile } from './fat.js';
@@ -60,9 +60,11 @@ export interface FsmakerOptions {
   timeoutSeconds?: number;
   /** Stops the run (SIGINT/SIGTERM): child processes are killed, nothing is left behind. */
   signal?: AbortSignal;
-  /** Passed to the sink: gzip output, digests, --force, progress. */
-  copy?: Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
+  /** Passed to the sink: the output format (gzip, qcow2 and its cluster size...), digests, --force, progress. */
+  copy?: FsmakerCopyOptions;
 }
+
+export type FsmakerCopyOptions = Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
 
 export interface FsmakerResult extends CopySummary {
   layout: DiskLayout;
@@ -118,6 +120,9 @@ async function formatSpare(type: string, bytes: number, workDir: string, signal:
  * kernel and initrd, the layout and whether the boot files fit.
  */
 export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
+  // An output its format cannot take (a qcow2 to stdout or a device, --compress on a raw image) is
+  // refused as sparsecopy refuses it, before GRUB is built or the spare partition formatted.
+  refuseOutputUpFront({ ...options.copy, source: options.rootImage, destination: options.output });
   const inAnyOrder = takesExtentsInAnyOrder(options);
   // A disk image is written from a writer thread: start it now, so that it is running (about
   // 25 ms, on the other core) by the time the copy starts.
