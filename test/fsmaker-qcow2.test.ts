@@ -4,13 +4,14 @@
  * the raw disk's size as its virtual size, takes --format, --cluster-size and --compress as
  * sparsecopy does, and no raw image of the disk is ever written on the way (the output and TMPDIR
  * are watched during the run). What a qcow2 cannot be written to is refused before anything is
- * built. Stand-in kernel and initrd: nothing boots here (fsmaker-boot.test.ts boots qcow2 disks).
+ * built; seeded option combinations end as documented; a signal mid-copy leaves nothing. Stand-in
+ * kernel and initrd: nothing boots here (fsmaker-boot.test.ts boots qcow2 disks).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, allocatedBytes, loopUnavailableReason, makeTempDir, patternBytes, runCli, snapshot, tempLeftovers, withLoop } from './helpers.js';
+import { ROOT, allocatedBytes, loopUnavailableReason, makeTempDir, patternBytes, prng, runCli, snapshot, tempLeftovers, withLoop } from './helpers.js';
 import { writeBootFiles } from './fsmaker-fixtures.js';
 import { runHostile } from './hostile.js';
 
@@ -229,5 +230,114 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
     }
     expect(fs.readdirSync(out)).toEqual([]);
     expect(tempLeftovers(out)).toEqual([]);
+  });
+});
+
+describe('fsmaker output options, seeded through real processes', () => {
+  const FORMATS = [undefined, undefined, 'qcow2', 'QCOW2', 'raw', 'gzip', 'vhd'] as const;
+  const NAMES = ['d.qcow2', 'd.qcow2', 'd.img', 'd.img.gz', '-', '/dev/null'] as const;
+  const CLUSTERS = ['512', '4K', '64K', '2M', '3K', '0', '4M', 'x'] as const;
+  const VALID_CLUSTERS = new Set(['512', '4K', '64K', '2M']);
+
+  /** What the options ask for, as the documentation says: the format written, or the exit code of a refusal. */
+  function expected(c: { format?: string; name: string; cluster?: string; compress: boolean; gzip: boolean }): { format: string } | { code: number } {
+    if (c.gzip && c.format !== undefined && c.format !== 'gzip') return { code: 1 };
+    const format = c.gzip ? 'gzip' : c.format?.toLowerCase() ?? (c.name.endsWith('.qcow2') ? 'qcow2' : c.name.endsWith('.gz') ? 'gzip' : 'raw');
+    if (format === 'vhd') return { code: 1 }; // --format names no format fsmaker writes
+    if (c.cluster === 'x') return { code: 1 };
+    if (format !== 'qcow2') return c.cluster !== undefined || c.compress ? { code: 1 } : { format };
+    if (c.cluster !== undefined && !VALID_CLUSTERS.has(c.cluster)) return { code: 1 };
+    return c.name === '-' || c.name === '/dev/null' ? { code: 28 } : { format };
+  }
+
+  it('30 cases: the documented outcome, a valid qcow2 equal to the raw disk, nothing else touched', () => {
+    const inputsDir = outputDir('fuzz-inputs');
+    const small = path.join(inputsDir, 'small.ext4');
+    execFileSync('mkfs.ext4', ['-q', '-F', small, '16M']);
+    const twin = path.join(inputsDir, 'twin.img');
+    expect(fsmaker(['-q', ...stand, small, twin]).status).toBe(0);
+    const twinMd5 = execFileSync('md5sum', [twin]).toString().split(' ')[0];
+    const random = prng(20261201);
+    const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
+    const outcomes = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const c = { format: pick(FORMATS), name: pick(NAMES), cluster: random() < 0.4 ? pick(CLUSTERS) : undefined, compress: random() < 0.25, gzip: random() < 0.15 };
+      const want = expected(c);
+      if ('format' in want && want.format === 'raw' && c.name === '-') c.name = '/dev/null'; // 180 MB of raw disk on stdout: nothing to learn
+      const out = outputDir(`fuzz-${i}`);
+      const dest = c.name.startsWith('/') || c.name === '-' ? c.name : path.join(out, c.name);
+      const args = [
+        '-q',
+        ...(c.format !== undefined ? ['--format', c.format] : []),
+        ...(c.cluster !== undefined ? ['--cluster-size', c.cluster] : []),
+        ...(c.compress ? ['--compress'] : []),
+        ...(c.gzip ? ['--gzip'] : []),
+        ...stand,
+        small,
+        dest,
+      ];
+      const what = JSON.stringify(c);
+      const r = runHostile('fsmaker', args, { env: ENV, what });
+      outcomes.add('code' in want ? `exit ${want.code}` : want.format);
+      if ('code' in want) {
+        expect(r.status, what + r.stderr).toBe(want.code);
+        expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+        expect(r.stdout.length, what).toBe(0);
+        expect(fs.readdirSync(out), what).toEqual([]);
+        continue;
+      }
+      expect(r.status, what + r.stderr).toBe(0);
+      if (dest === '/dev/null' || dest === '-') continue;
+      expect(fs.readdirSync(out), what).toEqual([c.name]);
+      if (want.format === 'qcow2') {
+        expect(infoOf(dest)['cluster-size'], what).toBe(c.cluster === undefined ? 65536 : { '512': 512, '4K': 4096, '64K': 65536, '2M': 2 << 20 }[c.cluster]);
+        const counts = expectCheckClean(dest);
+        if (c.compress) expect(counts.compressed, what).toBeGreaterThan(0);
+        expectSameDisk(twin, dest);
+      } else if (want.format === 'gzip') {
+        expect(execFileSync('sh', ['-c', 'gzip -dc "$1" | md5sum', 'sh', dest]).toString().split(' ')[0], what).toBe(twinMd5);
+      } else {
+        expect(fs.readFileSync(dest).equals(fs.readFileSync(twin)), what).toBe(true);
+      }
+      fs.rmSync(out, { recursive: true });
+    }
+    // The seed reaches every outcome: qcow2, the other formats, and both kinds of refusal.
+    expect([...outcomes].sort()).toEqual(['exit 1', 'exit 28', 'gzip', 'qcow2', 'raw']);
+  });
+});
+
+describe('fsmaker stopped while it writes a qcow2', () => {
+  it('SIGTERM and SIGINT mid-copy: 143/130 within a second, the old output kept, no temporary file, TMPDIR empty', async () => {
+    const big = path.join(inputs, 'big.ext4');
+    const tree = path.join(inputs, 'big-tree');
+    fs.mkdirSync(tree);
+    fs.writeFileSync(path.join(tree, 'data.bin'), patternBytes(96 << 20, 12)); // --compress on it takes seconds
+    execFileSync('mkfs.ext4', ['-q', '-F', '-d', tree, big, '160M']);
+    fs.rmSync(tree, { recursive: true });
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const out = outputDir(`signal-${signal}`);
+      const tmp = outputDir(`signal-${signal}-tmp`);
+      const output = path.join(out, 'disk.qcow2');
+      fs.writeFileSync(output, 'the output as it was before\n');
+      const before = snapshot(output);
+      const child = spawn(process.execPath, [FSMAKER, '-q', '--compress', ...stand, big, output], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      const copying = (): boolean => fs.readdirSync(out).some((n) => n.startsWith('.disk.qcow2.sparsecopy-') && fs.statSync(path.join(out, n)).size > 4 << 20);
+      const until = Date.now() + 20_000;
+      while (!copying() && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+      expect(copying(), `never saw the qcow2 being written: ${stderr}`).toBe(true);
+      const sent = performance.now();
+      child.kill(signal);
+      expect(await exited, stderr).toBe(signal === 'SIGTERM' ? 143 : 130);
+      expect(performance.now() - sent).toBeLessThan(1_000);
+      expect(stderr.trim()).toBe(`fsmaker: ${output}: interrupted by ${signal}; left as it was`);
+      const after = snapshot(output);
+      expect(after.bytes.equals(before.bytes) && after.ino === before.ino).toBe(true);
+      expect(fs.readdirSync(out)).toEqual(['disk.qcow2']);
+      expect(fs.readdirSync(tmp)).toEqual([]);
+    }
+    fs.rmSync(big);
   });
 });
