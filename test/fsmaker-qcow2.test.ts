@@ -213,6 +213,17 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
     expect(after.mtimeMs).toBe(before.mtimeMs);
   });
 
+  it('a disk larger than a qcow2 of its --cluster-size maps: exit 15, naming both sizes', () => {
+    const out = outputDir('too-large');
+    const huge = path.join(out, 'huge.qcow2');
+    // 512-byte clusters map 128 GiB (qemu's L1 limit); the spare makes the disk 300 GiB.
+    const r = runHostile('fsmaker', ['--label', 'gpt', '--cluster-size', '512', ...stand, '-s', '300G', '-t', 'nosuchfs', rootfs, huge], { codes: [15], env: ENV });
+    expect(r.stderr.trim()).toBe(
+      `fsmaker: ${huge}: a virtual disk of ${300 * 2 ** 30} bytes is larger than a qcow2 with 512-byte clusters can map (${128 * 2 ** 30} bytes, qemu's L1 limit); use a larger --cluster-size; nothing written`,
+    );
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+
   it('qcow2 options on another format, bad cluster sizes, --gzip against --format: exit 1, nothing written', () => {
     const out = outputDir('usage');
     const cases: Array<[string[], string, RegExp]> = [

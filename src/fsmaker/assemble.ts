@@ -117,12 +117,9 @@ async function formatSpare(type: string, bytes: number, workDir: string, signal:
 /**
  * Makes the disk. Everything that can refuse it is checked first, before GRUB is built or a byte
  * is written: the options, an output that is an input, the rootfs (as Linux would mount it), the
- * kernel and initrd, the layout and whether the boot files fit.
+ * kernel and initrd, the layout, whether the boot files fit and what the output format refuses.
  */
 export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
-  // An output its format cannot take (a qcow2 to stdout or a device, --compress on a raw image) is
-  // refused as sparsecopy refuses it, before GRUB is built or the spare partition formatted.
-  refuseOutputUpFront({ ...options.copy, source: options.rootImage, destination: options.output });
   const inAnyOrder = takesExtentsInAnyOrder(options);
   // A disk image is written from a writer thread: start it now, so that it is running (about
   // 25 ms, on the other core) by the time the copy starts.
@@ -158,6 +155,10 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
     // Where everything goes does not depend on core.img's size (only whether it fits), so the
     // layout is known before GRUB is built, with the FAT serial GRUB's early config searches for.
     const layout = plan(0);
+    // An output its format cannot take (a qcow2 to stdout or a device, or larger than its clusters
+    // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
+    // the spare partition formatted.
+    refuseOutputUpFront({ ...options.copy, source: options.rootImage, destination: options.output }, layout.totalBytes);
     planBootFat(layout, boot, options, firmware, extraBootFiles, null); // refuses boot files that do not fit
     return await writeDisk(options, { rootfs, boot, layout, plan, firmware, extraBootFiles, inAnyOrder, grubDirs });
   } finally {

@@ -81,10 +81,13 @@ export function needsExtentsInOrder(options: SparseCopyOptions): boolean {
 
 /**
  * The output's refusals that need nothing opened, for a caller with work to do before the copy
- * (fsmaker builds GRUB first): the same checks, and messages, as the plan's.
+ * (fsmaker builds GRUB first) and that knows how many bytes it will copy: the same checks, and
+ * messages, as the plan's.
  */
-export function refuseOutputUpFront(options: SparseCopyOptions): void {
-  refuseIncompatibleOptions(options, outputOf(options).format);
+export function refuseOutputUpFront(options: SparseCopyOptions, lengthBytes: number): void {
+  const output = outputOf(options);
+  refuseIncompatibleOptions(options, output.format);
+  refuseQcow2TooLarge(options, output.qcow2, lengthBytes);
 }
 
 /**
