@@ -1,6 +1,6 @@
 /**
- * Test utility: boot a disk image (raw, or qcow2) in qemu-system-x86_64 (TCG only: KVM is present on the
- * build machines but guests hang there) and wait for a marker on the serial port.
+ * Test utility: boot a disk image (raw or qcow2) in qemu-system-x86_64 (TCG only: KVM is present
+ * on the build machines but guests hang there) and wait for a marker on the serial port.
  * SeaBIOS for 'bios', OVMF (pflash CODE + a temporary copy of VARS, or -bios OVMF.fd) for 'uefi'.
  */
 import { spawn, spawnSync } from 'node:child_process';
