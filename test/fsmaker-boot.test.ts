@@ -1,6 +1,7 @@
 /**
  * Proof by booting (issue 5): a small busybox rootfs with no kernel and no boot sector is wrapped
- * by fsmaker and booted under qemu (TCG) with SeaBIOS and OVMF, virtio and IDE disks; /sbin/init
+ * by fsmaker and booted under qemu (TCG) with SeaBIOS and OVMF, virtio and IDE disks, raw and as
+ * the qcow2 fsmaker writes directly (equal to the raw disk of the same seed); /sbin/init
  * on the rootfs prints a marker and powers off. Every image is also checked by the tools people
  * trust: sfdisk -V / sgdisk -v, fsck.fat -n on the boot partition and e2fsck -fn on the root
  * partition (read out with sparsecopy --from-partition).
@@ -137,6 +138,39 @@ describe('fsmaker disks boot', () => {
     const boot = await bootAndWaitFor({ image, firmware: 'bios', disk: 'virtio', marker: MARKER, timeoutMs: 40_000 });
     expect(boot.found, boot.serial.slice(-2000)).toBe(true);
   }, 120_000);
+});
+
+describe('fsmaker qcow2 disks boot as the raw ones do', () => {
+  const env = { SOURCE_DATE_EPOCH: '1700000000' }; // the raw and the qcow2 run write the same FAT
+  const cases: Array<{ label: 'mbr' | 'gpt'; firmware: 'bios' | 'uefi'; extra: string[] }> = [
+    { label: 'mbr', firmware: 'bios', extra: [] },
+    { label: 'gpt', firmware: 'uefi', extra: ['--compress'] },
+  ];
+  for (const { label, firmware, extra } of cases) {
+    it(`${label.toUpperCase()} + ${firmware === 'bios' ? 'SeaBIOS' : 'OVMF'}, virtio disk, disk.qcow2${extra.length ? ` ${extra.join(' ')}` : ''}`, async (ctx) => {
+      if (unavailable) return ctx.skip();
+      const seed = ['-q', '--seed', 'boot-qcow2', '--label', label];
+      const rawImage = path.join(dir, `${label}-${firmware}-qcow2-twin.img`);
+      const image = path.join(dir, `${label}-${firmware}.qcow2`);
+      expect(runCli(FSMAKER, [...seed, rootfs, rawImage], { env }).status).toBe(0);
+      const r = runCli(FSMAKER, [...seed, ...extra, rootfs, image], { env });
+      expect(r.status, r.stderr).toBe(0);
+      const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image]).toString()) as { format: string; 'virtual-size': number };
+      expect(info.format).toBe('qcow2');
+      expect(info['virtual-size']).toBe(fs.statSync(rawImage).size);
+      const check = spawnSync('qemu-img', ['check', image], { encoding: 'utf8' });
+      expect(check.status, check.stdout + check.stderr).toBe(0);
+      expect(check.stdout).toMatch(/No errors were found on the image/);
+      if (extra.includes('--compress')) expect(check.stdout).toMatch(/[1-9][\d.]*% compressed clusters/);
+      const compare = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', rawImage, image], { encoding: 'utf8' });
+      expect(compare.status, compare.stdout + compare.stderr).toBe(0);
+      fs.rmSync(rawImage);
+      const boot = await bootAndWaitFor({ image, format: 'qcow2', firmware, disk: 'virtio', marker: MARKER, timeoutMs: 40_000 });
+      expect(boot.found, boot.serial.slice(-2000)).toBe(true);
+      expect(boot.serial).toMatch(/INITRD-OK/);
+      fs.rmSync(image);
+    }, 90_000);
+  }
 });
 
 describe('fsmaker output and errors', () => {

@@ -1,6 +1,6 @@
 /**
- * Test utility: boot a raw disk image in qemu-system-x86_64 (TCG only: KVM is present on the
- * build machines but guests hang there) and wait for a marker on the serial port.
+ * Test utility: boot a disk image (raw or qcow2) in qemu-system-x86_64 (TCG only: KVM is present
+ * on the build machines but guests hang there) and wait for a marker on the serial port.
  * SeaBIOS for 'bios', OVMF (pflash CODE + a temporary copy of VARS, or -bios OVMF.fd) for 'uefi'.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -18,6 +18,8 @@ export interface BootOptions {
   timeoutMs: number;
   /** Guest RAM in MiB (default 512). */
   memoryMiB?: number;
+  /** The image's format as qemu names it (default raw): never probed, so a raw image is never taken for another format. */
+  format?: 'raw' | 'qcow2';
 }
 
 export interface BootResult {
@@ -62,8 +64,8 @@ export function qemuUnavailableReason(firmware: 'bios' | 'uefi' | 'both' = 'both
   return null;
 }
 
-function diskArgs(image: string, disk: BootOptions['disk']): string[] {
-  const file = `file=${image.replace(/,/g, ',,')},format=raw`;
+function diskArgs(image: string, disk: BootOptions['disk'], format: NonNullable<BootOptions['format']>): string[] {
+  const file = `file=${image.replace(/,/g, ',,')},format=${format}`;
   switch (disk) {
     case 'virtio':
       return ['-drive', `${file},if=virtio`];
@@ -99,7 +101,7 @@ export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> 
       args.push('-bios', ovmf.file);
     }
   }
-  args.push(...diskArgs(image, disk));
+  args.push(...diskArgs(image, disk, options.format ?? 'raw'));
 
   const started = Date.now();
   const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { ToolError } from '../errors.js';
 import { parseSize } from '../size.js';
-import { type BootFile, type FsmakerOptions, chooseBootFiles, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
+import { type BootFile, type FsmakerOptions, type FsmakerCopyOptions, chooseBootFiles, inspectRootfs, makeBootableDisk } from '../fsmaker/assemble.js';
 import { findGrubDirs } from '../fsmaker/grub-images.js';
 import { checkOptions } from '../fsmaker/preflight.js';
 import { handleInterrupts } from './interrupt.js';
@@ -34,6 +34,9 @@ interface Raw {
   md5?: boolean;
   sha256?: boolean;
   gzip?: boolean;
+  format?: string;
+  clusterSize?: string;
+  compress?: boolean;
   force?: boolean;
   quiet?: boolean;
   json?: boolean;
@@ -49,13 +52,20 @@ function timeoutOf(text: string | undefined): number {
 }
 
 const HELP_TAIL = `
+OUTPUTIMAGE's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2
+qcow2 (version 3, written straight from the disk, no raw image first), else raw. A qcow2 needs a
+new or replaced regular file: stdout and block devices are refused before anything is built.
+--cluster-size and --compress are for qcow2 only.
+
 Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTIMAGE is one of the
 inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the
-disk does not fit on the output device, 20 cannot open the rootfs, 21 unknown or corrupt rootfs
-(or one Linux would not mount), 22 the rootfs does not fit in --size, 23 kernel or initrd not
-found, 24 GRUB files missing, 25 core.img too large, 26 formatting the spare partition failed,
-27 the kernel is not a bzImage, the initrd not an initramfs Linux unpacks, or the default kernel's modules are damaged, 130/143 interrupted
-by SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
+disk does not fit on the output device (or in a qcow2 of that --cluster-size), 20 cannot open the
+rootfs, 21 unknown or corrupt rootfs (or one Linux would not mount), 22 the rootfs does not fit in
+--size, 23 kernel or initrd not found, 24 GRUB files missing, 25 core.img too large, 26 formatting
+the spare partition failed, 27 the kernel is not a bzImage, the initrd not an initramfs Linux
+unpacks, or the default kernel's modules are damaged, 28 an output format not written (or a qcow2
+to stdout or a device), 29 a program the output format needs is missing, 130/143 interrupted by
+SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
 `;
 
 function bootLine(role: string, file: BootFile): string {
@@ -83,7 +93,10 @@ function buildCommand(): Command {
     .option('--print-config', 'say which kernel, initrd and GRUB files would be used, and why; write nothing')
     .option('--md5', 'print the MD5 of the uncompressed disk')
     .option('--sha256', 'print the SHA-256 of the uncompressed disk')
-    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst and .bz2 names give those formats)')
+    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2 and .qcow2 names give those formats)')
+    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from its name)")
+    .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K; bare = bytes)')
+    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
     .option('--json', 'machine-readable summary on stdout')
@@ -148,7 +161,7 @@ async function main(argv: string[]): Promise<number> {
     signal: interruption.signal,
     copy: {
       onCommit: interruption.committed,
-      ...(raw.gzip ? { outputFormat: 'gzip' } : {}),
+      ...outputFormatOf(raw),
       digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
       force: raw.force ?? false,
       onWarning: (m) => (raw.quiet ? undefined : process.stderr.write(programLine('fsmaker', m))),
@@ -165,6 +178,17 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   return 0;
+}
+
+/** --format, or --gzip as before --format existed; neither: OUTPUTIMAGE's name decides (in the library). */
+function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress'> {
+  if (raw.gzip && raw.format !== undefined && raw.format !== 'gzip') throw new ToolError('USAGE', `--gzip contradicts --format ${raw.format}`);
+  const outputFormat = raw.gzip ? 'gzip' : raw.format;
+  return {
+    ...(outputFormat !== undefined ? { outputFormat } : {}),
+    ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
+    ...(raw.compress ? { compress: true } : {}),
+  };
 }
 
 /** The fate of the output a forced exit reports. */

@@ -21,7 +21,7 @@ import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
-import { copyExtents, needsExtentsInOrder } from '../sparsecopy/copy.js';
+import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
 import { type BootChoice, chooseBoot } from './boot-choice.js';
 import { planFat, type FatFile } from './fat.js';
@@ -60,9 +60,11 @@ export interface FsmakerOptions {
   timeoutSeconds?: number;
   /** Stops the run (SIGINT/SIGTERM): child processes are killed, nothing is left behind. */
   signal?: AbortSignal;
-  /** Passed to the sink: gzip output, digests, --force, progress. */
-  copy?: Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
+  /** Passed to the sink: the output format (gzip, qcow2 and its cluster size...), digests, --force, progress. */
+  copy?: FsmakerCopyOptions;
 }
+
+export type FsmakerCopyOptions = Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
 
 export interface FsmakerResult extends CopySummary {
   layout: DiskLayout;
@@ -115,7 +117,7 @@ async function formatSpare(type: string, bytes: number, workDir: string, signal:
 /**
  * Makes the disk. Everything that can refuse it is checked first, before GRUB is built or a byte
  * is written: the options, an output that is an input, the rootfs (as Linux would mount it), the
- * kernel and initrd, the layout and whether the boot files fit.
+ * kernel and initrd, the layout, whether the boot files fit and what the output format refuses.
  */
 export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
   const inAnyOrder = takesExtentsInAnyOrder(options);
@@ -153,6 +155,10 @@ export async function makeBootableDisk(options: FsmakerOptions): Promise<Fsmaker
     // Where everything goes does not depend on core.img's size (only whether it fits), so the
     // layout is known before GRUB is built, with the FAT serial GRUB's early config searches for.
     const layout = plan(0);
+    // An output its format cannot take (a qcow2 to stdout or a device, or larger than its clusters
+    // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
+    // the spare partition formatted.
+    refuseOutputUpFront({ ...options.copy, source: options.rootImage, destination: options.output }, layout.totalBytes);
     planBootFat(layout, boot, options, firmware, extraBootFiles, null); // refuses boot files that do not fit
     return await writeDisk(options, { rootfs, boot, layout, plan, firmware, extraBootFiles, inAnyOrder, grubDirs });
   } finally {

@@ -19,7 +19,7 @@ import { checkFirstBlock, makeSink } from './sinks.js';
 import { type ExtentInput, extentInputSource, openSource } from './source.js';
 
 export type { CopyProgress, CopySummary, SparseCopyOptions } from './options.js';
-export { needsExtentsInOrder } from './plan.js';
+export { needsExtentsInOrder, refuseOutputUpFront } from './plan.js';
 export type { ExtentInput } from './source.js';
 
 /** Copies `options.source` (any format sparsecopy reads) into `options.destination`. */

@@ -80,6 +80,17 @@ export function needsExtentsInOrder(options: SparseCopyOptions): boolean {
 }
 
 /**
+ * The output's refusals that need nothing opened, for a caller with work to do before the copy
+ * (fsmaker builds GRUB first) and that knows how many bytes it will copy: the same checks, and
+ * messages, as the plan's.
+ */
+export function refuseOutputUpFront(options: SparseCopyOptions, lengthBytes: number): void {
+  const output = outputOf(options);
+  refuseIncompatibleOptions(options, output.format);
+  refuseQcow2TooLarge(options, output.qcow2, lengthBytes);
+}
+
+/**
  * Refusals that need nothing opened: what an output format cannot do with the options asked for,
  * named by format and option.
  */
@@ -105,7 +116,7 @@ function refuseUnseekable(destination: string, format: OutputFormat): void {
   const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() || stat.isDirectory() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
   if (what === null) return;
   const name = destination === '-' ? 'stdout' : `${destination} (${what})`;
-  throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, which sparsecopy seeks in to write the metadata last; nothing written`);
+  throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, to seek back in and write the metadata last; nothing written`);
 }
 
 /** A qcow2 of a known virtual size that its cluster size cannot map, refused before writing (the sink checks a stream's as it grows). */
