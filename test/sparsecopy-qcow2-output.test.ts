@@ -263,6 +263,14 @@ describe('what qcow2 output refuses, before anything is written', () => {
     refused(['--cluster-size', '64K', source(), at('a.gz')], 1, /--cluster-size is for qcow2 output, not gzip/, [at('a.gz')]);
   });
 
+  it('a bare --cluster-size is bytes, as qemu-img and fsmaker count it (not -b blocks)', () => {
+    const out = at('bare.qcow2');
+    const r = sparsecopy(['-q', '-b', '4096', '--cluster-size', '4096', source(), out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(info(out)['cluster-size']).toBe(4096);
+    fs.rmSync(out);
+  });
+
   it('--compress with raw output', () => refused(['--compress', source(), at('a.img')], 1, /--compress is for qcow2 output, not raw/, [at('a.img')]));
 
   it('a virtual disk larger than the cluster size can map (qemu’s L1 limit)', () => {

@@ -105,7 +105,7 @@ function buildCommand(): Command {
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
     .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
-    .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K)')
+    .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
@@ -156,7 +156,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     force: raw.force ?? false,
     raw: raw.raw ?? false,
     ...outputFormatOf(raw),
-    ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, blockSize, 'cluster size') } : {}),
+    ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {

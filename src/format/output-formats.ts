@@ -77,7 +77,7 @@ export function chooseOutputFormat(destination: string, options: { format?: stri
     const chosen = outputFormatNamed(options.format.toLowerCase());
     if (!chosen) {
       const known = OUTPUT_FORMATS.map((f) => f.name).join(', ');
-      throw new OutputFormatRefusal(`--format ${options.format}: not an output format sparsecopy writes (${known})`);
+      throw new OutputFormatRefusal(`--format ${options.format}: not an output format written here (${known})`);
     }
     return chosen;
   }
@@ -139,7 +139,7 @@ export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: n
   if (size === undefined) return { clusterBits: QCOW2_DEFAULT_CLUSTER_BITS, compress: options.compress ?? false };
   const bits = Math.log2(size);
   if (!Number.isInteger(bits) || size < QCOW2_MIN_CLUSTER_BYTES || size > QCOW2_MAX_CLUSTER_BYTES) {
-    throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB (a bare number counts -b blocks: 64K or 65536B)`);
+    throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB`);
   }
   return { clusterBits: bits, compress: options.compress ?? false };
 }
