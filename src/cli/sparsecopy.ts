@@ -27,7 +27,10 @@ copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
 else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
 file only: stdout, a pipe or a block device is refused (exit 28), and so are -o, -s, -f and
---to-partition; --cluster-size and --compress are for qcow2 only.
+--to-partition; --cluster-size, --compress and --backing are for qcow2 only.
+--backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
+from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
+found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -45,7 +48,7 @@ device's backing file (see --force), 15 source does not fit on the device (or is
 failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
 (truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
-is not installed (xz, lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
+is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
 was, its temporary file removed).
 `;
 
@@ -71,6 +74,7 @@ interface RawOptions {
   level?: string;
   clusterSize?: string;
   compress?: boolean;
+  backing?: string;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -107,6 +111,7 @@ function buildCommand(): Command {
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
+    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -158,6 +163,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...outputFormatOf(raw),
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, blockSize, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
+    ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

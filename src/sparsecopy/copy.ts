@@ -76,6 +76,7 @@ async function commitPlan(plan: CopyPlan, started: number): Promise<CopySummary>
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
+    await plan.backing?.close();
     await plan.source.close();
   }
 }

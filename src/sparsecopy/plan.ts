@@ -10,7 +10,8 @@ import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
 import { type OutputFormat, OutputFormatRefusal, type Qcow2OutputOptions, chooseOutputFormat, levelFor, qcow2OptionsFor } from '../format/output-formats.js';
-import { qcow2TooLarge } from '../codec/qcow2-sink.js';
+import { backingSizeMismatch, qcow2TooLarge } from '../codec/qcow2-sink.js';
+import { type OpenedBacking, openBacking } from './backing.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { INPUT_FORMATS } from '../format/input-formats.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -37,6 +38,8 @@ export interface CopyPlan {
   readonly length: number | null;
   readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null };
   readonly dest: OpenedDestination;
+  /** --backing: the qcow2 output's backing file, open; closed with the source. */
+  readonly backing: OpenedBacking | null;
   /** Where the window's byte 0 lands in the destination (--seek, or --to-partition's start). */
   readonly seekBytes: number;
   readonly blockSize: number;
@@ -126,6 +129,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
   const output = outputOf(options);
   refuseIncompatibleOptions(options, output.format);
   const source = await openSource(chunkBytes);
+  let backing: OpenedBacking | null = null;
   try {
     if (source.anyOrder && (output.format.needs.ordered || needsExtentsInOrder(options))) {
       throw new Error(`copyExtents: ${options.destination}: extents out of order need a file or a device, without digests, --max, --pad or compressed output`);
@@ -144,6 +148,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
     const watchRemainder = options.errorRemainder === true && options.maxBytes !== undefined && available === null;
     const length = available === null ? null : Math.min(available, options.maxBytes ?? Infinity);
     refuseQcow2TooLarge(options, output.qcow2, length);
+    if (options.backing !== undefined) backing = await openCheckedBacking(options, options.backing, length, chunkBytes);
     const plan = {
       source,
       read: { start, end: end === null ? null : end + (watchRemainder ? 1 : 0) },
@@ -159,12 +164,39 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
       options,
     };
     const { dest, seekBytes } = await prepareDestination(plan, options, output.format);
-    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format, readElsewhere(source.layer)) });
+    return Object.freeze({ ...plan, dest, seekBytes, backing, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format, readElsewhere(source.layer)) });
   } catch (err) {
+    await backing?.close();
     await source.close();
     throw err;
   }
 }
+
+/**
+ * --backing BASE, open, of the size of the disk copied (a stream's is checked by the sink as it
+ * ends), and not the destination: a layer replacing its own backing file would read through to
+ * itself.
+ */
+async function openCheckedBacking(options: SparseCopyOptions, base: string, length: number | null, chunkBytes: number): Promise<OpenedBacking> {
+  const backing = await openBacking(base, options.destination, chunkBytes);
+  try {
+    const size = length === null ? null : length + paddingFor(length, options.padBytes);
+    if (size !== null && roundToSector(size) !== roundToSector(backing.virtualSize)) throw backingSizeMismatch(options.destination, backing, size);
+    const destStat = options.destination === '-' ? null : destinationStat(options.destination);
+    const clash = destStat && backing.files.find((file) => sameTargetOrOverlap(file.stat, destStat));
+    if (clash) {
+      const via = clash === backing.files[0] ? '' : ` (${clash.name} is its backing file)`;
+      throw new ToolError('SAME_FILE', `${options.destination}: --backing ${base} reads it${via}: a qcow2 cannot replace its own backing file; nothing written`);
+    }
+    return backing;
+  } catch (err) {
+    await backing.close();
+    throw err;
+  }
+}
+
+/** qemu counts disks in 512-byte sectors (a qcow2's size is rounded up to one, as the sink writes it). */
+const roundToSector = (bytes: number): number => Math.ceil(bytes / 512) * 512;
 
 type PartialPlan = Pick<CopyPlan, 'source' | 'window' | 'length' | 'options'>;
 

@@ -51,7 +51,8 @@ export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
     case 'qcow2': {
       // The plan refused every destination but a new regular file (needs.seekable).
       const { clusterBits, compress } = output.qcow2!;
-      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset });
+      const backing = plan.backing ?? undefined;
+      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
     case 'raw':
