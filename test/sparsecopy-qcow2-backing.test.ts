@@ -11,7 +11,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { BackingComparison } from '../src/format/qcow2-backing-diff.js';
-import { patternBytes, sparsecopy, tempLeftovers, useTempDir, writeSparseFile } from './helpers.js';
+import { SPARSECOPY, patternBytes, prng, sparsecopy, tempLeftovers, useTempDir, writeSparseFile } from './helpers.js';
 import { runHostile } from './hostile.js';
 
 let dir = '';
@@ -252,6 +252,57 @@ describe('--backing refusals, before anything is written', () => {
       expect(tempLeftovers(dir)).toEqual([]);
     });
   }
+});
+
+describe('seeded CLI cases: --backing with other options, to files and to stdout', () => {
+  it('a documented ending, nothing but DEST touched, BASE unchanged, and on success a clean layer identical to the source', () => {
+    const random = prng(1111);
+    const work = at('cli-cases');
+    fs.mkdirSync(work);
+    const f = fixture('cases');
+    const bases = { raw: path.join(work, 'base.raw'), qcow2: path.join(work, 'base.qcow2'), small: path.join(work, 'small.raw'), gz: path.join(work, 'base.raw.gz') };
+    fs.copyFileSync(f.base, bases.raw);
+    execFileSync('qemu-img', ['convert', '-O', 'qcow2', f.base, bases.qcow2]);
+    writeSparseFile(bases.small, SIZE / 2, []);
+    fs.writeFileSync(bases.gz, zlib.gzipSync(fs.readFileSync(f.base)));
+    const fixed = new Set(fs.readdirSync(work));
+    const snapshot = Object.fromEntries(Object.values(bases).map((b) => [b, fs.readFileSync(b)]));
+    const choices = [...Object.values(bases).map((b) => path.basename(b)), 'missing.raw'];
+    let succeeded = 0;
+    for (let n = 0; n < 24; n++) {
+      const base = choices[Math.floor(random() * choices.length)]!;
+      const args = ['-q', '--backing', base];
+      if (random() < 0.4) args.push('--cluster-size', ['512B', '4K', '64K', '2M'][Math.floor(random() * 4)]!);
+      if (random() < 0.3) args.push('--compress');
+      const toStdout = random() < 0.3;
+      const dest = path.join(work, random() < 0.9 ? `out-${n}.qcow2` : `out-${n}.raw`);
+      let r;
+      if (toStdout) {
+        // stdout is the file, and BASE is found from the current directory.
+        const fd = fs.openSync(dest, 'w');
+        const p = spawnSync(process.execPath, [SPARSECOPY, ...args, f.flat, '-', '--format', 'qcow2'], { cwd: work, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+        fs.closeSync(fd);
+        r = { status: p.status, stderr: p.stderr };
+        expect([0, 2, 28, 30], `case ${n}: ${args.join(' ')}: ${r.stderr}`).toContain(r.status);
+        if (r.status !== 0) expect(fs.statSync(dest).size, `case ${n}`).toBe(0);
+      } else {
+        r = runHostile('sparsecopy', [...args, f.flat, dest], { timeoutMs: 20_000 });
+      }
+      const listing = fs.readdirSync(work).filter((name) => !fixed.has(name));
+      if (r.status === 0) {
+        expect(listing, `case ${n}: ${args.join(' ')}`).toEqual([path.basename(dest)]);
+        expectCheckedClean(dest);
+        expectIdentical(f.flat, dest);
+        succeeded++;
+      } else {
+        expect(listing, `case ${n}: ${args.join(' ')}`).toEqual(toStdout ? [path.basename(dest)] : []);
+        expect(r.stderr.trimEnd().split('\n'), `case ${n}`).toHaveLength(1);
+      }
+      for (const [b, bytes] of Object.entries(snapshot)) expect(fs.readFileSync(b).equals(bytes), `case ${n}: ${b} changed`).toBe(true);
+      fs.rmSync(dest, { force: true });
+    }
+    expect(succeeded).toBeGreaterThan(3);
+  });
 });
 
 describe('BackingComparison reads BASE only where it may hold data', () => {

@@ -26,8 +26,10 @@ disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28)
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
 else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
-file only: stdout, a pipe or a block device is refused (exit 28), and so are -o, -s, -f and
---to-partition; --cluster-size, --compress and --backing are for qcow2 only.
+file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
+device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
+block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
+--cluster-size, --compress and --backing are for qcow2 only.
 --backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
 from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
 found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
@@ -45,7 +47,7 @@ destination are the same file or device, or overlap in it (symlinks, hard links,
 loop devices and their backing files, a qcow2 source's backing files), 14 destination device
 mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device (or is larger than a qcow2 of that --cluster-size maps), 16 reading the source
-failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
+failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
 (truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
 is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it

@@ -5,6 +5,7 @@
  * (copy.ts) only moves extents.
  */
 import fs from 'node:fs';
+import tty from 'node:tty';
 import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
@@ -46,6 +47,8 @@ export interface CopyPlan {
   readonly chunkBytes: number;
   readonly digests: readonly DigestAlgorithm[];
   readonly writerThread: boolean;
+  /** qcow2 to a stream: a first pass over the same extents maps the clusters before the second writes. */
+  readonly twoPasses: boolean;
   readonly options: Readonly<SparseCopyOptions>;
 }
 
@@ -91,7 +94,7 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
   if (!format.needs.ordered) return;
   const clash = options.toPartition !== undefined ? '--to-partition' : options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
   if (clash) throw new ToolError('USAGE', `${options.destination}: ${clash} cannot be used with ${format.label} output (a new ${format.label} ${format.needs.seekable ? 'image' : 'stream'} is written)`);
-  if (format.needs.seekable) refuseUnseekable(options.destination, format);
+  if (format.needs.seekable) refuseUnseekable(options.destination, format, options);
   if (format.tool && !findOnPath(format.tool.command)) {
     throw new ToolError('MISSING_TOOL', `${options.destination}: ${format.label} output needs the program ${format.tool.command}, which is not installed (Debian package ${format.tool.debianPackage}); nothing written`);
   }
@@ -99,16 +102,62 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
 
 /**
  * A format that seeks in its output (qcow2 writes its metadata last) needs a new or replaced
- * regular file: stdout, a pipe or a device is refused before anything is opened (a FIFO's open
- * would wait for a reader), whatever stdout is redirected to.
+ * regular file, or, for qcow2, a stream written in two passes over the source (checked once it is
+ * open: twoPassesOrRefused). Refused before anything is opened (a FIFO's open would wait for a
+ * reader): a block device; a stream with --compress (the metadata goes first, and the compressed
+ * sizes it holds are unknown before compressing); a terminal.
  */
-function refuseUnseekable(destination: string, format: OutputFormat): void {
-  const stat = destination === '-' ? null : destinationStat(destination);
+function refuseUnseekable(destination: string, format: OutputFormat, options: SparseCopyOptions): void {
+  const stat = destinationStat(destination);
   // A directory is left to openDestination's own error (exit 3).
-  const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() || stat.isDirectory() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
-  if (what === null) return;
-  const name = destination === '-' ? 'stdout' : `${destination} (${what})`;
-  throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, which sparsecopy seeks in to write the metadata last; nothing written`);
+  if (destination !== '-' && (stat === null || stat.isFile() || stat.isDirectory())) return;
+  const name = destination === '-' ? 'stdout' : destination;
+  if (stat?.isBlockDevice()) throw new ToolError('UNSUPPORTED_FORMAT', `${name} (a block device): ${format.label} output needs a regular file or a stream; nothing written`);
+  if (destination === '-' ? tty.isatty(1) : stat?.isCharacterDevice() && isTerminal(destination)) {
+    throw new ToolError('UNSUPPORTED_FORMAT', `${name}: is a terminal; a ${format.label} image is binary: redirect it to a file or a pipe; nothing written`);
+  }
+  if (options.compress) {
+    throw new ToolError(
+      'UNSUPPORTED_FORMAT',
+      `${name}: --compress cannot write a ${format.label} to a stream: its metadata goes first, and the compressed clusters' sizes and offsets it holds are unknown before compressing; write to a file; nothing written`,
+    );
+  }
+}
+
+function isTerminal(device: string): boolean {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(device, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    return tty.isatty(fd);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
+/**
+ * qcow2 to a stream: two passes, the first finding the clusters to write, so the source must give
+ * the same extents twice: a file, a device, a qcow2 chain of files (with a window of it); not a
+ * pipe, stdin, a decompressed stream or an Android sparse image (read once).
+ */
+function twoPassesOrRefused(options: SparseCopyOptions, output: CopyPlan['output'], source: OpenedSource): boolean {
+  if (output.format.name !== 'qcow2' || !destinationIsStream(options.destination)) return false;
+  const { layer } = source;
+  const decompressed = layer.formats.find((f) => INPUT_FORMATS[f].kind === 'decompressor');
+  const readOnce = decompressed ? `${decompressed} data, decompressed as it is read` : !source.transport ? 'built as it is read' : !source.transport.seekable ? 'a stream' : !layer.readAt ? `${layer.formats.join(' inside ')}, read once` : null;
+  if (readOnce === null && !source.anyOrder) return true;
+  const name = options.destination === '-' ? 'stdout' : options.destination;
+  throw new ToolError(
+    'UNSUPPORTED_FORMAT',
+    `${name}: a qcow2 is written to a stream in two passes over the source, and ${layer.name} (${readOnce ?? 'out of order'}) cannot be read twice; write to a file, or copy the source to a file first; nothing written`,
+  );
+}
+
+function destinationIsStream(destination: string): boolean {
+  if (destination === '-') return true;
+  const stat = destinationStat(destination);
+  return stat !== null && !stat.isFile() && !stat.isDirectory() && !stat.isBlockDevice();
 }
 
 /** A qcow2 of a known virtual size that its cluster size cannot map, refused before writing (the sink checks a stream's as it grows). */
@@ -134,6 +183,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
     if (source.anyOrder && (output.format.needs.ordered || needsExtentsInOrder(options))) {
       throw new Error(`copyExtents: ${options.destination}: extents out of order need a file or a device, without digests, --max, --pad or compressed output`);
     }
+    const twoPasses = twoPassesOrRefused(options, output, source);
     const { layer } = source;
     const located = options.fromPartition === undefined ? null : await locateSourcePartition(layer, options.fromPartition, source.transport?.kind === 'block' ? source.transport : null);
     const start = located?.range.offset ?? 0;
@@ -161,6 +211,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
       blockSize,
       chunkBytes,
       digests: digestsToCompute(options),
+      twoPasses,
       options,
     };
     const { dest, seekBytes } = await prepareDestination(plan, options, output.format);
