@@ -321,11 +321,12 @@ describe('BackingComparison reads BASE only where it may hold data', () => {
       },
     };
     const comparison = new BackingComparison(disk, size);
+    expect([...comparison.zeroClustersBefore(3)]).toEqual([]);
     expect(comparison.verdict(3, Buffer.alloc(size))).toBe('unallocated'); // zeros over a hole
     expect(comparison.verdict(4, Buffer.alloc(size, 1))).toBe('data'); // data over a hole
-    expect([...comparison.zeroClustersIn(5, 11)]).toEqual([10]); // a source hole over BASE's data
+    expect([...comparison.zeroClustersBefore(11)]).toEqual([10]); // a source hole over BASE's data
     expect(comparison.verdict(11, baseBytes.subarray(11 * size, 12 * size))).toBe('unallocated'); // equal to BASE
-    expect([...comparison.zeroClustersIn(12, 64)]).toEqual([]);
+    expect([...comparison.zeroClustersBefore(64)]).toEqual([]);
     expect(reads).toEqual([10, 11]);
   });
 });

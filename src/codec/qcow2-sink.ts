@@ -134,8 +134,6 @@ export class Qcow2Sink implements Sink {
   private aborted = false;
   private readonly padding: Buffer;
   private readonly comparison: BackingComparison | null;
-  /** With a backing file: the first guest cluster not judged yet. */
-  private nextUnjudged = 0;
 
   constructor(private readonly options: Qcow2SinkOptions) {
     this.g = writeGeometry(options.clusterBits);
@@ -264,7 +262,6 @@ export class Qcow2Sink implements Sink {
   private async submit(index: number, buffer: Buffer): Promise<void> {
     if (this.comparison) {
       await this.zeroClustersBefore(index);
-      this.nextUnjudged = index + 1;
       const verdict = this.comparison.verdict(index, buffer);
       if (verdict !== 'data') {
         this.recycle(buffer);
@@ -297,8 +294,7 @@ export class Qcow2Sink implements Sink {
   /** The source's holes before guest cluster `end` that are zero clusters over BASE's data. */
   private async zeroClustersBefore(end: number): Promise<void> {
     if (!this.comparison) return;
-    for (const index of this.comparison.zeroClustersIn(this.nextUnjudged, end)) await this.placeZero(index);
-    this.nextUnjudged = Math.max(this.nextUnjudged, end);
+    for (const index of this.comparison.zeroClustersBefore(end)) await this.placeZero(index);
   }
 
   /** A zero cluster, in cluster order: after the clusters compressing before it. */

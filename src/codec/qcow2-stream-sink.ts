@@ -29,7 +29,6 @@ export class ClusterWalk {
   private readonly comparison: BackingComparison;
   private current: { index: number; buffer: Buffer } | null = null;
   private spare: Buffer | null = null;
-  private nextUnjudged = 0;
   private end = 0;
 
   constructor(
@@ -71,15 +70,13 @@ export class ClusterWalk {
     const { index, buffer } = this.current!;
     this.current = null;
     await this.zeroClustersBefore(index);
-    this.nextUnjudged = index + 1;
     const verdict = this.comparison.verdict(index, buffer);
     if (verdict !== 'unallocated') await this.onCluster(index, verdict, verdict === 'data' ? buffer : null);
     this.spare = buffer;
   }
 
   private async zeroClustersBefore(end: number): Promise<void> {
-    for (const index of this.comparison.zeroClustersIn(this.nextUnjudged, end)) await this.onCluster(index, 'zero', null);
-    this.nextUnjudged = Math.max(this.nextUnjudged, end);
+    for (const index of this.comparison.zeroClustersBefore(end)) await this.onCluster(index, 'zero', null);
   }
 
   private takeBuffer(): Buffer {

@@ -6,8 +6,8 @@
  * cluster, and anything else is data.
  *
  * BASE is only read where it may hold data (its holes, unallocated or zero clusters, cost
- * nothing), through `mayHoldData`, walked once in order: clusters are asked about in increasing
- * order, as the sink completes them.
+ * nothing), through `mayHoldData`, walked once in order: clusters are judged in increasing order,
+ * as a sink completes them, and the holes between them on the way.
  */
 
 export type ClusterVerdict = 'unallocated' | 'zero' | 'data';
@@ -26,6 +26,8 @@ export class BackingComparison {
   private range: { offset: number; length: number } | null;
   private readonly scratch: Buffer;
   private readonly zeros: Buffer;
+  /** The first guest cluster not judged yet. */
+  private judgedUpTo = 0;
 
   constructor(
     private readonly base: BackingDisk,
@@ -39,6 +41,7 @@ export class BackingComparison {
 
   /** What guest cluster `index`, holding `cluster` (all of it, zeros where the source has none), becomes. */
   verdict(index: number, cluster: Buffer): ClusterVerdict {
+    this.judgedUpTo = Math.max(this.judgedUpTo, index + 1);
     const zero = cluster.equals(this.zeros);
     if (!this.baseMayHoldData(index)) return zero ? 'unallocated' : 'data';
     const below = this.base.readAt(index * this.clusterSize, this.clusterSize, this.scratch);
@@ -47,11 +50,12 @@ export class BackingComparison {
   }
 
   /**
-   * The clusters of [from, to) that the source has no data in and BASE has data in: they become
-   * zero clusters. Only where BASE may hold data is read.
+   * The clusters not judged yet before `to`, which the source has no data in: those where BASE has
+   * data become zero clusters. Only where BASE may hold data is read.
    */
-  *zeroClustersIn(from: number, to: number): Generator<number> {
-    let index = from;
+  *zeroClustersBefore(to: number): Generator<number> {
+    let index = this.judgedUpTo;
+    this.judgedUpTo = Math.max(this.judgedUpTo, to);
     while (index < to) {
       this.passBefore(index * this.clusterSize);
       if (!this.range) return;
