@@ -25,6 +25,7 @@ export const SPARSECOPY_EXIT_CODES = {
   NO_PARTITION: 19, // --from-partition/--to-partition: no table, no such partition, or (--to-partition) one that overlaps
   UNSUPPORTED_FORMAT: 28, // an input or output format sparsecopy recognises and does not read or write (yet); --raw copies bytes as they are
   MISSING_TOOL: 29, // a format needs a program that is not installed (xz, lbzip2): the message names its Debian package
+  BACKING_MISMATCH: 30, // --backing BASE's virtual size is not the source's
   INTERRUPTED: 130, // SIGINT/SIGTERM: temporary output removed
 } as const;
 

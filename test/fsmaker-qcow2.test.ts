@@ -180,9 +180,9 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
   // a refusal from the copy's plan instead would come only after GRUB and the spare were built.
   const late = ['-s', '256M', '-t', 'nosuchfs'];
 
-  it('stdout: exit 28 with sparsecopy\'s message, nothing on stdout', () => {
+  it('stdout: exit 28 before any work (a qcow2 stream takes two passes, the disk is built once), nothing on stdout', () => {
     const r = runHostile('fsmaker', ['--format', 'qcow2', ...stand, ...late, rootfs, '-'], { codes: [28], env: ENV });
-    expect(r.stderr.trim()).toBe('fsmaker: stdout: qcow2 output needs a regular file, to seek back in and write the metadata last; nothing written');
+    expect(r.stderr.trim()).toBe('fsmaker: stdout: a qcow2 is written to a stream in two passes over the source, and a disk built as it is written cannot be read twice; write to a file, or copy the source to a file first; nothing written');
     expect(r.stdout.length).toBe(0);
   });
 
@@ -192,9 +192,9 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
     execFileSync('mkfifo', [fifo]);
     // A FIFO opened for writing would wait for a reader: a refusal after opening would hang (and time out).
     const r = runHostile('fsmaker', [...stand, ...late, rootfs, fifo], { codes: [28], env: ENV, timeoutMs: 10_000 });
-    expect(r.stderr.trim()).toBe(`fsmaker: ${fifo} (a pipe): qcow2 output needs a regular file, to seek back in and write the metadata last; nothing written`);
+    expect(r.stderr.trim()).toBe(`fsmaker: ${fifo}: a qcow2 is written to a stream in two passes over the source, and a disk built as it is written cannot be read twice; write to a file, or copy the source to a file first; nothing written`);
     const nul = runHostile('fsmaker', ['--format', 'qcow2', ...stand, ...late, rootfs, '/dev/null'], { codes: [28], env: ENV });
-    expect(nul.stderr).toMatch(/^fsmaker: \/dev\/null \(not a regular file\): qcow2 output needs a regular file/);
+    expect(nul.stderr).toMatch(/^fsmaker: \/dev\/null: a qcow2 is written to a stream in two passes/);
     expect(fs.readdirSync(out)).toEqual(['fifo.qcow2']);
   });
 
@@ -206,7 +206,7 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
     const before = snapshot(backing);
     await withLoop(backing, (device) => {
       const r = runHostile('fsmaker', ['--format', 'qcow2', ...stand, ...late, rootfs, device], { codes: [28], env: ENV });
-      expect(r.stderr.trim()).toBe(`fsmaker: ${device} (a block device): qcow2 output needs a regular file, to seek back in and write the metadata last; nothing written`);
+      expect(r.stderr.trim()).toBe(`fsmaker: ${device} (a block device): qcow2 output needs a regular file or a stream; nothing written`);
     });
     const after = snapshot(backing);
     expect(after.bytes.equals(before.bytes)).toBe(true); // Buffer.equals: toEqual walks bytes one by one

@@ -227,6 +227,21 @@ describe('the pure encodings', () => {
     }
   });
 
+  it('with a backing file: its name and format parse back, every cluster size (512 B: without the optional feature table)', () => {
+    for (let bits = 9; bits <= 21; bits++) {
+      const g = writeGeometry(bits);
+      for (const [name, format] of [['base.raw', 'raw'], [`../${'d/'.repeat(60)}base.qcow2`, 'qcow2']] as const) {
+        const cluster = encodeHeaderCluster(g, { virtualSize: 1 << 20, l1Entries: l1EntriesFor(g, 1 << 20), l1Offset: 3 * g.clusterSize, refcountTableOffset: g.clusterSize, refcountTableClusters: 1, backing: { name, format } });
+        expect(cluster.length).toBe(g.clusterSize);
+        const header = parseQcow2Header(cluster, 1 << 30);
+        expect(header).toMatchObject({ backingFile: name, backingFormat: format, virtualSize: 1 << 20 });
+        // The feature name table is there whenever it fits beside the rest.
+        expect(cluster.includes(Buffer.from('extended L2 entries'))).toBe(bits > 9);
+      }
+    }
+    expect(() => encodeHeaderCluster(writeGeometry(9), { virtualSize: 512, l1Entries: 1, l1Offset: 0, refcountTableOffset: 0, refcountTableClusters: 1, backing: { name: 'x'.repeat(400), format: 'raw' } })).toThrow(RangeError);
+  });
+
   it('compressed descriptors decode with the reader to the bytes they cover, at any offset', () => {
     const random = prng(7);
     for (let n = 0; n < 2000; n++) {

@@ -26,8 +26,13 @@ disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28)
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
 else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
-file only: stdout, a pipe or a block device is refused (exit 28), and so are -o, -s, -f and
---to-partition; --cluster-size and --compress are for qcow2 only.
+file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
+device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
+block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
+--cluster-size, --compress and --backing are for qcow2 only.
+--backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
+from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
+found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -42,10 +47,10 @@ destination are the same file or device, or overlap in it (symlinks, hard links,
 loop devices and their backing files, a qcow2 source's backing files), 14 destination device
 mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device (or is larger than a qcow2 of that --cluster-size maps), 16 reading the source
-failed, 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
+failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
 (truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
-is not installed (xz, lbzip2), 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
+is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
 was, its temporary file removed).
 `;
 
@@ -71,6 +76,7 @@ interface RawOptions {
   level?: string;
   clusterSize?: string;
   compress?: boolean;
+  backing?: string;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -107,6 +113,7 @@ function buildCommand(): Command {
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
+    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -158,6 +165,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...outputFormatOf(raw),
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
+    ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

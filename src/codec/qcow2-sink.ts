@@ -14,12 +14,17 @@
  * --compress deflates each cluster as qemu does (raw deflate, 4 KiB window, zlib's default level)
  * on libuv's thread pool, a bounded number at once, and places the results in cluster order;
  * compressed clusters are packed byte after byte, anything else starts on a cluster boundary.
+ *
+ * With a backing file (--backing BASE) each guest cluster, completed or a hole of the source, is
+ * judged against BASE (format/qcow2-backing-diff.ts): only what differs is stored, zeros over
+ * BASE's data as zero clusters; the header names BASE and its format.
  */
 import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import type { Extent } from '../extent/extent.js';
 import { isZeroRange } from '../extent/zero-runs.js';
+import { type BackingDisk, BackingComparison } from '../format/qcow2-backing-diff.js';
 import {
   type Qcow2WriteGeometry,
   clustersTouched,
@@ -32,6 +37,7 @@ import {
   refcountMetadataFor,
   setCompressedEntry,
   setCopiedEntry,
+  setZeroEntry,
   writeGeometry,
 } from '../format/qcow2-writer.js';
 import { ftruncate } from '../io/fd-io.js';
@@ -46,6 +52,15 @@ export interface Qcow2SinkOptions {
   compress: boolean;
   /** The virtual disk's size, asked at close: the source's length, or where its last extent (or --pad) ended; rounded up to 512 bytes. */
   virtualSize: () => number;
+  /** The image's backing file: its name as stored, its format, its virtual disk and size. */
+  backing?: Qcow2SinkBacking;
+}
+
+export interface Qcow2SinkBacking {
+  name: string;
+  format: 'raw' | 'qcow2';
+  disk: BackingDisk;
+  virtualSize: number;
 }
 
 const SECTOR_BYTES = 512;
@@ -61,7 +76,8 @@ const QEMU_MEM_LEVEL = 9;
 
 interface Compressing {
   index: number;
-  raw: Buffer;
+  /** null: a zero cluster, kept in the queue to keep the cluster order. */
+  raw: Buffer | null;
   out: Buffer | null;
   error: Error | null;
   done: boolean;
@@ -74,6 +90,14 @@ export function qcow2TooLarge(name: string, size: number, clusterBits: number): 
   return new ToolError(
     'DOES_NOT_FIT',
     `${name}: a virtual disk of ${size} bytes is larger than a qcow2 with ${2 ** clusterBits}-byte clusters can map (${max} bytes, qemu's L1 limit); use a larger --cluster-size; nothing written`,
+  );
+}
+
+/** A backing file whose virtual size is not the source's: the layer would not read as the source. */
+export function backingSizeMismatch(name: string, backing: Pick<Qcow2SinkBacking, 'name' | 'virtualSize'>, sourceSize: number): ToolError {
+  return new ToolError(
+    'BACKING_MISMATCH',
+    `${name}: --backing ${backing.name} is a disk of ${backing.virtualSize} bytes, the source one of ${sourceSize} bytes; a layer and its backing file have one size; nothing written`,
   );
 }
 
@@ -109,6 +133,7 @@ export class Qcow2Sink implements Sink {
   private failure: Error | null = null;
   private aborted = false;
   private readonly padding: Buffer;
+  private readonly comparison: BackingComparison | null;
 
   constructor(private readonly options: Qcow2SinkOptions) {
     this.g = writeGeometry(options.clusterBits);
@@ -118,6 +143,7 @@ export class Qcow2Sink implements Sink {
     this.maxInFlight = Math.min(MAX_COMPRESS_IN_FLIGHT, Math.max(MIN_COMPRESS_IN_FLIGHT, Math.floor(COMPRESS_IN_FLIGHT_BYTES / clusterSize)));
     this.maxSpare = Math.ceil(BATCH_BYTES / clusterSize) + this.maxInFlight + 2;
     this.padding = Buffer.alloc(clusterSize);
+    this.comparison = options.backing ? new BackingComparison(options.backing.disk, clusterSize) : null;
     // The header's cluster, written for real at close.
     this.countReference(0);
     this.append(this.padding);
@@ -146,13 +172,17 @@ export class Qcow2Sink implements Sink {
     this.throwIfFailed();
     if (this.current) await this.submit(this.current.index, this.current.buffer);
     this.current = null;
-    while (this.queue.length > 0 && !this.failure) await this.changed();
-    this.throwIfFailed();
-    this.finishL2Table();
     // qemu counts a disk in 512-byte sectors, dropping a partial last one (qemu-img convert rounds up, as here).
     const virtualSize = Math.ceil(this.options.virtualSize() / SECTOR_BYTES) * SECTOR_BYTES;
     if (virtualSize > this.maxVirtual) throw qcow2TooLarge(this.options.name, virtualSize, this.g.clusterBits)!;
     const { clusterSize } = this.g;
+    const { backing } = this.options;
+    // A source of unknown length (a stream) is only measured now: the plan checked a known one.
+    if (backing && virtualSize !== Math.ceil(backing.virtualSize / SECTOR_BYTES) * SECTOR_BYTES) throw backingSizeMismatch(this.options.name, backing, virtualSize);
+    await this.zeroClustersBefore(Math.ceil(virtualSize / clusterSize));
+    while (this.queue.length > 0 && !this.failure) await this.changed();
+    this.throwIfFailed();
+    this.finishL2Table();
 
     const l1Entries = l1EntriesFor(this.g, virtualSize);
     this.alignHost();
@@ -176,7 +206,14 @@ export class Qcow2Sink implements Sink {
     this.flush();
     this.throwIfFailed();
 
-    const header = encodeHeaderCluster(this.g, { virtualSize, l1Entries, l1Offset, refcountTableOffset: tableOffset, refcountTableClusters: meta.tableClusters });
+    const header = encodeHeaderCluster(this.g, {
+      virtualSize,
+      l1Entries,
+      l1Offset,
+      refcountTableOffset: tableOffset,
+      refcountTableClusters: meta.tableClusters,
+      ...(backing ? { backing: { name: backing.name, format: backing.format } } : {}),
+    });
     this.writeAt([header], 0);
     try {
       await ftruncate(this.options.fd, this.hostEnd);
@@ -221,9 +258,17 @@ export class Qcow2Sink implements Sink {
     }
   }
 
-  /** A completed guest cluster: dropped when all zero, else placed now or once compressed. */
+  /** A completed guest cluster: dropped when all zero (or, over a backing file, equal to it), else placed now or once compressed. */
   private async submit(index: number, buffer: Buffer): Promise<void> {
-    if (isZeroRange(buffer)) {
+    if (this.comparison) {
+      await this.zeroClustersBefore(index);
+      const verdict = this.comparison.verdict(index, buffer);
+      if (verdict !== 'data') {
+        this.recycle(buffer);
+        if (verdict === 'zero') await this.placeZero(index);
+        return;
+      }
+    } else if (isZeroRange(buffer)) {
       this.recycle(buffer);
       return;
     }
@@ -232,9 +277,7 @@ export class Qcow2Sink implements Sink {
       this.throwIfFailed();
       return;
     }
-    while (this.queue.length >= this.maxInFlight && !this.failure && !this.aborted) await this.changed();
-    this.throwIfFailed();
-    if (this.aborted) return;
+    if (!(await this.roomInQueue())) return;
     const entry: Compressing = { index, raw: buffer, out: null, error: null, done: false };
     this.queue.push(entry);
     this.compressing++;
@@ -248,6 +291,30 @@ export class Qcow2Sink implements Sink {
     });
   }
 
+  /** The source's holes before guest cluster `end` that are zero clusters over BASE's data. */
+  private async zeroClustersBefore(end: number): Promise<void> {
+    if (!this.comparison) return;
+    for (const index of this.comparison.zeroClustersBefore(end)) await this.placeZero(index);
+  }
+
+  /** A zero cluster, in cluster order: after the clusters compressing before it. */
+  private async placeZero(index: number): Promise<void> {
+    if (!this.options.compress) {
+      this.setZero(index);
+      return;
+    }
+    if (!(await this.roomInQueue())) return;
+    this.queue.push({ index, raw: null, out: null, error: null, done: true });
+    this.pump();
+  }
+
+  /** Waits for a place in the compression queue; false once aborted. */
+  private async roomInQueue(): Promise<boolean> {
+    while (this.queue.length >= this.maxInFlight && !this.failure && !this.aborted) await this.changed();
+    this.throwIfFailed();
+    return !this.aborted;
+  }
+
   /** Places every compressed cluster at the head of the queue, in cluster order. */
   private pump(): void {
     while (!this.failure && !this.aborted && this.queue[0]?.done) {
@@ -255,6 +322,10 @@ export class Qcow2Sink implements Sink {
       if (head.error) {
         this.failure = new ToolError('WRITE', `${this.options.name}: compression failed: ${describeSystemError(head.error)}`, { cause: head.error });
         break;
+      }
+      if (!head.raw) {
+        this.setZero(head.index);
+        continue;
       }
       // Not smaller than the cluster: stored as it is, as qemu does.
       const smaller = head.out!.length < this.g.clusterSize ? head.out! : null;
@@ -265,25 +336,35 @@ export class Qcow2Sink implements Sink {
 
   /** Appends a data cluster (compressed, or as it is) and records it in its region's L2 table. */
   private placeCluster(index: number, raw: Buffer, compressed: Buffer | null): void {
-    const region = Math.floor(index / this.g.l2Entries);
-    if (region !== this.l2Region) {
-      this.finishL2Table();
-      this.l2Region = region;
-      this.l2Table = Buffer.alloc(this.g.clusterSize);
-    }
+    const table = this.l2TableFor(index);
     const entry = index % this.g.l2Entries;
     if (compressed) {
-      setCompressedEntry(this.g, this.l2Table!, entry, this.hostEnd, compressed.length);
+      setCompressedEntry(this.g, table, entry, this.hostEnd, compressed.length);
       const { first, last } = clustersTouched(this.g, this.hostEnd, compressed.length);
       for (let c = first; c <= last; c++) this.countReference(c);
       this.recycle(raw);
       this.append(compressed);
     } else {
       this.alignHost();
-      setCopiedEntry(this.l2Table!, entry, this.hostEnd);
+      setCopiedEntry(table, entry, this.hostEnd);
       this.countReference(this.hostEnd / this.g.clusterSize);
       this.append(raw, true);
     }
+  }
+
+  private setZero(index: number): void {
+    setZeroEntry(this.l2TableFor(index), index % this.g.l2Entries);
+  }
+
+  /** The L2 table of guest cluster `index`'s region: the current one, or a new one once the previous is appended. */
+  private l2TableFor(index: number): Buffer {
+    const region = Math.floor(index / this.g.l2Entries);
+    if (region !== this.l2Region || !this.l2Table) {
+      this.finishL2Table();
+      this.l2Region = region;
+      this.l2Table = Buffer.alloc(this.g.clusterSize);
+    }
+    return this.l2Table;
   }
 
   /** Appends the L2 table of the region placed so far, and gives it its L1 entry. */

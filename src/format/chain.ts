@@ -36,6 +36,12 @@ export interface SourceLayer {
   /** Synchronous reads at any offset (partition tables); null for a stream. */
   /** Reads `length` bytes at `offset` (zeros past the end), into `into` when given (its first `length` bytes), else a new buffer. */
   readAt: ((offset: number, length: number, into?: Buffer) => Buffer) | null;
+  /**
+   * Ranges, in order from `start`, outside which the disk reads as zeros, found without reading
+   * data (a file's SEEK_DATA/SEEK_HOLE map, a qcow2's tables); absent for a stream. Any number of
+   * walks: a qcow2 layer's backing file (--backing) is compared with where it may hold data.
+   */
+  mayHoldData?: (start: number) => Generator<{ offset: number; length: number }>;
   /** Extents covering at least `range`, in order; a layer is read once. */
   extents(range: ByteRange): AsyncGenerator<Extent>;
   /**

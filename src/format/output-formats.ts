@@ -129,9 +129,9 @@ const QCOW2_MIN_CLUSTER_BYTES = 512;
 const QCOW2_MAX_CLUSTER_BYTES = 2 << 20; // qemu's limit
 
 /** qcow2's options from the user's (cluster size in bytes), or null for other formats, which refuse them. */
-export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: number; compress?: boolean }): Qcow2OutputOptions | null {
+export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: number; compress?: boolean; backing?: string }): Qcow2OutputOptions | null {
   if (format.name !== 'qcow2') {
-    const given = options.clusterSize !== undefined ? '--cluster-size' : options.compress ? '--compress' : null;
+    const given = options.clusterSize !== undefined ? '--cluster-size' : options.compress ? '--compress' : options.backing !== undefined ? '--backing' : null;
     if (given) throw new OutputFormatRefusal(`${given} is for qcow2 output, not ${format.label} (--format qcow2, or a .qcow2 destination)`);
     return null;
   }

@@ -45,7 +45,7 @@ const KNOWN_INCOMPAT = [INCOMPAT_DIRTY, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, IN
 
 /** Header extension types (qcow2.rst "Header extensions"). */
 export const EXT_END = 0x00000000;
-const EXT_BACKING_FORMAT = 0xe2792aca;
+export const EXT_BACKING_FORMAT = 0xe2792aca;
 export const EXT_FEATURE_NAMES = 0x6803f857;
 const EXT_DATA_FILE = 0x44415441;
 const EXT_FDE = 0x0537be77;
@@ -55,7 +55,7 @@ export const MAX_CLUSTER_BITS = 21; // qemu's limit: 2 MiB clusters
 const MIN_EXTENDED_L2_CLUSTER_BITS = 14; // 32 subclusters of at least 512 bytes
 /** qemu refuses larger L1 tables (QCOW_MAX_L1_SIZE): so does this reader, bounding what it reads. */
 export const MAX_L1_BYTES = 32 << 20;
-const MAX_BACKING_NAME_BYTES = 1023;
+export const MAX_BACKING_NAME_BYTES = 1023;
 
 export type Qcow2Compression = 'deflate' | 'zstd';
 

@@ -206,6 +206,13 @@ export function qcow2Layer(below: SourceLayer, top: ChainFile, openFile: OpenCha
         throw qcow2ToolError(top.name, err);
       }
     },
+    mayHoldData: function* (start) {
+      try {
+        for (const run of image.runs(start, image.virtualSize)) if (run.kind !== 'zero') yield { offset: run.offset, length: run.length };
+      } catch (err) {
+        throw qcow2ToolError(top.name, err);
+      }
+    },
     extents: (range) => qcow2Extents(image, range, chunkBytes),
     // Tables read twice (a partition table looked up first) and zeros past a short file's end count too: never past the total.
     progressDone: () => Math.min(counter.bytes, totalBytes),

@@ -33,7 +33,7 @@ export const COMPRESSED_SECTOR = 512;
 const HIGH_OFFSET_MASK = 0x00ffffff;
 const LOW_OFFSET_MASK = 0xfffffe00;
 export const COMPRESSED_FLAG = 0x40000000; // bit 62, in the high word
-const ZERO_FLAG = 1; // bit 0, in the low word
+export const ZERO_FLAG = 1; // bit 0, in the low word
 
 /** The host offset in bits 9-55 of an L1 or standard L2 entry. */
 const hostOffsetOf = (entry: Buffer, at: number): number => (entry.readUInt32BE(at) & HIGH_OFFSET_MASK) * 2 ** 32 + ((entry.readUInt32BE(at + 4) & LOW_OFFSET_MASK) >>> 0);

@@ -6,8 +6,9 @@
  * that appends data and writes metadata last (qcow2-sink.ts) and one that computes every offset
  * first from a known cluster map (a qcow2 written to a pipe) both place the same structures.
  */
-import { COMPRESSED_FLAG, COMPRESSED_SECTOR } from './qcow2-map.js';
+import { COMPRESSED_FLAG, COMPRESSED_SECTOR, ZERO_FLAG } from './qcow2-map.js';
 import {
+  EXT_BACKING_FORMAT,
   EXT_END,
   EXT_FEATURE_NAMES,
   HEADER,
@@ -16,6 +17,7 @@ import {
   INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
   INCOMPAT_EXTENDED_L2,
+  MAX_BACKING_NAME_BYTES,
   MAX_CLUSTER_BITS,
   MAX_L1_BYTES,
   MIN_CLUSTER_BITS,
@@ -23,7 +25,7 @@ import {
   V3_HEADER_LENGTH,
 } from './qcow2-header.js';
 
-export { MAX_CLUSTER_BITS, MIN_CLUSTER_BITS };
+export { MAX_BACKING_NAME_BYTES, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS };
 
 /** 16-bit refcounts, qemu's default (refcount_order 4). */
 export const REFCOUNT_ORDER = 4;
@@ -91,12 +93,29 @@ export interface Qcow2HeaderFields {
   l1Offset: number;
   refcountTableOffset: number;
   refcountTableClusters: number;
+  /** The backing file's name as the user gave it (qemu resolves it from the image's directory), and its format. */
+  backing?: { name: string; format: 'raw' | 'qcow2' };
 }
 
-/** The first cluster: the v3 header (header_length 112, deflate, no features set), the feature name table, the end marker. */
+const EXTENSION_HEADER_BYTES = 8;
+const pad8 = (n: number): number => Math.ceil(n / 8) * 8;
+
+/**
+ * The first cluster: the v3 header (header_length 112, deflate, no features set), the backing
+ * format extension, the feature name table, the end marker, and the backing file's name after
+ * them, where qemu puts it. The feature name table is optional: left out when the rest would not
+ * fit beside it (512-byte clusters with a backing file).
+ */
 export function encodeHeaderCluster(g: Qcow2WriteGeometry, fields: Qcow2HeaderFields): Buffer {
-  const extensionBytes = 8 + FEATURE_NAMES.length * FEATURE_NAME_BYTES + 8;
-  const cluster = Buffer.alloc(Math.max(g.clusterSize, V3_HEADER_LENGTH + extensionBytes));
+  const backingName = fields.backing ? Buffer.from(fields.backing.name, 'utf8') : null;
+  if (backingName && (backingName.length === 0 || backingName.length > MAX_BACKING_NAME_BYTES)) throw new RangeError(`a backing file name of ${backingName.length} bytes`);
+  const backingFormat = fields.backing ? Buffer.from(fields.backing.format, 'latin1') : null;
+  const formatBytes = backingFormat ? EXTENSION_HEADER_BYTES + pad8(backingFormat.length) : 0;
+  const featureBytes = EXTENSION_HEADER_BYTES + FEATURE_NAMES.length * FEATURE_NAME_BYTES;
+  const required = V3_HEADER_LENGTH + formatBytes + EXTENSION_HEADER_BYTES + (backingName?.length ?? 0);
+  if (required > g.clusterSize) throw new RangeError(`a qcow2 header does not fit in ${g.clusterSize}-byte clusters`);
+  const withFeatureNames = required + featureBytes <= g.clusterSize || !backingName;
+  const cluster = Buffer.alloc(Math.max(g.clusterSize, required + (withFeatureNames ? featureBytes : 0)));
   cluster.writeUInt32BE(QCOW2_MAGIC, HEADER.magic);
   cluster.writeUInt32BE(3, HEADER.version);
   cluster.writeUInt32BE(g.clusterBits, HEADER.clusterBits);
@@ -107,20 +126,40 @@ export function encodeHeaderCluster(g: Qcow2WriteGeometry, fields: Qcow2HeaderFi
   cluster.writeUInt32BE(fields.refcountTableClusters, HEADER.refcountTableClusters);
   cluster.writeUInt32BE(REFCOUNT_ORDER, HEADER.refcountOrder);
   cluster.writeUInt32BE(V3_HEADER_LENGTH, HEADER.headerLength);
-  // Feature bits, backing file, snapshots, compression_type: all zero.
+  // Feature bits, snapshots, compression_type: all zero.
   let at = V3_HEADER_LENGTH;
-  cluster.writeUInt32BE(EXT_FEATURE_NAMES, at);
-  cluster.writeUInt32BE(FEATURE_NAMES.length * FEATURE_NAME_BYTES, at + 4);
-  at += 8;
-  for (const [type, bit, name] of FEATURE_NAMES) {
-    cluster[at] = type;
-    cluster[at + 1] = bit;
-    cluster.write(name, at + 2, FEATURE_NAME_BYTES - 2, 'latin1');
-    at += FEATURE_NAME_BYTES;
+  if (backingFormat) {
+    cluster.writeUInt32BE(EXT_BACKING_FORMAT, at);
+    cluster.writeUInt32BE(backingFormat.length, at + 4);
+    backingFormat.copy(cluster, at + EXTENSION_HEADER_BYTES);
+    at += formatBytes;
+  }
+  if (withFeatureNames) {
+    cluster.writeUInt32BE(EXT_FEATURE_NAMES, at);
+    cluster.writeUInt32BE(FEATURE_NAMES.length * FEATURE_NAME_BYTES, at + 4);
+    at += EXTENSION_HEADER_BYTES;
+    for (const [type, bit, name] of FEATURE_NAMES) {
+      cluster[at] = type;
+      cluster[at + 1] = bit;
+      cluster.write(name, at + 2, FEATURE_NAME_BYTES - 2, 'latin1');
+      at += FEATURE_NAME_BYTES;
+    }
   }
   cluster.writeUInt32BE(EXT_END, at); // type 0, length 0
+  at += EXTENSION_HEADER_BYTES;
+  if (backingName) {
+    writeU64(cluster, HEADER.backingFileOffset, at);
+    cluster.writeUInt32BE(backingName.length, HEADER.backingFileSize);
+    backingName.copy(cluster, at);
+  }
   if (cluster.length > g.clusterSize) throw new RangeError(`a qcow2 header does not fit in ${g.clusterSize}-byte clusters`);
   return cluster;
+}
+
+/** An L2 entry that reads as zeros whatever the backing file holds there (v3 zero flag, no host cluster). */
+export function setZeroEntry(table: Buffer, index: number): void {
+  table.writeUInt32BE(0, index * ENTRY_BYTES);
+  table.writeUInt32BE(ZERO_FLAG, index * ENTRY_BYTES + 4);
 }
 
 /** A cluster-aligned host offset with the COPIED flag (refcount 1), as L1 and standard L2 entries hold it. */

@@ -84,6 +84,11 @@ function* allocationSegments(input: OpenedInput, from: number, size: number, use
   }
 }
 
+/** The data segments of a seekable input from `from` (all of it where holes cannot be found). */
+export function* dataSegments(input: OpenedInput, from: number): Generator<{ offset: number; length: number }> {
+  for (const segment of allocationSegments(input, from, input.size ?? 0, true)) if (segment.data) yield { offset: segment.offset, length: segment.length };
+}
+
 function readFailure(input: OpenedInput, offset: number, err: unknown): ToolError {
   return new ToolError('SOURCE_READ', `${input.name}: read failed at byte ${offset}: ${describeSystemError(err)}`, {
     cause: err,

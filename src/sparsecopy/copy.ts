@@ -10,6 +10,8 @@ import { DigestSet } from '../codec/digest.js';
 import { WholeBlocks } from '../extent/whole-blocks.js';
 import { padExtents, windowExtents } from '../extent/window.js';
 import { splitExtentZeroRuns } from '../extent/zero-runs.js';
+import type { Extent } from '../extent/extent.js';
+import { mapClusters } from '../codec/qcow2-stream-sink.js';
 import { deviceSize } from '../io/target.js';
 import type { OpenedDestination } from './destination.js';
 import type { CopySummary, SparseCopyOptions } from './options.js';
@@ -76,6 +78,7 @@ async function commitPlan(plan: CopyPlan, started: number): Promise<CopySummary>
     return { ...summary, seconds: (performance.now() - started) / 1000 };
   } finally {
     if (!committed) dest.discard();
+    await plan.backing?.close();
     await plan.source.close();
   }
 }
@@ -114,6 +117,15 @@ const signalsDelivered = async (): Promise<void> => {
   await new Promise(setImmediate);
 };
 
+/**
+ * The extents a copy delivers: the source's window (a partition, --max) and the padding. One
+ * function for both passes of a qcow2 written to a stream, so both see the same disk.
+ */
+function copiedExtents(plan: CopyPlan, on: { onBeyondEnd?: () => void; onPadded?: (bytes: number) => void }): AsyncGenerator<Extent> {
+  const windowed = windowExtents(plan.positioned ?? plan.source.layer.extents(plan.read), { start: plan.window.start, end: plan.window.end, onBeyondEnd: on.onBeyondEnd ?? (() => undefined) });
+  return padExtents(windowed, plan.options.padBytes ?? 0, on.onPadded ?? (() => undefined));
+}
+
 /** The loop: extents from the source's window, through digests and zero detection, into the sink. */
 async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>> {
   const { source, dest, options, blockSize, seekBytes } = plan;
@@ -124,12 +136,13 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
   let dataBytes = 0;
   let beyondEnd = false;
   let padded = 0;
+  // qcow2 to a stream: the first pass maps the clusters the second writes (plan.twoPasses).
+  const clusterMap = plan.twoPasses ? await mapClusters(copiedExtents(plan, {}), plan.output.qcow2!.clusterBits, plan.backing?.disk ?? null, options.signal) : null;
   const digests = new DigestSet([...plan.digests]);
-  const chosen = makeSink(plan, () => seekBytes + sourceBytes);
+  const chosen = makeSink(plan, () => seekBytes + sourceBytes, clusterMap);
   const { sink } = chosen;
 
-  const windowed = windowExtents(plan.positioned ?? layer.extents(plan.read), { start: plan.window.start, end: plan.window.end, onBeyondEnd: () => (beyondEnd = true) });
-  const extents = padExtents(windowed, options.padBytes ?? 0, (n) => (padded = n));
+  const extents = copiedExtents(plan, { onBeyondEnd: () => (beyondEnd = true), onPadded: (n) => (padded = n) });
   const report = (): void =>
     options.onProgress?.({ doneBytes: layer.progressDone ? layer.progressDone() : sourceBytes, totalBytes: layer.progressDone ? layer.progressTotal : plan.length, outputBytes: sourceBytes });
 

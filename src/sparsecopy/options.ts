@@ -35,6 +35,8 @@ export interface SparseCopyOptions {
   clusterSize?: number;
   /** qcow2 output: deflate each cluster, as qemu-img convert -c does. */
   compress?: boolean;
+  /** qcow2 output: a layer over this backing file (raw or qcow2), holding only what differs from it; stored as given, found from the destination's directory. */
+  backing?: string;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];
   /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */

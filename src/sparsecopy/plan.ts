@@ -5,12 +5,14 @@
  * (copy.ts) only moves extents.
  */
 import fs from 'node:fs';
+import tty from 'node:tty';
 import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
 import { type OutputFormat, OutputFormatRefusal, type Qcow2OutputOptions, chooseOutputFormat, levelFor, qcow2OptionsFor } from '../format/output-formats.js';
-import { qcow2TooLarge } from '../codec/qcow2-sink.js';
+import { backingSizeMismatch, qcow2TooLarge } from '../codec/qcow2-sink.js';
+import { type OpenedBacking, openBacking } from './backing.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { INPUT_FORMATS } from '../format/input-formats.js';
 import { sameTargetOrOverlap } from '../io/same-target.js';
@@ -37,12 +39,16 @@ export interface CopyPlan {
   readonly length: number | null;
   readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null };
   readonly dest: OpenedDestination;
+  /** --backing: the qcow2 output's backing file, open; closed with the source. */
+  readonly backing: OpenedBacking | null;
   /** Where the window's byte 0 lands in the destination (--seek, or --to-partition's start). */
   readonly seekBytes: number;
   readonly blockSize: number;
   readonly chunkBytes: number;
   readonly digests: readonly DigestAlgorithm[];
   readonly writerThread: boolean;
+  /** qcow2 to a stream: a first pass over the same extents maps the clusters before the second writes. */
+  readonly twoPasses: boolean;
   readonly options: Readonly<SparseCopyOptions>;
 }
 
@@ -88,6 +94,8 @@ export function refuseOutputUpFront(options: SparseCopyOptions, lengthBytes: num
   const output = outputOf(options);
   refuseIncompatibleOptions(options, output.format);
   refuseQcow2TooLarge(options, output.qcow2, lengthBytes);
+  // What is checked up front is a disk built as it is written: it cannot be read twice.
+  if (output.format.name === 'qcow2' && destinationIsStream(options.destination)) throw notTwice(options.destination, 'a disk built as it is written');
 }
 
 /**
@@ -99,7 +107,7 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
   if (!format.needs.ordered) return;
   const clash = options.toPartition !== undefined ? '--to-partition' : options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
   if (clash) throw new ToolError('USAGE', `${options.destination}: ${clash} cannot be used with ${format.label} output (a new ${format.label} ${format.needs.seekable ? 'image' : 'stream'} is written)`);
-  if (format.needs.seekable) refuseUnseekable(options.destination, format);
+  if (format.needs.seekable) refuseUnseekable(options.destination, format, options);
   if (format.tool && !findOnPath(format.tool.command)) {
     throw new ToolError('MISSING_TOOL', `${options.destination}: ${format.label} output needs the program ${format.tool.command}, which is not installed (Debian package ${format.tool.debianPackage}); nothing written`);
   }
@@ -107,16 +115,66 @@ function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFor
 
 /**
  * A format that seeks in its output (qcow2 writes its metadata last) needs a new or replaced
- * regular file: stdout, a pipe or a device is refused before anything is opened (a FIFO's open
- * would wait for a reader), whatever stdout is redirected to.
+ * regular file, or, for qcow2, a stream written in two passes over the source (checked once it is
+ * open: twoPassesOrRefused). Refused before anything is opened (a FIFO's open would wait for a
+ * reader): a block device; a stream with --compress (the metadata goes first, and the compressed
+ * sizes it holds are unknown before compressing); a terminal.
  */
-function refuseUnseekable(destination: string, format: OutputFormat): void {
-  const stat = destination === '-' ? null : destinationStat(destination);
+function refuseUnseekable(destination: string, format: OutputFormat, options: SparseCopyOptions): void {
+  const stat = destinationStat(destination);
   // A directory is left to openDestination's own error (exit 3).
-  const what = destination === '-' ? 'stdout' : stat === null || stat.isFile() || stat.isDirectory() ? null : stat.isBlockDevice() ? 'a block device' : stat.isFIFO() ? 'a pipe' : 'not a regular file';
-  if (what === null) return;
-  const name = destination === '-' ? 'stdout' : `${destination} (${what})`;
-  throw new ToolError('UNSUPPORTED_FORMAT', `${name}: ${format.label} output needs a regular file, to seek back in and write the metadata last; nothing written`);
+  if (destination !== '-' && (stat === null || stat.isFile() || stat.isDirectory())) return;
+  const name = destination === '-' ? 'stdout' : destination;
+  if (stat?.isBlockDevice()) throw new ToolError('UNSUPPORTED_FORMAT', `${name} (a block device): ${format.label} output needs a regular file or a stream; nothing written`);
+  if (destination === '-' ? tty.isatty(1) : stat?.isCharacterDevice() && isTerminal(destination)) {
+    throw new ToolError('UNSUPPORTED_FORMAT', `${name}: is a terminal; a ${format.label} image is binary: redirect it to a file or a pipe; nothing written`);
+  }
+  if (options.compress) {
+    throw new ToolError(
+      'UNSUPPORTED_FORMAT',
+      `${name}: --compress cannot write a ${format.label} to a stream: its metadata goes first, and the compressed clusters' sizes and offsets it holds are unknown before compressing; write to a file; nothing written`,
+    );
+  }
+}
+
+function isTerminal(device: string): boolean {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(device, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+    return tty.isatty(fd);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
+/**
+ * qcow2 to a stream: two passes, the first finding the clusters to write, so the source must give
+ * the same extents twice: a file, a device, a qcow2 chain of files (with a window of it); not a
+ * pipe, stdin, a decompressed stream or an Android sparse image (read once).
+ */
+function twoPassesOrRefused(options: SparseCopyOptions, output: CopyPlan['output'], source: OpenedSource): boolean {
+  if (output.format.name !== 'qcow2' || !destinationIsStream(options.destination)) return false;
+  const { layer } = source;
+  const decompressed = layer.formats.find((f) => INPUT_FORMATS[f].kind === 'decompressor');
+  const readOnce = decompressed ? `${decompressed} data, decompressed as it is read` : !source.transport ? 'built as it is read' : !source.transport.seekable ? 'a stream' : !layer.readAt ? `${layer.formats.join(' inside ')}, read once` : null;
+  if (readOnce === null && !source.anyOrder) return true;
+  throw notTwice(options.destination, `${layer.name} (${readOnce ?? 'out of order'})`);
+}
+
+function notTwice(destination: string, source: string): ToolError {
+  const name = destination === '-' ? 'stdout' : destination;
+  return new ToolError(
+    'UNSUPPORTED_FORMAT',
+    `${name}: a qcow2 is written to a stream in two passes over the source, and ${source} cannot be read twice; write to a file, or copy the source to a file first; nothing written`,
+  );
+}
+
+function destinationIsStream(destination: string): boolean {
+  if (destination === '-') return true;
+  const stat = destinationStat(destination);
+  return stat !== null && !stat.isFile() && !stat.isDirectory() && !stat.isBlockDevice();
 }
 
 /** A qcow2 of a known virtual size that its cluster size cannot map, refused before writing (the sink checks a stream's as it grows). */
@@ -137,10 +195,12 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
   const output = outputOf(options);
   refuseIncompatibleOptions(options, output.format);
   const source = await openSource(chunkBytes);
+  let backing: OpenedBacking | null = null;
   try {
     if (source.anyOrder && (output.format.needs.ordered || needsExtentsInOrder(options))) {
       throw new Error(`copyExtents: ${options.destination}: extents out of order need a file or a device, without digests, --max, --pad or compressed output`);
     }
+    const twoPasses = twoPassesOrRefused(options, output, source);
     const { layer } = source;
     const located = options.fromPartition === undefined ? null : await locateSourcePartition(layer, options.fromPartition, source.transport?.kind === 'block' ? source.transport : null);
     const start = located?.range.offset ?? 0;
@@ -155,6 +215,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
     const watchRemainder = options.errorRemainder === true && options.maxBytes !== undefined && available === null;
     const length = available === null ? null : Math.min(available, options.maxBytes ?? Infinity);
     refuseQcow2TooLarge(options, output.qcow2, length);
+    if (options.backing !== undefined) backing = await openCheckedBacking(options, options.backing, length, chunkBytes);
     const plan = {
       source,
       read: { start, end: end === null ? null : end + (watchRemainder ? 1 : 0) },
@@ -167,15 +228,43 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
       blockSize,
       chunkBytes,
       digests: digestsToCompute(options),
+      twoPasses,
       options,
     };
     const { dest, seekBytes } = await prepareDestination(plan, options, output.format);
-    return Object.freeze({ ...plan, dest, seekBytes, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format, readElsewhere(source.layer)) });
+    return Object.freeze({ ...plan, dest, seekBytes, backing, writerThread: options.writerThread ?? worthAWriterThread(length, dest, output.format, readElsewhere(source.layer)) });
   } catch (err) {
+    await backing?.close();
     await source.close();
     throw err;
   }
 }
+
+/**
+ * --backing BASE, open, of the size of the disk copied (a stream's is checked by the sink as it
+ * ends), and not the destination: a layer replacing its own backing file would read through to
+ * itself.
+ */
+async function openCheckedBacking(options: SparseCopyOptions, base: string, length: number | null, chunkBytes: number): Promise<OpenedBacking> {
+  const backing = await openBacking(base, options.destination, chunkBytes);
+  try {
+    const size = length === null ? null : length + paddingFor(length, options.padBytes);
+    if (size !== null && roundToSector(size) !== roundToSector(backing.virtualSize)) throw backingSizeMismatch(options.destination, backing, size);
+    const destStat = options.destination === '-' ? null : destinationStat(options.destination);
+    const clash = destStat && backing.files.find((file) => sameTargetOrOverlap(file.stat, destStat));
+    if (clash) {
+      const via = clash === backing.files[0] ? '' : ` (${clash.name} is its backing file)`;
+      throw new ToolError('SAME_FILE', `${options.destination}: --backing ${base} reads it${via}: a qcow2 cannot replace its own backing file; nothing written`);
+    }
+    return backing;
+  } catch (err) {
+    await backing.close();
+    throw err;
+  }
+}
+
+/** qemu counts disks in 512-byte sectors (a qcow2's size is rounded up to one, as the sink writes it). */
+const roundToSector = (bytes: number): number => Math.ceil(bytes / 512) * 512;
 
 type PartialPlan = Pick<CopyPlan, 'source' | 'window' | 'length' | 'options'>;
 

@@ -2,6 +2,8 @@
  * Choosing and finishing the sink for a destination: a sparse file, a block device, a byte stream,
  * a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout, or a qcow2 image in a file.
  */
+import { Qcow2StreamSink } from '../codec/qcow2-stream-sink.js';
+import type { ClusterMap } from '../format/qcow2-stream-layout.js';
 import { ToolError, describeSystemError } from '../errors.js';
 import { isZeroRange } from '../extent/zero-runs.js';
 import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
@@ -27,7 +29,7 @@ export interface ChosenSink {
 }
 
 /** The sink of the plan's output format on its destination. */
-export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
+export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: ClusterMap | null = null): ChosenSink {
   const { dest, options, output } = plan;
   const position = dest.kind === 'file' ? 0 : null;
   switch (output.format.name) {
@@ -49,9 +51,15 @@ export function makeSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
       return { sink, bytesWritten: () => sink.compressedBytes() };
     }
     case 'qcow2': {
-      // The plan refused every destination but a new regular file (needs.seekable).
       const { clusterBits, compress } = output.qcow2!;
-      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset });
+      const backing = plan.backing ?? undefined;
+      if (clusterMap) {
+        // A stream (plan.twoPasses): the first pass's map lays it out metadata first.
+        const sink = new Qcow2StreamSink({ fd: dest.fd, name: dest.name, sourceName: plan.source.layer.name, clusterBits, map: clusterMap, signal: options.signal, ...(backing ? { backing } : {}) });
+        return { sink, bytesWritten: () => sink.fileBytes };
+      }
+      // Else the plan refused every destination but a new regular file (needs.seekable).
+      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
     case 'raw':

@@ -12,7 +12,7 @@ import { type ByteRange, type SourceLayer, peekHead } from '../format/chain.js';
 import { FORMAT_DESCRIPTIONS, IDENTIFY_HEAD_BYTES, IDENTIFY_TAIL_BYTES, type ImageFormat, identifyImage } from '../format/identify.js';
 import { type ContainerDriver, INPUT_FORMATS, type LayerContext, requireTool, unsupportedInput } from '../format/input-formats.js';
 import { readAt } from '../io/fd-io.js';
-import { seekableSource } from '../io/sources.js';
+import { dataSegments, seekableSource } from '../io/sources.js';
 import type { ChainFile } from '../format/qcow2-layer.js';
 import { type OpenedInput, openInput, openInputWaiting } from '../io/target.js';
 
@@ -99,6 +99,7 @@ function transportLayer(t: OpenedInput, options: SourceOptions, onStarted: (stop
       formats: [],
       length: { exact: size },
       readAt: (offset, length, into) => preadFully(t, offset, length, into),
+      mayHoldData: (start) => dataSegments(t, start),
       extents: (range: ByteRange) =>
         seekableSource(t, {
           chunkBytes: options.chunkBytes,
