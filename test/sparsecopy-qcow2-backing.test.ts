@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { BackingComparison } from '../src/format/qcow2-backing-diff.js';
 import { SPARSECOPY, patternBytes, prng, sparsecopy, tempLeftovers, useTempDir, writeSparseFile } from './helpers.js';
 import { runHostile } from './hostile.js';
+import { expectCheckedClean, expectIdentical, qemu } from './qemu-img.js';
 
 let dir = '';
 useTempDir('sc-qcow2-backing-', (d) => (dir = d));
@@ -22,27 +23,6 @@ const CLUSTER = 64 * KiB;
 const CLUSTERS = 40;
 const SIZE = CLUSTERS * CLUSTER;
 const at = (name: string): string => path.join(dir, name);
-
-function qemu(command: 'qemu-img' | 'qemu-io', args: string[], cwd?: string): { status: number | null; out: string } {
-  const r = spawnSync(command, args, { encoding: 'utf8', cwd });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-function expectCheckedClean(image: string): void {
-  const r = qemu('qemu-img', ['check', '--output=json', image]);
-  expect(r.status, r.out).toBe(0);
-  const report = JSON.parse(r.out) as { 'check-errors': number; leaks?: number; corruptions?: number };
-  expect(report['check-errors']).toBe(0);
-  expect(report.leaks ?? 0).toBe(0);
-  expect(report.corruptions ?? 0).toBe(0);
-}
-
-/** qemu-img compare of the layer (read with its backing chain) and a raw disk. */
-function expectIdentical(raw: string, image: string): void {
-  const r = qemu('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', raw, image]);
-  expect(r.status, r.out).toBe(0);
-  expect(r.out).toMatch(/Images are identical/);
-}
 
 interface MapEntry {
   start: number;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { allocatedBytes, loopUnavailableReason, patternBytes, prng, sparsecopy, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
 import { expectCleanEnding, runBounded, runHostile } from './hostile.js';
+import { expectCheckedClean, expectIdentical, qemu } from './qemu-img.js';
 
 let dir = '';
 useTempDir('sc-qcow2-out-', (d) => (dir = d));
@@ -19,28 +20,6 @@ const KiB = 1024;
 const MiB = 1 << 20;
 const at = (name: string): string => path.join(dir, name);
 const roundUp = (n: number, unit: number): number => Math.ceil(n / unit) * unit;
-
-function qemu(command: 'qemu-img' | 'qemu-io', args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(command, args, { encoding: 'utf8' });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-/** qemu-img check: exit 0, no errors, no leaks, and the image ends where the file does. */
-function expectCheckedClean(image: string): void {
-  const r = qemu('qemu-img', ['check', '--output=json', image]);
-  expect(r.status, r.out).toBe(0);
-  const report = JSON.parse(r.out) as { 'check-errors': number; leaks?: number; corruptions?: number; 'image-end-offset': number };
-  expect(report['check-errors']).toBe(0);
-  expect(report.leaks ?? 0).toBe(0);
-  expect(report.corruptions ?? 0).toBe(0);
-  expect(report['image-end-offset']).toBe(fs.statSync(image).size);
-}
-
-function expectIdentical(source: string, image: string): void {
-  const r = qemu('qemu-img', ['compare', '-f', 'raw', '-F', 'qcow2', source, image]);
-  expect(r.status, r.out).toBe(0);
-  expect(r.out).toMatch(/Images are identical/);
-}
 
 function info(image: string): { format: string; 'virtual-size': number; 'cluster-size': number } {
   return JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image], { encoding: 'utf8' }));

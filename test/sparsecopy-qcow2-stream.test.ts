@@ -17,6 +17,9 @@ import type { Extent } from '../src/extent/extent.js';
 import { ToolError } from '../src/errors.js';
 import { SPARSECOPY, patternBytes, readRange, sfdiskWrite, useTempDir, writeSparseFile } from './helpers.js';
 import { runHostile } from './hostile.js';
+import { expectCheckedClean, expectIdentical, qemu as qemuTool } from './qemu-img.js';
+
+const qemu = (args: string[]) => qemuTool('qemu-img', args);
 
 let dir = '';
 useTempDir('sc-qcow2-stream-', (d) => (dir = d));
@@ -25,26 +28,6 @@ const KiB = 1024;
 const MiB = 1 << 20;
 const at = (name: string): string => path.join(dir, name);
 
-function qemu(args: string[]): { status: number | null; out: string } {
-  const r = spawnSync('qemu-img', args, { encoding: 'utf8' });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
-}
-
-function expectCheckedClean(image: string): void {
-  const r = qemu(['check', '--output=json', image]);
-  expect(r.status, r.out).toBe(0);
-  const report = JSON.parse(r.out) as { 'check-errors': number; leaks?: number; corruptions?: number; 'image-end-offset': number };
-  expect(report['check-errors']).toBe(0);
-  expect(report.leaks ?? 0).toBe(0);
-  expect(report.corruptions ?? 0).toBe(0);
-  expect(report['image-end-offset']).toBe(fs.statSync(image).size);
-}
-
-function expectIdentical(raw: string, image: string): void {
-  const r = qemu(['compare', '-f', 'raw', '-F', 'qcow2', raw, image]);
-  expect(r.status, r.out).toBe(0);
-  expect(r.out).toMatch(/Images are identical/);
-}
 
 /** sparsecopy with stdout redirected to `out` (a regular file, not seekable to the sink). */
 function toStdoutFile(args: string[], out: string): { status: number | null; stderr: string } {

@@ -14,6 +14,7 @@
  * extended over them arithmetically (crc32AppendZeros). Short zero runs are cheaper compressed with
  * the data around them than splitting the stream for them.
  */
+import { ChangeSignal } from './change-signal.js';
 import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
@@ -98,7 +99,7 @@ export class GzipSink implements Sink {
   private readonly queue: Entry[] = [];
   private piecesQueued = 0;
   private compressing = 0;
-  private waiters: (() => void)[] = [];
+  private readonly change = new ChangeSignal();
   private failure: ToolError | null = null;
   private headerWritten = false;
   private closed = false;
@@ -164,10 +165,10 @@ export class GzipSink implements Sink {
     this.writeHeader();
     await this.placeZeros();
     await this.flushPiece();
-    while (this.queue.length > 0 && !this.failure) await this.changed();
+    while (this.queue.length > 0 && !this.failure) await this.change.next();
     this.throwIfFailed();
     this.emit([FINAL_EMPTY_BLOCK, gzipTrailer(this.crcValue, this.total)]);
-    while ((this.writing || this.unwritten.length > 0) && !this.failure) await this.changed();
+    while ((this.writing || this.unwritten.length > 0) && !this.failure) await this.change.next();
     this.throwIfFailed();
     this.closed = true;
     return { ...this.counters };
@@ -175,9 +176,9 @@ export class GzipSink implements Sink {
 
   async abort(): Promise<void> {
     this.aborted = true;
-    this.wakeAll();
+    this.change.wakeAll();
     // Pieces compressing finish soon; a write to a pipe nobody reads may never: not waited for.
-    while (this.compressing > 0) await this.changed();
+    while (this.compressing > 0) await this.change.next();
     this.unwritten.length = 0;
     this.queue.length = 0;
     this.piecesQueued = 0;
@@ -239,7 +240,7 @@ export class GzipSink implements Sink {
   /** Starts compressing the staged bytes as one piece, once fewer than the maximum are in flight. */
   private async flushPiece(): Promise<void> {
     if (this.staged === 0 || !this.staging) return;
-    while ((this.piecesQueued >= MAX_PIECES_IN_FLIGHT || this.unwrittenBytes > MAX_UNWRITTEN_BYTES) && !this.failure && !this.aborted) await this.changed();
+    while ((this.piecesQueued >= MAX_PIECES_IN_FLIGHT || this.unwrittenBytes > MAX_UNWRITTEN_BYTES) && !this.failure && !this.aborted) await this.change.next();
     this.throwIfFailed();
     if (this.aborted) return;
     const buffer = this.staging;
@@ -286,7 +287,7 @@ export class GzipSink implements Sink {
         if (head.length === 0) this.queue.shift();
       }
     }
-    this.wakeAll();
+    this.change.wakeAll();
   }
 
   /** Emits zero units for (the start of) a run of `length` zeros; returns the zeros emitted. */
@@ -352,23 +353,14 @@ export class GzipSink implements Sink {
       this.pump(); // a long zero run waiting for room goes on
     }
     this.writing = false;
-    this.wakeAll();
+    this.change.wakeAll();
   }
 
   private throwIfFailed(): void {
     if (this.failure) throw this.failure;
   }
 
-  /** Resolves at the next change of the queue (a piece done, a write done, an abort). */
-  private changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
 
-  private wakeAll(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
 }
 
 /** The last WINDOW_BYTES of (window || next), as a new buffer (dictionaries are never modified). */

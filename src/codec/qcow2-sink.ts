@@ -19,6 +19,7 @@
  * judged against BASE (format/qcow2-backing-diff.ts): only what differs is stored, zeros over
  * BASE's data as zero clusters; the header names BASE and its format.
  */
+import { ChangeSignal } from './change-signal.js';
 import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import { ToolError, describeSystemError } from '../errors.js';
@@ -129,7 +130,7 @@ export class Qcow2Sink implements Sink {
   private readonly queue: Compressing[] = [];
   private readonly maxInFlight: number;
   private compressing = 0;
-  private waiters: (() => void)[] = [];
+  private readonly change = new ChangeSignal();
   private failure: Error | null = null;
   private aborted = false;
   private readonly padding: Buffer;
@@ -180,7 +181,7 @@ export class Qcow2Sink implements Sink {
     // A source of unknown length (a stream) is only measured now: the plan checked a known one.
     if (backing && virtualSize !== Math.ceil(backing.virtualSize / SECTOR_BYTES) * SECTOR_BYTES) throw backingSizeMismatch(this.options.name, backing, virtualSize);
     await this.zeroClustersBefore(Math.ceil(virtualSize / clusterSize));
-    while (this.queue.length > 0 && !this.failure) await this.changed();
+    while (this.queue.length > 0 && !this.failure) await this.change.next();
     this.throwIfFailed();
     this.finishL2Table();
 
@@ -226,7 +227,7 @@ export class Qcow2Sink implements Sink {
 
   async abort(): Promise<void> {
     this.aborted = true;
-    while (this.compressing > 0) await this.changed();
+    while (this.compressing > 0) await this.change.next();
     this.queue.length = 0;
     this.batch = [];
     this.batchRecycled = [];
@@ -310,7 +311,7 @@ export class Qcow2Sink implements Sink {
 
   /** Waits for a place in the compression queue; false once aborted. */
   private async roomInQueue(): Promise<boolean> {
-    while (this.queue.length >= this.maxInFlight && !this.failure && !this.aborted) await this.changed();
+    while (this.queue.length >= this.maxInFlight && !this.failure && !this.aborted) await this.change.next();
     this.throwIfFailed();
     return !this.aborted;
   }
@@ -331,7 +332,7 @@ export class Qcow2Sink implements Sink {
       const smaller = head.out!.length < this.g.clusterSize ? head.out! : null;
       this.placeCluster(head.index, head.raw, smaller);
     }
-    this.wakeAll();
+    this.change.wakeAll();
   }
 
   /** Appends a data cluster (compressed, or as it is) and records it in its region's L2 table. */
@@ -436,13 +437,5 @@ export class Qcow2Sink implements Sink {
     if (this.failure) throw this.failure;
   }
 
-  private changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
 
-  private wakeAll(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const wake of waiters) wake();
-  }
 }
