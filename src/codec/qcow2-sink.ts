@@ -119,6 +119,8 @@ export class Qcow2Sink implements Sink {
   private batchStart = 0;
   /** Cluster buffers in the batch, reusable once it is written. */
   private batchRecycled: Buffer[] = [];
+  /** Releases of source extents whose buffers the batch views (assemble's whole clusters). */
+  private batchReleases: (() => void)[] = [];
   /** The L2 table of the region being placed, and its index. */
   private l2Table: Buffer | null = null;
   private l2Region = -1;
@@ -151,6 +153,7 @@ export class Qcow2Sink implements Sink {
   }
 
   async write(extent: Extent): Promise<void> {
+    let lent = false; // whole clusters of the extent's own buffer are in the batch: released once it is written
     try {
       if (this.aborted) return;
       this.throwIfFailed();
@@ -161,11 +164,12 @@ export class Qcow2Sink implements Sink {
         this.counters.sparse += extent.length;
       } else {
         this.counters.real += extent.length;
-        await this.assemble(extent.offset, extent.data);
+        lent = await this.assemble(extent.offset, extent.data);
+        if (lent && extent.release) this.batchReleases.push(extent.release);
       }
       this.total = end;
     } finally {
-      extent.release?.();
+      if (!lent) extent.release?.();
     }
   }
 
@@ -231,6 +235,7 @@ export class Qcow2Sink implements Sink {
     this.queue.length = 0;
     this.batch = [];
     this.batchRecycled = [];
+    for (const release of this.batchReleases.splice(0)) release();
     this.spare.length = 0;
     this.current = null;
   }
@@ -240,9 +245,16 @@ export class Qcow2Sink implements Sink {
     return this.hostEnd;
   }
 
-  /** Copies data into its guest clusters, handing each one on as the data moves past it. */
-  private async assemble(offset: number, data: Buffer): Promise<void> {
+  /**
+   * Copies data into its guest clusters, handing each one on as the data moves past it. A whole
+   * cluster of `data` is handed on as a view of it, without a copy, when nothing more is done to it
+   * than writing it (no --compress, no backing file): true when any was, and the data's buffer
+   * must then live until the batch is written.
+   */
+  private async assemble(offset: number, data: Buffer): Promise<boolean> {
     const { clusterSize, clusterBits } = this.g;
+    const lend = !this.options.compress && !this.comparison;
+    let lent = false;
     for (let done = 0; done < data.length; ) {
       const at = offset + done;
       const index = Math.floor(at / 2 ** clusterBits);
@@ -251,12 +263,23 @@ export class Qcow2Sink implements Sink {
         this.current = null;
         await this.submit(previous, buffer);
       }
+      if (lend && !this.current && at === index * clusterSize && data.length - done >= clusterSize) {
+        const view = data.subarray(done, done + clusterSize);
+        if (!isZeroRange(view)) {
+          this.placeCluster(index, view, null, false);
+          this.throwIfFailed();
+          lent = true;
+        }
+        done += clusterSize;
+        continue;
+      }
       this.current ??= { index, buffer: this.takeBuffer() };
       const within = at - index * clusterSize;
       const n = Math.min(data.length - done, clusterSize - within);
       data.copy(this.current.buffer, within, done, done + n);
       done += n;
     }
+    return lent;
   }
 
   /** A completed guest cluster: dropped when all zero (or, over a backing file, equal to it), else placed now or once compressed. */
@@ -335,8 +358,11 @@ export class Qcow2Sink implements Sink {
     this.change.wakeAll();
   }
 
-  /** Appends a data cluster (compressed, or as it is) and records it in its region's L2 table. */
-  private placeCluster(index: number, raw: Buffer, compressed: Buffer | null): void {
+  /**
+   * Appends a data cluster (compressed, or as it is) and records it in its region's L2 table. `owned`:
+   * `raw` is one of the sink's cluster buffers (reused once written), not a view of the source's.
+   */
+  private placeCluster(index: number, raw: Buffer, compressed: Buffer | null, owned = true): void {
     const table = this.l2TableFor(index);
     const entry = index % this.g.l2Entries;
     if (compressed) {
@@ -349,7 +375,7 @@ export class Qcow2Sink implements Sink {
       this.alignHost();
       setCopiedEntry(table, entry, this.hostEnd);
       this.countReference(this.hostEnd / this.g.clusterSize);
-      this.append(raw, true);
+      this.append(raw, owned);
     }
   }
 
@@ -411,6 +437,9 @@ export class Qcow2Sink implements Sink {
     this.batchStart = this.hostEnd;
     for (const buffer of this.batchRecycled) this.recycle(buffer);
     this.batchRecycled = [];
+    const releases = this.batchReleases;
+    this.batchReleases = [];
+    for (const release of releases) release();
   }
 
   private writeAt(buffers: Buffer[], position: number): void {

@@ -146,8 +146,11 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
   const report = (): void =>
     options.onProgress?.({ doneBytes: layer.progressDone ? layer.progressDone() : sourceBytes, totalBytes: layer.progressDone ? layer.progressTotal : plan.length, outputBytes: sourceBytes });
 
-  // A plain stream writes zeros as zeros: no point finding them. Every other sink wants the runs.
-  const splitForSink = dest.kind !== 'stream' || plan.output.format.needs.ordered;
+  // A plain stream writes zeros as zeros: no point finding them. A qcow2 judges whole clusters
+  // itself, and is faster given them whole (views of the source's buffers, not copies of pieces).
+  // Every other sink wants the runs.
+  const { needs } = plan.output.format;
+  const splitForSink = needs.ordered ? !needs.seekable : dest.kind !== 'stream';
   // Blocks cut by the pieces they arrive in (decoded slots, -b above the read chunk, holes) are
   // joined and judged whole for v0.10's counters. Not for compressed output: it keeps no holes, and
   // counts its own.
