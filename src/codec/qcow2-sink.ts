@@ -42,7 +42,9 @@ import {
   writeGeometry,
 } from '../format/qcow2-writer.js';
 import { ftruncate } from '../io/fd-io.js';
-import { writeAllSync } from '../io/write-sync.js';
+import { allocAligned } from '../io/aligned.js';
+import { BUFFERED_CALL_BYTES, writeAllSync } from '../io/write-sync.js';
+import { type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 
 export interface Qcow2SinkOptions {
@@ -55,6 +57,13 @@ export interface Qcow2SinkOptions {
   virtualSize: () => number;
   /** The image's backing file: its name as stored, its format, its virtual disk and size. */
   backing?: Qcow2SinkBacking;
+  /**
+   * Write the batches on the writer thread (io/writer-thread.ts), overlapped with the reading of
+   * what follows, as the raw file sink does: without --compress (deflate's output is not shared
+   * memory), for clusters of 4 KiB or more (each cluster buffer of its own is page-aligned shared
+   * memory). A batch holding anything else is written here.
+   */
+  writerThread?: boolean;
 }
 
 export interface Qcow2SinkBacking {
@@ -65,6 +74,10 @@ export interface Qcow2SinkBacking {
 }
 
 const SECTOR_BYTES = 512;
+/** Clusters below this are written on the main thread: a page-aligned shared buffer each would cost more than it saves. */
+const MIN_WRITER_CLUSTER_BYTES = 4096;
+/** Bytes handed to the writer thread and not yet written, at most: the reads run this far ahead. */
+const MAX_POSTED_BYTES = 8 << 20;
 /** Host bytes gathered before one positional write (cut into calls of BUFFERED_CALL_BYTES). */
 const BATCH_BYTES = 1 << 20;
 /** Bytes of clusters compressing at once: a few per core, whatever the cluster size. */
@@ -137,6 +150,11 @@ export class Qcow2Sink implements Sink {
   private aborted = false;
   private readonly padding: Buffer;
   private readonly comparison: BackingComparison | null;
+  private readonly writer: WriterThread | null;
+  /** Batches on the writer thread: sequence numbers, bytes, and what each frees once written. */
+  private readonly posted: { seq: number; bytes: number; recycle: Buffer[]; releases: (() => void)[] }[] = [];
+  private postedBytes = 0;
+  private writerClosed = false;
 
   constructor(private readonly options: Qcow2SinkOptions) {
     this.g = writeGeometry(options.clusterBits);
@@ -145,7 +163,8 @@ export class Qcow2Sink implements Sink {
     this.refcounts = options.compress ? new Uint16Array(1024) : null;
     this.maxInFlight = Math.min(MAX_COMPRESS_IN_FLIGHT, Math.max(MIN_COMPRESS_IN_FLIGHT, Math.floor(COMPRESS_IN_FLIGHT_BYTES / clusterSize)));
     this.maxSpare = Math.ceil(BATCH_BYTES / clusterSize) + this.maxInFlight + 2;
-    this.padding = Buffer.alloc(clusterSize);
+    this.writer = options.writerThread && !options.compress && clusterSize >= MIN_WRITER_CLUSTER_BYTES ? takeWriterThread() : null;
+    this.padding = this.newBuffer();
     this.comparison = options.backing ? new BackingComparison(options.backing.disk, clusterSize) : null;
     // The header's cluster, written for real at close.
     this.countReference(0);
@@ -166,6 +185,7 @@ export class Qcow2Sink implements Sink {
         this.counters.real += extent.length;
         lent = await this.assemble(extent.offset, extent.data);
         if (lent && extent.release) this.batchReleases.push(extent.release);
+        await this.drainTo(MAX_POSTED_BYTES);
       }
       this.total = end;
     } finally {
@@ -209,6 +229,8 @@ export class Qcow2Sink implements Sink {
     const tableOffset = this.hostEnd;
     this.append(encodeRefcountTable(this.g, meta, blocksOffset));
     this.flush();
+    // Everything on the writer thread is written before the header that makes it an image.
+    await this.closeWriter();
     this.throwIfFailed();
 
     const header = encodeHeaderCluster(this.g, {
@@ -232,6 +254,7 @@ export class Qcow2Sink implements Sink {
   async abort(): Promise<void> {
     this.aborted = true;
     while (this.compressing > 0) await this.change.next();
+    await this.closeWriter();
     this.queue.length = 0;
     this.batch = [];
     this.batchRecycled = [];
@@ -389,7 +412,7 @@ export class Qcow2Sink implements Sink {
     if (region !== this.l2Region || !this.l2Table) {
       this.finishL2Table();
       this.l2Region = region;
-      this.l2Table = Buffer.alloc(this.g.clusterSize);
+      this.l2Table = this.newBuffer();
     }
     return this.l2Table;
   }
@@ -431,15 +454,62 @@ export class Qcow2Sink implements Sink {
 
   private flush(): void {
     if (this.batch.length === 0) return;
-    this.writeAt(this.batch, this.batchStart);
+    const releases = this.batchReleases;
+    // Batches never overlap: one on the writer thread and one written here may land in any order.
+    if (this.writer && !this.writerClosed && !this.failure && !this.aborted && allShared(this.batch)) {
+      const seq = this.writer.post({ fd: this.options.fd, buffers: this.batch, position: this.batchStart, maxCallBytes: BUFFERED_CALL_BYTES });
+      this.posted.push({ seq, bytes: this.batchBytes, recycle: this.batchRecycled, releases });
+      this.postedBytes += this.batchBytes;
+    } else {
+      this.writeAt(this.batch, this.batchStart);
+      for (const buffer of this.batchRecycled) this.recycle(buffer);
+      for (const release of releases) release();
+    }
     this.batch = [];
     this.batchBytes = 0;
     this.batchStart = this.hostEnd;
-    for (const buffer of this.batchRecycled) this.recycle(buffer);
     this.batchRecycled = [];
-    const releases = this.batchReleases;
     this.batchReleases = [];
-    for (const release of releases) release();
+    this.reap();
+  }
+
+  /** Frees what the writer thread has written; records its failure. */
+  private reap(): void {
+    const writer = this.writer;
+    if (!writer) return;
+    const done = writer.done; // before the failure: a command counts as done only once its failure is recorded
+    const failure = writer.failure;
+    if (failure && !this.failure) {
+      const why = describeSystemError(failure.error);
+      this.failure = new ToolError('WRITE', `${this.options.name}: write failed: ${why}`, { cause: failure.error });
+    }
+    while (this.posted.length > 0 && this.posted[0]!.seq < done) {
+      const batch = this.posted.shift()!;
+      this.postedBytes -= batch.bytes;
+      for (const buffer of batch.recycle) this.recycle(buffer);
+      for (const release of batch.releases) release();
+    }
+  }
+
+  /** Waits until at most `bytes` are on the writer thread. */
+  private async drainTo(bytes: number): Promise<void> {
+    if (!this.writer) return;
+    this.reap();
+    while (this.postedBytes > bytes && !this.failure) {
+      await this.writer.waitUntilDone(this.posted[0]!.seq + 1);
+      this.reap();
+    }
+    this.throwIfFailed();
+  }
+
+  /** Once everything posted is done (written, or skipped after a failure), the thread ends. */
+  private async closeWriter(): Promise<void> {
+    const writer = this.writer;
+    if (!writer || this.writerClosed) return;
+    this.writerClosed = true;
+    await writer.waitUntilDone((this.posted.at(-1)?.seq ?? -1) + 1);
+    this.reap();
+    await writer.close();
   }
 
   private writeAt(buffers: Buffer[], position: number): void {
@@ -453,9 +523,14 @@ export class Qcow2Sink implements Sink {
 
   private takeBuffer(): Buffer {
     const buffer = this.spare.pop();
-    if (!buffer) return Buffer.alloc(this.g.clusterSize);
+    if (!buffer) return this.newBuffer();
     buffer.fill(0);
     return buffer;
+  }
+
+  /** A zeroed cluster: in shared memory when the writer thread writes them. */
+  private newBuffer(): Buffer {
+    return this.writer ? allocAligned(this.g.clusterSize) : Buffer.alloc(this.g.clusterSize);
   }
 
   private recycle(buffer: Buffer): void {

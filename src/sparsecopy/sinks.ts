@@ -59,7 +59,7 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
         return { sink, bytesWritten: () => sink.fileBytes };
       }
       // Else the plan refused every destination but a new regular file (needs.seekable).
-      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, ...(backing ? { backing } : {}) });
+      const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, writerThread: plan.writerThread, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
     case 'raw':
