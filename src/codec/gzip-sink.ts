@@ -14,7 +14,6 @@
  * extended over them arithmetically (crc32AppendZeros). Short zero runs are cheaper compressed with
  * the data around them than splitting the stream for them.
  */
-import { ChangeSignal } from './change-signal.js';
 import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
@@ -25,6 +24,7 @@ import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js
 import { crc32, crc32AppendZeros } from './crc32.js';
 import { fixedZeroRunBlock, zeroUnitBlock, ZERO_UNIT_BYTES } from './deflate-zeros.js';
 import { FINAL_EMPTY_BLOCK, gzipHeader, gzipTrailer } from './gzip-format.js';
+import { ChangeSignal } from './change-signal.js';
 
 export interface GzipSinkOptions {
   fd: number;

@@ -6,8 +6,12 @@
  * virtual range it maps, and close() appends the L1 table, the refcount blocks and the refcount
  * table, then writes the header. Host offsets only grow, so the file has no holes.
  *
+ * A whole cluster of a source extent is not copied: the batch holds a view of the source's buffer,
+ * released once written. Batches go to the writer thread when they are all shared memory (no
+ * --compress), overlapped with the reads (raw -> qcow2 of a 2 GiB image 0.59 -> 0.35 s).
+ *
  * Memory: one guest cluster being assembled, one L2 table, the L1 entries written so far (one per
- * L2 table), a write batch, and with --compress the clusters compressing (a bounded number) and
+ * L2 table), a write batch and MAX_POSTED_BYTES on the writer thread, and with --compress the clusters compressing (a bounded number) and
  * one 16-bit refcount per host cluster (compressed clusters share host clusters: 2 bytes per
  * cluster of output, 32 KiB per GiB at 64 KiB clusters).
  *
@@ -19,7 +23,6 @@
  * judged against BASE (format/qcow2-backing-diff.ts): only what differs is stored, zeros over
  * BASE's data as zero clusters; the header names BASE and its format.
  */
-import { ChangeSignal } from './change-signal.js';
 import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import { ToolError, describeSystemError } from '../errors.js';
@@ -46,6 +49,7 @@ import { allocAligned } from '../io/aligned.js';
 import { BUFFERED_CALL_BYTES, writeAllSync } from '../io/write-sync.js';
 import { type WriterThread, allShared, takeWriterThread } from '../io/writer-thread.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
+import { ChangeSignal } from './change-signal.js';
 
 export interface Qcow2SinkOptions {
   fd: number;
