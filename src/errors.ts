@@ -50,7 +50,7 @@ export const FSMAKER_EXIT_CODES = {
   ROOTFS_UNKNOWN: 21, // not a filesystem fsmaker recognises, or a corrupt superblock
   ROOTFS_TOO_LARGE: 22, // the rootfs (and boot partition) do not fit in --size
   KERNEL_MISSING: 23, // kernel or initrd not found
-  GRUB_MISSING: 24, // GRUB's i386-pc or x86_64-efi files missing (names the Debian package)
+  GRUB_MISSING: 24, // GRUB's i386-pc or x86_64-efi files missing (names the Debian package), or a boot.img/core.img that is not GRUB's
   CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
   SPARE_MKFS: 26, // formatting the spare partition failed
   BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, the initrd not an initramfs Linux unpacks, or the default modules are damaged

@@ -423,8 +423,43 @@ describe('a damaged default module tree is 27, one line, nothing written', () =>
     const names = listing();
     const r = runHostile('fsmaker', [bare, out('modules.img')], { codes: [27], env: { ...env(), FSMAKER_CACHE: copy } });
     expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
-    expect(r.stderr).toMatch(/^fsmaker: kernel modules in .*: .*virtio_blk\.ko: not an ELF file; cannot build the initramfs/);
+    expect(r.stderr).toMatch(/^fsmaker: default boot files in .*: .*virtio_blk\.ko: not an ELF file; cannot build the initramfs/);
     expect(listing()).toEqual(names);
     fs.rmSync(copy, { recursive: true });
+  });
+
+  it.skipIf(kernelDir === undefined)('a cached busybox that is no binary', () => {
+    const copy = path.join(dir, 'cache-bb');
+    fs.mkdirSync(copy);
+    expect(spawnSync('cp', ['-al', path.join(cacheDir, kernelDir!), copy]).status).toBe(0);
+    fs.writeFileSync(path.join(copy, 'busybox'), '#!/bin/sh\necho not busybox\n', { mode: 0o755 });
+    const bare = buildRootfs(path.join(dir, 'bare-for-busybox.ext4'), { tree: (t) => fs.rmSync(path.join(t, 'boot'), { recursive: true }) });
+    const names = listing();
+    const r = runHostile('fsmaker', [bare, out('busybox.img')], { codes: [27], env: { ...env(), FSMAKER_CACHE: copy } });
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^fsmaker: default boot files in .*cache-bb: initramfs: busybox is not an ELF binary; cannot build the initramfs/);
+    expect(listing()).toEqual(names);
+    fs.rmSync(copy, { recursive: true });
+  });
+});
+
+describe('a GRUB directory (-g) whose boot.img is not GRUB\'s is 24, one line, nothing written', () => {
+  it('boot.img without its 55 AA signature', () => {
+    // The system's GRUB as hard links, one file replaced: the real one stays as it is.
+    const grub = path.join(dir, 'grub');
+    fs.mkdirSync(grub);
+    expect(spawnSync('cp', ['-al', '/usr/lib/grub/i386-pc', '/usr/lib/grub/x86_64-efi', grub]).status).toBe(0);
+    const bootImg = path.join(grub, 'i386-pc/boot.img');
+    const bytes = fs.readFileSync(bootImg);
+    fs.rmSync(bootImg);
+    bytes[0x1fe] = 0;
+    fs.writeFileSync(bootImg, bytes);
+    const names = listing();
+    const r = runHostile('fsmaker', ['-g', grub, '-k', kernel, '-i', initrd, rootfs, out('grub.img')], { codes: [24], env: env() });
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^fsmaker: .*grub\/i386-pc\/boot\.img: boot\.img does not end in the 55 AA boot signature: not GRUB's i386-pc image/);
+    expect(listing()).toEqual(names);
+    expect(tempLeftovers(dir)).toEqual([]);
+    fs.rmSync(grub, { recursive: true });
   });
 });

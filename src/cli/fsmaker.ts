@@ -61,7 +61,7 @@ Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTI
 inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the
 disk does not fit on the output device (or in a qcow2 of that --cluster-size), 20 cannot open the
 rootfs, 21 unknown or corrupt rootfs (or one Linux would not mount), 22 the rootfs does not fit in
---size, 23 kernel or initrd not found, 24 GRUB files missing, 25 core.img too large, 26 formatting
+--size, 23 kernel or initrd not found, 24 GRUB files missing or unusable, 25 core.img too large, 26 formatting
 the spare partition failed, 27 the kernel is not a bzImage, the initrd not an initramfs Linux
 unpacks, or the default kernel's modules are damaged, 28 an output format not written (or a qcow2
 to stdout or a device), 29 a program the output format needs is missing, 130/143 interrupted by

@@ -169,15 +169,16 @@ function cachedInitramfs(busybox: string, modulesDir: string, mtime: number): { 
     // not cached yet
   }
   let order: ReturnType<typeof resolveModuleOrder>;
+  let image: Buffer;
   try {
     order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(modulesDir));
+    image = buildInitramfs({ busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime });
   } catch (err) {
-    // A module tree that is not what the kernel package unpacked (a damaged cache, a module that
-    // is no ELF, a dependency missing): the initramfs cannot be built from it.
+    // A cache that is not what the Debian packages unpacked (a module that is no ELF, a dependency
+    // missing, a compressed module, a busybox that is no binary): no initramfs can be built from it.
     if (err instanceof ToolError || !(err instanceof Error)) throw err;
-    throw new ToolError('BOOT_FILE_UNUSABLE', `kernel modules in ${modulesDir}: ${err.message}; cannot build the initramfs (delete the directory to fetch it again)`, { cause: err });
+    throw new ToolError('BOOT_FILE_UNUSABLE', `default boot files in ${path.dirname(busybox)}: ${err.message}; cannot build the initramfs (delete the directory to fetch them again)`, { cause: err });
   }
-  const image = buildInitramfs({ busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime });
   const tmp = `${cached}.${process.pid}.tmp`;
   try {
     // The image first: a count without its image is never read as a hit.

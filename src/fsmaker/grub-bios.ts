@@ -54,14 +54,10 @@ export function coreImageSectors(coreImg: Buffer): number {
  * --allow-floppy), 55 AA.
  */
 export function patchBootSector(bootImg: Buffer, existingSector0: Buffer, coreLba: number): Buffer {
-  if (bootImg.length !== SECTOR_SIZE) {
-    throw new RangeError(`patchBootSector: boot.img must be ${SECTOR_SIZE} bytes, got ${bootImg.length}`);
-  }
+  const problem = bootImageProblem(bootImg);
+  if (problem) throw new RangeError(`patchBootSector: ${problem}`);
   if (existingSector0.length < SECTOR_SIZE) {
     throw new RangeError(`patchBootSector: existing sector 0 must be at least ${SECTOR_SIZE} bytes, got ${existingSector0.length}`);
-  }
-  if (bootImg[0x1fe] !== 0x55 || bootImg[0x1ff] !== 0xaa) {
-    throw new Error('patchBootSector: boot.img does not end in the 55 AA boot signature');
   }
   checkLba(coreLba, 'patchBootSector');
   const out = Buffer.from(bootImg);
@@ -76,6 +72,20 @@ export function patchBootSector(bootImg: Buffer, existingSector0: Buffer, coreLb
   return out;
 }
 
+/** Why `bootImg` is not GRUB's i386-pc boot.img, or null: read from a GRUB directory the user may name. */
+export function bootImageProblem(bootImg: Buffer): string | null {
+  if (bootImg.length !== SECTOR_SIZE) return `boot.img must be ${SECTOR_SIZE} bytes, got ${bootImg.length}`;
+  if (bootImg[0x1fe] !== 0x55 || bootImg[0x1ff] !== 0xaa) return 'boot.img does not end in the 55 AA boot signature';
+  return null;
+}
+
+/** Why `coreImg` is not an i386-pc core.img this module can patch, or null: grub-mkimage made it from the user's GRUB directory. */
+export function coreImageProblem(coreImg: Buffer): string | null {
+  if (coreImageSectors(coreImg) < 2) return `core.img of ${coreImg.length} bytes is too small (needs at least 2 sectors)`;
+  if (coreImg.readUInt16LE(BLOCKLIST_ENTRY + 10) !== CORE_LOAD_SEGMENT) return 'not an i386-pc core.img (no diskboot blocklist with segment 0x0820 at 0x1FE)';
+  return null;
+}
+
 /**
  * core.img with its first sector's blocklist describing where the rest lies on disk: one entry
  * {start = coreLba + 1, count = sectors - 1, segment 0x0820}, the next entry (terminator)
@@ -88,13 +98,9 @@ export function patchCoreImage(coreImg: Buffer, coreLba: number, maxSectors: num
   if (!Number.isSafeInteger(maxSectors) || maxSectors < 1) {
     throw new RangeError(`patchCoreImage: maxSectors must be a positive integer, got ${maxSectors}`);
   }
+  const problem = coreImageProblem(coreImg);
+  if (problem) throw new RangeError(`patchCoreImage: ${problem}`);
   const sectors = coreImageSectors(coreImg);
-  if (sectors < 2) {
-    throw new Error(`patchCoreImage: core.img of ${coreImg.length} bytes is too small (needs at least 2 sectors)`);
-  }
-  if (coreImg.readUInt16LE(BLOCKLIST_ENTRY + 10) !== CORE_LOAD_SEGMENT) {
-    throw new Error('patchCoreImage: not an i386-pc core.img (no diskboot blocklist with segment 0x0820 at 0x1FE)');
-  }
   if (sectors > maxSectors) {
     throw new RangeError(`patchCoreImage: core.img needs ${sectors} sectors but only ${maxSectors} are available`);
   }

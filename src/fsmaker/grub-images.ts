@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ToolError } from '../errors.js';
+import { bootImageProblem, coreImageProblem } from './grub-bios.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -117,6 +118,13 @@ async function mkimage(exe: string, format: string, dir: string, earlyCfg: strin
   return fs.readFileSync(out);
 }
 
+/** `image` when `problem` finds nothing wrong with it; else the GRUB files are unusable (24, naming them). */
+function usableImage(what: string, image: Buffer, problem: (image: Buffer) => string | null): Buffer {
+  const why = problem(image);
+  if (why) throw new ToolError('GRUB_MISSING', `${what}: ${why}: not GRUB's i386-pc image (reinstall grub-pc-bin, or check -g)`);
+  return image;
+}
+
 /** Runs grub-mkimage for the requested firmware(s) and returns the images as buffers. */
 export async function buildGrubImages(options: BuildGrubImagesOptions): Promise<GrubImages> {
   const { fatSerial, firmware, grubDirs, workDir } = options;
@@ -128,8 +136,10 @@ export async function buildGrubImages(options: BuildGrubImagesOptions): Promise<
   const runs: Promise<void>[] = [];
   if (firmware === 'bios' || firmware === 'both') {
     if (!grubDirs.i386Pc) throw new Error('GRUB i386-pc modules not found: install the Debian package grub-pc-bin');
-    result.bootImg = fs.readFileSync(path.join(grubDirs.i386Pc, 'boot.img'));
-    runs.push(mkimage(exe, 'i386-pc', grubDirs.i386Pc, earlyCfg, path.join(workDir, 'core.img'), GRUB_BIOS_MODULES, options.signal).then((img) => void (result.coreImg = img)));
+    const i386Pc = grubDirs.i386Pc;
+    result.bootImg = usableImage(path.join(i386Pc, 'boot.img'), fs.readFileSync(path.join(i386Pc, 'boot.img')), bootImageProblem);
+    const coreFile = path.join(workDir, 'core.img');
+    runs.push(mkimage(exe, 'i386-pc', i386Pc, earlyCfg, coreFile, GRUB_BIOS_MODULES, options.signal).then((img) => void (result.coreImg = usableImage(`core.img made by grub-mkimage from ${i386Pc}`, img, coreImageProblem))));
   }
   if (firmware === 'uefi' || firmware === 'both') {
     if (!grubDirs.x86_64Efi) throw new Error('GRUB x86_64-efi modules not found: install the Debian package grub-efi-amd64-bin');
