@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 
 type FfiModule = typeof import('ffi-rs');
 interface Libc {
@@ -103,7 +104,9 @@ function seekTo(fd: number, offset: number, whence: number): SeekResult {
   if (r.value >= 0) return { kind: 'offset', offset: r.value };
   if (r.errno === ENXIO) return { kind: 'end' };
   if (r.errno === EINVAL || r.errno === EOPNOTSUPP) return { kind: 'unsupported' };
-  throw Object.assign(new Error(`lseek failed with errno ${r.errno}`), { errno: r.errno });
+  // Named as Node names system errors (code, "CODE: reason"), so callers describe it like a read's.
+  const code = Object.entries(os.constants.errno).find(([, n]) => n === r.errno)?.[0] ?? `errno ${r.errno}`;
+  throw Object.assign(new Error(`${code}: lseek failed (errno ${r.errno})`), { errno: r.errno, code });
 }
 
 /** Sets `fd`'s file position (lseek SEEK_SET); false where that fails or FFI is missing. */

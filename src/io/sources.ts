@@ -68,8 +68,16 @@ function* allocationSegments(input: OpenedInput, from: number, size: number, use
     if (size > from) yield { offset: from, length: size - from, data: true };
     return;
   }
+  // lseek fails as a read would (EIO on a failing disk): the same error, at the offset looked up.
+  const seek = (find: typeof seekData, at: number): ReturnType<typeof seekData> => {
+    try {
+      return find(input.fd, base + at);
+    } catch (err) {
+      throw readFailure(input, at, err);
+    }
+  };
   while (pos < size) {
-    const dataAt = seekData(input.fd, base + pos);
+    const dataAt = seek(seekData, pos);
     if (dataAt.kind === 'unsupported') {
       yield { offset: pos, length: size - pos, data: true };
       return;
@@ -77,7 +85,7 @@ function* allocationSegments(input: OpenedInput, from: number, size: number, use
     const dataStart = dataAt.kind === 'end' ? size : Math.min(size, dataAt.offset - base);
     if (dataStart > pos) yield { offset: pos, length: dataStart - pos, data: false };
     if (dataStart >= size) return;
-    const holeAt = seekHole(input.fd, base + dataStart);
+    const holeAt = seek(seekHole, dataStart);
     const dataEnd = holeAt.kind === 'offset' ? Math.min(size, holeAt.offset - base) : size;
     yield { offset: dataStart, length: Math.max(dataEnd - dataStart, 1), data: true };
     pos = Math.max(dataEnd, dataStart + 1);
