@@ -2,7 +2,8 @@
 //   in       img.qcow2 -> sparse file, against `qemu-img convert -O raw` (target 1.0x); the same
 //            from a compressed qcow2 (no target: context)
 //   device   img.qcow2 -> blank 2 GiB loop device, against `qemu-img convert -n -O raw` onto it
-//            (target 1.0x; root)
+//            (target 1.0x; root): sparsecopy's default (compare) and --zero=zeroout, which does
+//            what qemu-img -n does with zeros (write-zeroes with unmap)
 //   out      raw -> qcow2 against `qemu-img convert -O qcow2` (target 1.0x), and raw -> compressed
 //            qcow2 against `qemu-img convert -c -O qcow2` (target 0.6x)
 //   terabyte a 1 TiB virtual disk with 256 MiB of data, both ways: peak RSS (target < 200 MB)
@@ -61,7 +62,8 @@ if (cases.includes('device')) {
     results.push(
       compare('qcow2 -> blank 2 GiB loop device (target 1.0x of qemu-img -n)', [
         { name: 'qemu-img convert -n -O raw img.qcow2 DEV', prepare: blank, run: `qemu-img convert -n -f qcow2 -O raw '${file}' '${dev}'` },
-        { name: 'sparsecopy img.qcow2 DEV', prepare: blank, run: `${sc} '${file}' '${dev}'` },
+        { name: 'sparsecopy img.qcow2 DEV (default: --zero=compare reads the zeros back)', prepare: blank, run: `${sc} '${file}' '${dev}'` },
+        { name: 'sparsecopy --zero=zeroout img.qcow2 DEV (zeros unmapped, as qemu-img -n)', prepare: blank, run: `${sc} --zero=zeroout '${file}' '${dev}'` },
       ], rounds),
     );
     sh(`cmp '${img}' '${dev}'`);

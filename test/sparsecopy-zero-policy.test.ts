@@ -80,6 +80,21 @@ describe.skipIf(reason !== null)('--zero on a block device holding old data', ()
     expect(summary!.zeroedOut).toBeGreaterThan(0); // loop devices support BLKZEROOUT
   });
 
+  it('zeroout unmaps where the device can: a loop device over a sparse file gives the space back', async () => {
+    const backing = path.join(dir, 'disk-thin.img');
+    fs.writeFileSync(backing, Buffer.alloc(DEVICE_BYTES, 0xaa));
+    const allocatedBefore = fs.statSync(backing).blocks * 512;
+    const r = await withLoop(backing, (dev) => {
+      const result = sparsecopy(['--json', '--zero=zeroout', src, dev]);
+      return { ...result, device: fs.readFileSync(dev).subarray(0, bytes.length) };
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.device.equals(bytes)).toBe(true);
+    expect((JSON.parse(r.stdout) as Summary).zeroedOut).toBe(ZERO_BYTES);
+    // BLKZEROOUT would have allocated the zeros in the backing file (unwritten extents); an unmap punches them.
+    expect(allocatedBefore - fs.statSync(backing).blocks * 512).toBeGreaterThanOrEqual(ZERO_BYTES - 8 * KiB);
+  });
+
   it('write writes every zero', async () => {
     const { status, device, summary } = await run(['--zero=write']);
     expect(status).toBe(0);
@@ -104,6 +119,16 @@ describe('--zero on an overlaid file', () => {
       expect(got.subarray(0, 64 * KiB).equals(bytes.subarray(0, 64 * KiB))).toBe(true);
       expect(got[100 * KiB]).toBe(keepsOld ? 0x77 : 0);
     }
+  });
+
+  it('zeroout punches holes over old data in a file: the zeros read back and take no space', () => {
+    const dst = path.join(dir, 'overlay-zeroout.img');
+    fs.writeFileSync(dst, Buffer.alloc(1024 * KiB, 0x77));
+    const r = sparsecopy(['-o', '--json', '--zero=zeroout', src, dst]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readFileSync(dst).equals(bytes)).toBe(true);
+    expect((JSON.parse(r.stdout) as Summary).zeroedOut).toBe(ZERO_BYTES);
+    expect(fs.statSync(dst).blocks * 512).toBeLessThanOrEqual(1024 * KiB - ZERO_BYTES + 8 * KiB);
   });
 
   it('refuses -n together with another policy', () => {

@@ -15,6 +15,7 @@ interface Libc {
   addressOf(buf: Buffer): number;
   pipe2(fds: Buffer, flags: number): { value: number; errno: number };
   fcntlInt(fd: number, command: number, arg: number): { value: number; errno: number };
+  fallocate(fd: number, mode: number, offset: number, length: number): { value: number; errno: number };
 }
 
 const SEEK_SET = 0;
@@ -72,6 +73,7 @@ function loadLibc(): Libc | null {
       ioctlInt: (fd, request, arg) => call('ioctl', [DataType.I32, DataType.U64, DataType.I64], [fd, request, arg]),
       pipe2: (fds, flags) => call('pipe2', [DataType.U8Array, DataType.I32], [fds, flags]),
       fcntlInt: (fd, command, arg) => call('fcntl', [DataType.I32, DataType.I32, DataType.I32], [fd, command, arg]),
+      fallocate: (fd, mode, offset, length) => call('fallocate', [DataType.I32, DataType.I32, DataType.I64, DataType.I64], [fd, mode, offset, length]),
       // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
       addressOf: (buf) =>
         ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
@@ -105,7 +107,7 @@ function seekTo(fd: number, offset: number, whence: number): SeekResult {
   if (r.errno === ENXIO) return { kind: 'end' };
   if (r.errno === EINVAL || r.errno === EOPNOTSUPP) return { kind: 'unsupported' };
   // Named as Node names system errors (code, "CODE: reason"), so callers describe it like a read's.
-  const code = Object.entries(os.constants.errno).find(([, n]) => n === r.errno)?.[0] ?? `errno ${r.errno}`;
+  const code = errnoName(r.errno);
   throw Object.assign(new Error(`${code}: lseek failed (errno ${r.errno})`), { errno: r.errno, code });
 }
 
@@ -145,6 +147,11 @@ export function blockSectorSize(fd: number): number | null {
 
 export type IoctlOutcome = { ok: true } | { ok: false; errno: number; unsupported: boolean };
 
+/** The errno's symbolic name ("EIO"), or "errno N" for one Node does not know. */
+export function errnoName(errno: number): string {
+  return Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `errno ${errno}`;
+}
+
 function outcome(r: { value: number; errno: number }): IoctlOutcome {
   if (r.value >= 0) return { ok: true };
   return { ok: false, errno: r.errno, unsupported: r.errno === ENOTTY || r.errno === EOPNOTSUPP || r.errno === EINVAL };
@@ -169,6 +176,21 @@ function rangeIoctl(fd: number, request: number, offset: number, length: number)
 /** Make a byte range of a block device read as zeros (BLKZEROOUT). */
 export const zeroOutRange = (fd: number, offset: number, length: number): IoctlOutcome =>
   rangeIoctl(fd, BLKZEROOUT, offset, length);
+
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+
+/**
+ * Make a byte range of a block device read as zeros by unmapping it, where the device guarantees
+ * zeros after an unmap (fallocate PUNCH_HOLE: the kernel's write-zeroes without fallback). Nothing
+ * is written and a thin device (a loop device over a sparse file, dm-thin, a deallocating SSD)
+ * gives the space back; "unsupported" where the device would have to write the zeros itself.
+ */
+export function punchRange(fd: number, offset: number, length: number): IoctlOutcome {
+  const lib = loadLibc();
+  if (!lib) return { ok: false, errno: ENOTTY, unsupported: true };
+  return outcome(lib.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length));
+}
 
 /** Discard a byte range of a block device (BLKDISCARD); contents afterwards are device-defined. */
 export const discardRange = (fd: number, offset: number, length: number): IoctlOutcome =>

@@ -19,7 +19,7 @@ export interface SinkCounters {
   checkedBytes: number;
   /** Zero bytes written because the zero policy says so (--zero=write, and zeroout's fallback). */
   zerosWritten: number;
-  /** Zero bytes cleared with BLKZEROOUT instead of being written (--zero=zeroout). */
+  /** Zero bytes cleared by an unmap or BLKZEROOUT instead of being written (--zero=zeroout). */
   zeroedOut: number;
 }
 
@@ -28,7 +28,8 @@ export interface SinkCounters {
  * existing file with --overlay):
  *  - compare: read the destination and write zeros only where it is not zero (v0.10's check);
  *  - skip: trust the destination to be zero already (-n);
- *  - zeroout: ask the device to zero the range (BLKZEROOUT), writing zeros where it cannot;
+ *  - zeroout: have the range zeroed unread: unmapped (fallocate PUNCH_HOLE), else BLKZEROOUT,
+ *    else zeros written;
  *  - write: write every zero.
  */
 export type ZeroPolicy = 'compare' | 'skip' | 'zeroout' | 'write';
