@@ -14,6 +14,7 @@ import { SparseImageError, parseSparseHeader, sparseImageExtents } from './andro
 import { type KnownLength, type SourceLayer, exactLength } from './chain.js';
 import { FORMAT_DESCRIPTIONS, type ImageFormat } from './identify.js';
 import { type ChainFile, type OpenChainFile, qcow2Layer } from './qcow2-layer.js';
+import { sparseStreamRefusal, vmdkDiskLayer, vmdkStreamLayer } from './vmdk-layer.js';
 
 export type DriverKind = 'decompressor' | 'container' | 'raw' | 'refused';
 
@@ -30,7 +31,11 @@ export interface DecompressorDriver {
 export interface ContainerDriver {
   kind: 'container';
   format: ImageFormat;
-  needsRandomAccess: boolean;
+  /**
+   * Whether it must read at any offset; decided per input when a function of the head: null when
+   * this input can be streamed, else what needs random access, for the refusal.
+   */
+  needsRandomAccess: boolean | ((head: Buffer) => string | null);
   open(below: SourceLayer, head: Buffer, context: LayerContext): SourceLayer;
 }
 
@@ -226,10 +231,38 @@ const qcow2: ContainerDriver = {
   format: 'qcow2',
   needsRandomAccess: true,
   open(below, _head, context) {
-    const top: ChainFile = { name: context.name, size: exactLength(below.length) ?? 0, identity: context.identity ?? context.name, readAt: below.readAt! };
-    return qcow2Layer(below, top, context.openFile ?? null, context.chunkBytes);
+    return qcow2Layer(below, topFile(below, context), context.openFile ?? null, context.chunkBytes);
   },
 };
+
+/**
+ * VMDK: a descriptor and a sparse file without markers are read at any offset; a streamOptimized
+ * extent from a file too (its grain directory), and forward by its markers from a stream.
+ */
+const vmdkSparse: ContainerDriver = {
+  kind: 'container',
+  format: 'vmdk-sparse',
+  needsRandomAccess: sparseStreamRefusal,
+  open(below, head, context) {
+    if (!below.readAt) return vmdkStreamLayer(below, head, context.chunkBytes);
+    return vmdkDiskLayer(below, topFile(below, context), null, false, context.chunkBytes);
+  },
+};
+const vmdkDescriptor: ContainerDriver = {
+  kind: 'container',
+  format: 'vmdk-descriptor',
+  needsRandomAccess: () => 'a VMDK descriptor (its extents are files beside it)',
+  open: (below, _head, context) => vmdkDiskLayer(below, topFile(below, context), context.openFile ?? null, true, context.chunkBytes),
+};
+
+/** The file a container was found in, as the chain's first file. */
+const topFile = (below: SourceLayer, context: LayerContext): ChainFile => ({
+  name: context.name,
+  size: exactLength(below.length) ?? 0,
+  identity: context.identity ?? context.name,
+  readAt: below.readAt!,
+  ...(below.mayHoldData ? { dataSegments: below.mayHoldData } : {}),
+});
 
 const refused = (format: ImageFormat, label: string): RefusedDriver => ({ kind: 'refused', format, label });
 
@@ -245,9 +278,9 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
   zip: refused('zip', 'zip archives'),
   qcow2,
   qcow: refused('qcow', 'qcow (version 1)'),
-  'vmdk-sparse': refused('vmdk-sparse', 'VMDK'),
+  'vmdk-sparse': vmdkSparse,
   'vmdk-cowd': refused('vmdk-cowd', 'ESX VMDK'),
-  'vmdk-descriptor': refused('vmdk-descriptor', 'VMDK'),
+  'vmdk-descriptor': vmdkDescriptor,
   vhd: refused('vhd', 'VHD'),
   vhdx: refused('vhdx', 'VHDX'),
   vdi: refused('vdi', 'VDI'),
