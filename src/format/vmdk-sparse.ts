@@ -88,6 +88,15 @@ export class SparseExtent implements ClusterInflater {
     return this.gt.table;
   }
 
+  private emptyGt: { table: Buffer; empty: boolean } | null = null;
+  private zeroGt: Buffer | null = null;
+
+  private gtIsEmpty(table: Buffer): boolean {
+    this.zeroGt ??= Buffer.alloc(table.length);
+    if (this.emptyGt?.table !== table) this.emptyGt = { table, empty: table.equals(this.zeroGt) };
+    return this.emptyGt.empty;
+  }
+
   /**
    * The extent's map of [start, end) (bytes, clipped to its capacity): zeros, stored grains (runs
    * of grains that follow on in the file joined), compressed grains one by one.
@@ -116,6 +125,13 @@ export class SparseExtent implements ClusterInflater {
       }
       const table = this.grainTable(gdIndex, gde);
       const gtEnd = Math.min(stop, (gdIndex + 1) * this.gtCoverageBytes);
+      // qemu preallocates every GT: an empty one is skipped whole (a 1 TiB disk has 32768 of them).
+      if (this.gtIsEmpty(table)) {
+        const done = join({ kind: 'zero', offset: at, length: gtEnd - at });
+        if (done) yield done;
+        at = gtEnd;
+        continue;
+      }
       while (at < gtEnd) {
         const grainStart = Math.floor(at / this.grainBytes) * this.grainBytes;
         const next = Math.min(gtEnd, grainStart + this.grainBytes);
