@@ -44,11 +44,12 @@ Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open desti
 failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed,
 11 --check found a non-zero first block, 12 more data than --max with -e, 13 source and
 destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
-loop devices and their backing files, a qcow2 source's backing files), 14 destination device
+loop devices and their backing files, a qcow2 source's backing files, a VMDK's extent files), 14 destination device
 mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device (or is larger than a qcow2 of that --cluster-size maps), 16 reading the source
-failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
-(truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
+failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image, qcow2 or VMDK input
+(truncated, bad CRC or length, trailing garbage, bad qcow2 or VMDK metadata, a looping backing chain,
+a VMDK descriptor line that does not parse, a short extent file, stream grains out of order),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
 is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
 was, its temporary file removed).
