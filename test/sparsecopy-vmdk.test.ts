@@ -162,6 +162,25 @@ describe('streamOptimized laid out as a stream writer does (GD at the end, foote
   });
 });
 
+describe('a stream cut short is an error, not a disk with zeros at its end', () => {
+  it("qemu's layout (tables first) cut after a whole grain, and a stream writer's cut before its end-of-stream marker: exit 18 from a pipe", () => {
+    const { vmdk } = vmdkOf(mixedDisk('cut.raw'), 'cut', 'subformat=streamOptimized');
+    const whole = fs.readFileSync(vmdk);
+    const l = sparseLayout(whole);
+    // The end of the second grain's block: the cut falls between two markers.
+    const second = l.grains.filter((g) => g.value > 1).map((g) => g.value * 512).sort((a, b) => a - b)[1]!;
+    const cut = second + 512 * Math.ceil((12 + whole.readUInt32LE(second + 8)) / 512);
+    const q = runHostile('sparsecopy', ['-', at('cut-qemu.out')], { input: whole.subarray(0, cut), codes: [18] });
+    expect(q.stderr).toMatch(new RegExp(`^sparsecopy: stdin: corrupt VMDK sparse extent: the stream ends after 2 grains, its grain tables list ${l.grains.length} \\(truncated\\?\\) \\(at byte ${cut}\\)\n$`));
+    const streamed = restream(whole);
+    const v = runHostile('sparsecopy', ['-', at('cut-vbox.out')], { input: streamed.subarray(0, streamed.length - 1536), codes: [18] });
+    expect(v.stderr).toMatch(/the stream ends without an end-of-stream marker \(truncated\?\)/);
+    // Whole, each reads.
+    expect(runHostile('sparsecopy', ['-q', '-', at('whole-vbox.out')], { input: streamed, codes: [0] }).status).toBe(0);
+    for (const f of ['cut-qemu.out', 'cut-vbox.out']) expect(fs.existsSync(at(f))).toBe(false);
+  });
+});
+
 describe('partitions of a VMDK', () => {
   it('--from-partition on a primary and a logical partition (made with sfdisk), each subformat: the bytes dd takes from the raw disk', () => {
     const raw = at('parts.raw');

@@ -60,7 +60,8 @@ export class SparseExtent implements ClusterInflater {
     this.gdByteOffset = h.gdOffset! * SECTOR;
     this.compressed = (h.flags & FLAG_COMPRESSED) !== 0;
     this.markers = (h.flags & FLAG_MARKERS) !== 0;
-    this.zeroedGrains = h.version >= 2 && (h.flags & FLAG_ZEROED_GRAIN_GTE) !== 0;
+    // The technote ties the flag to version 2; qemu honours the flag alone, and so does this reader.
+    this.zeroedGrains = (h.flags & FLAG_ZEROED_GRAIN_GTE) !== 0;
     if (h.overHead * SECTOR > file.size) throw new VmdkError(`overhead of ${h.overHead} sectors runs past the end of the file (${file.size} bytes)`, 64);
     if (this.gdByteOffset < HEADER_BYTES || this.gdByteOffset + this.gdEntries * 4 > file.size) {
       throw new VmdkError(`grain directory of ${this.gdEntries} entries at sector ${h.gdOffset} does not lie within the file (${file.size} bytes)`, 56);

@@ -43,6 +43,43 @@ function metadataSectorLimit(h: SparseExtentHeader): number {
   return Math.ceil((gdEntries * h.numGTEsPerGT * 4 + gdEntries * 4) / SECTOR) + 1;
 }
 
+/** The most GD bytes read from a stream's head to count its grains: 128 TiB of 64 KiB grains. */
+const MAX_COUNTED_GD_BYTES = 16 << 20;
+
+/**
+ * How many grains the tables in the head of the stream list (qemu and VMware's converter write the
+ * GD and every GT before the grains, final), read while passing them; null when the tables are not
+ * all there (GD_AT_END, a GT elsewhere): the end-of-stream marker is then what says it is whole.
+ */
+async function grainsListedBefore(reader: ExtentByteReader, h: SparseExtentHeader, skipTo: number): Promise<number | null> {
+  if (h.gdOffset === null) return null;
+  const gdAt = h.gdOffset * SECTOR;
+  const gdEntries = Math.ceil(h.capacity / (h.grainSize * h.numGTEsPerGT));
+  const gtBytes = h.numGTEsPerGT * 4;
+  if (gdAt < reader.position || gdEntries * 4 > MAX_COUNTED_GD_BYTES || gdAt + gdEntries * 4 > skipTo) return null;
+  await reader.skip(gdAt - reader.position);
+  const gd = await reader.read(gdEntries * 4);
+  if (gd.length < gdEntries * 4) throw new VmdkError('grain directory cut short by the end of the input', gdAt);
+  const tables: number[] = [];
+  for (let i = 0; i < gdEntries; i++) {
+    const sector = gd.readUInt32LE(i * 4);
+    if (sector === 0) continue;
+    // Only tables that come after the GD and before the grains can be counted on the way.
+    if (sector * SECTOR < reader.position || sector * SECTOR + gtBytes > skipTo) return null;
+    tables.push(sector * SECTOR);
+  }
+  tables.sort((a, b) => a - b);
+  let grains = 0;
+  for (const [i, tableAt] of tables.entries()) {
+    if (i > 0 && tableAt < tables[i - 1]! + gtBytes) return null; // tables that overlap are not a layout a writer makes
+    await reader.skip(tableAt - reader.position);
+    const gt = await reader.read(gtBytes);
+    if (gt.length < gtBytes) throw new VmdkError('grain table cut short by the end of the input', tableAt);
+    for (let e = 0; e < h.numGTEsPerGT; e++) if (gt.readUInt32LE(e * 4) > 1) grains++;
+  }
+  return grains;
+}
+
 interface QueuedGrain {
   offset: number;
   length: number;
@@ -63,7 +100,11 @@ export async function* vmdkStreamExtents(source: AsyncIterable<Extent>, chunkByt
     const maxMetadataSectors = metadataSectorLimit(header);
     const batchGrains = Math.max(1, Math.floor(chunkBytes / grainBytes));
     const skipTo = firstMarkerOffset(header);
-    await reader.skip(skipTo - reader.position);
+    const expectedGrains = await grainsListedBefore(reader, header, skipTo);
+    if (reader.position < skipTo) await reader.skip(skipTo - reader.position);
+    if (reader.position < skipTo) throw new VmdkError(`overhead of ${header.overHead} sectors runs past the end of the input (${reader.position} bytes)`, 64);
+    let grainsSeen = 0;
+    let ended = false;
 
     let emitted = 0; // the disk's bytes handed on so far
     let queue: QueuedGrain[] = [];
@@ -90,7 +131,10 @@ export async function* vmdkStreamExtents(source: AsyncIterable<Extent>, chunkByt
       const head = await reader.read(16);
       if (head.length === 0) break; // the end of the input: qemu writes no end-of-stream marker
       if (head.length < 16) {
-        if (head.every((b) => b === 0)) break; // a last sector cut short of its zero padding
+        if (head.every((b) => b === 0)) {
+          ended = true; // an end-of-stream marker cut short of its zero padding
+          break;
+        }
         throw new VmdkError(`marker cut short by the end of the input (${head.length} of 16 bytes)`, at);
       }
       const marker = decodeMarker(head, at);
@@ -120,9 +164,13 @@ export async function* vmdkStreamExtents(source: AsyncIterable<Extent>, chunkByt
         grain.catch(() => undefined); // awaited at the flush; a failure meanwhile is not unhandled
         queue.push({ offset, length, grain });
         nextFree = offset + grainBytes;
+        grainsSeen++;
         continue;
       }
-      if (marker.type === MARKER_EOS) break;
+      if (marker.type === MARKER_EOS) {
+        ended = true;
+        break;
+      }
       if (marker.type === MARKER_PROGRESS) {
         await reader.skip(SECTOR - 16);
         continue;
@@ -132,6 +180,11 @@ export async function* vmdkStreamExtents(source: AsyncIterable<Extent>, chunkByt
       const skip = SECTOR - 16 + marker.numSectors * SECTOR;
       if ((await reader.skip(skip)) < skip) throw new VmdkError(`metadata of ${marker.numSectors} sectors cut short by the end of the input`, at);
     }
+    // A stream cut short must not pass for a disk with zeros at its end.
+    if (expectedGrains !== null && grainsSeen !== expectedGrains) {
+      throw new VmdkError(`the stream ends after ${grainsSeen} grains, its grain tables list ${expectedGrains} (truncated?)`, reader.position);
+    }
+    if (expectedGrains === null && !ended) throw new VmdkError('the stream ends without an end-of-stream marker (truncated?)', reader.position);
     yield* flush();
     if (capacityBytes > emitted) yield { offset: emitted, length: capacityBytes - emitted };
     onPosition(reader.position);
