@@ -47,7 +47,8 @@ export class SparseExtent implements ClusterInflater {
   private readonly markers: boolean;
   private readonly zeroedGrains: boolean;
   private gdBlock: { index: number; bytes: Buffer } | null = null;
-  private gt: { offset: number; table: Buffer } | null = null;
+  private gt: { offset: number; table: Buffer; empty: boolean } | null = null;
+  private emptyTable: Buffer | null = null;
 
   constructor(readonly file: HostFile) {
     const header = decodeSparseHeader(file.readAt(0, HEADER_BYTES), 0);
@@ -77,25 +78,19 @@ export class SparseExtent implements ClusterInflater {
     return this.gdBlock.bytes.readUInt32LE(index * 4 - block * GD_BLOCK_BYTES);
   }
 
-  private grainTable(gdIndex: number, sector: number): Buffer {
+  /** The GT at `sector` (kept until another is asked for), and whether all its entries are 0. */
+  private grainTable(gdIndex: number, sector: number): { table: Buffer; empty: boolean } {
     const offset = sector * SECTOR;
     if (this.gt?.offset !== offset) {
       const bytes = this.header.numGTEsPerGT * 4;
       if (offset + bytes > this.file.size) {
         throw new VmdkError(`grain directory entry ${gdIndex} points at sector ${sector}, past the end of the file (${this.file.size} bytes)`, this.gdByteOffset + gdIndex * 4);
       }
-      this.gt = { offset, table: this.file.readAt(offset, bytes) };
+      const table = this.file.readAt(offset, bytes);
+      this.emptyTable ??= Buffer.alloc(bytes);
+      this.gt = { offset, table, empty: table.equals(this.emptyTable) };
     }
-    return this.gt.table;
-  }
-
-  private emptyGt: { table: Buffer; empty: boolean } | null = null;
-  private zeroGt: Buffer | null = null;
-
-  private gtIsEmpty(table: Buffer): boolean {
-    this.zeroGt ??= Buffer.alloc(table.length);
-    if (this.emptyGt?.table !== table) this.emptyGt = { table, empty: table.equals(this.zeroGt) };
-    return this.emptyGt.empty;
+    return this.gt;
   }
 
   /**
@@ -124,10 +119,10 @@ export class SparseExtent implements ClusterInflater {
         at = next;
         continue;
       }
-      const table = this.grainTable(gdIndex, gde);
+      const { table, empty } = this.grainTable(gdIndex, gde);
       const gtEnd = Math.min(stop, (gdIndex + 1) * this.gtCoverageBytes);
       // qemu preallocates every GT: an empty one is skipped whole (a 1 TiB disk has 32768 of them).
-      if (this.gtIsEmpty(table)) {
+      if (empty) {
         const done = join({ kind: 'zero', offset: at, length: gtEnd - at });
         if (done) yield done;
         at = gtEnd;
