@@ -299,6 +299,21 @@ describe('hand-made descriptors', () => {
     for (const f of ['delta.out', 'p.out', 'q.out']) expect(fs.existsSync(at(f))).toBe(false);
   });
 
+  it('an ESX COWD extent is refused by name (28); an extent file as the destination is refused (13), untouched', () => {
+    const cowd = Buffer.alloc(4096);
+    cowd.write('COWD', 0, 'latin1');
+    cowd.writeUInt32LE(1, 4);
+    fs.writeFileSync(at('esx.vmdk'), cowd);
+    const c = runHostile('sparsecopy', [at('esx.vmdk'), at('esx.out')], { codes: [28] });
+    expect(c.stderr).toMatch(/an ESX VMDK sparse extent \(COWD\); sparsecopy cannot read ESX VMDK yet/);
+    const { vmdk } = vmdkOf(mixedDisk('into-extent.raw', MiB), 'into-extent', 'subformat=monolithicFlat');
+    const extent = at('into-extent-flat.vmdk');
+    const before = crypto.createHash('md5').update(fs.readFileSync(extent)).digest('hex');
+    const r = runHostile('sparsecopy', ['--format', 'raw', vmdk, extent], { codes: [13] });
+    expect(r.stderr).toMatch(/the source reads it \(.*into-extent-flat\.vmdk is its backing file\); nothing written/);
+    expect(crypto.createHash('md5').update(fs.readFileSync(extent)).digest('hex')).toBe(before);
+  });
+
   it('a descriptor of 10^6 extent lines and one of 100 MB: exit 18 quickly, memory bounded', () => {
     const many = at('many.vmdk');
     fs.writeFileSync(many, `# Disk DescriptorFile\ncreateType="custom"\n${'RW 1 ZERO\n'.repeat(1_000_000)}`);
