@@ -25,7 +25,7 @@ are decompressed, an Android sparse image is expanded (also inside a compressor)
 disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
-else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
+.vmdk VMDK, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
 file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
 device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
 block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
@@ -33,6 +33,15 @@ block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partit
 --backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
 from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
 found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
+.vmdk (or --format vmdk) writes a VMDK, --vmdk-subformat: streamOptimized (default; what OVA,
+vSphere upload and cloud import take: compressed grains, one forward pass, to a file, a pipe or
+stdout, where its extent line names "disk.vmdk"), monolithicSparse (qemu-img's default layout;
+a new regular file, a SOURCE of known length), monolithicFlat (DEST is the descriptor, the disk
+is NAME-flat.vmdk beside it) or twoGbMaxExtentFlat (NAME-f001.vmdk... of 2 GiB each), the flat
+extents sparse files. --adapter-type ide, buslogic, lsilogic (default) or legacyESX. Refused
+(exit 28): all but streamOptimized to a stream or a device, streamOptimized to a stream from a
+SOURCE of unknown length (a .xz...); -o, -s, -f, --to-partition, --backing (exit 1).
+SOURCE_DATE_EPOCH set: the VMDK's CID is derived from it (reproducible bytes).
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -78,6 +87,8 @@ interface RawOptions {
   clusterSize?: string;
   compress?: boolean;
   backing?: string;
+  vmdkSubformat?: string;
+  adapterType?: string;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -110,11 +121,13 @@ function buildCommand(): Command {
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
-    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from DEST's extension)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2 or vmdk (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
+    .option('--vmdk-subformat <SUBFORMAT>', 'VMDK: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat')
+    .option('--adapter-type <TYPE>', "VMDK: the descriptor's adapter type: ide, buslogic, lsilogic (default) or legacyESX")
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -167,6 +180,8 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
     ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
+    ...(raw.vmdkSubformat !== undefined ? { vmdkSubformat: raw.vmdkSubformat } : {}),
+    ...(raw.adapterType !== undefined ? { adapterType: raw.adapterType } : {}),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

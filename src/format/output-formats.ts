@@ -4,7 +4,10 @@
  * with a message naming the format and the option. Pure: the sinks live in codec/ and sparsecopy/.
  */
 
-export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2';
+import { VMDK_ADAPTER_TYPES, type VmdkAdapterType } from './vmdk-descriptor-text.js';
+import { VMDK_SUBFORMATS, type VmdkSubformat } from './vmdk-writer.js';
+
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'vmdk';
 
 export interface OutputFormat {
   name: OutputFormatName;
@@ -17,7 +20,7 @@ export interface OutputFormat {
   needs: {
     /** Its bytes depend on every byte before them: extents must come in order, and a new file or a stream is written. */
     ordered: boolean;
-    /** It must seek in its destination (qcow2, VMDK later). */
+    /** It must seek in its destination (qcow2; VMDK but streamOptimized). */
     seekable: boolean;
     /** It must know the exact size before the first byte (OVA's tar header, later). */
     sizeFirst: boolean;
@@ -36,12 +39,13 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   { name: 'bzip2', extensions: ['.bz2'], label: 'bzip2', levels: { min: 1, max: 9, default: 9 }, needs: compressed, tool: { command: 'lbzip2', debianPackage: 'lbzip2' } },
   // Written in one pass with its metadata last (codec/qcow2-sink.ts): a new regular file only.
   { name: 'qcow2', extensions: ['.qcow2'], label: 'qcow2', levels: null, needs: { ordered: true, seekable: true, sizeFirst: false } },
+  // streamOptimized by default: one forward pass, a file or a stream; the other subformats seek (vmdkNeeds).
+  { name: 'vmdk', extensions: ['.vmdk'], label: 'VMDK', levels: null, needs: { ordered: true, seekable: false, sizeFirst: false } },
 ];
 
 /** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
 const NOT_WRITTEN: Record<string, string> = {
   '.qcow': 'qcow',
-  '.vmdk': 'VMDK',
   '.ova': 'OVA',
   '.ovf': 'OVF',
   '.vhd': 'VHD',
@@ -69,7 +73,7 @@ export const outputFormatNamed = (name: string): OutputFormat | undefined => OUT
 
 /**
  * The format of `destination`: --format when given (it wins over the name), else the name's
- * extension (.gz, .xz, .zst, .bz2, .qcow2), else raw. With `raw` (--raw), the name decides nothing: the
+ * extension (.gz, .xz, .zst, .bz2, .qcow2, .vmdk), else raw. With `raw` (--raw), the name decides nothing: the
  * bytes are written as they are. A known extension of a format not written is refused.
  */
 export function chooseOutputFormat(destination: string, options: { format?: string; raw?: boolean }): OutputFormat {
@@ -142,4 +146,31 @@ export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: n
     throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB`);
   }
   return { clusterBits: bits, compress: options.compress ?? false };
+}
+
+/** What --vmdk-subformat and --adapter-type ask of a VMDK output. */
+export interface VmdkOutputOptions {
+  subformat: VmdkSubformat;
+  adapterType: VmdkAdapterType;
+}
+
+/** Every VMDK subformat but streamOptimized is written into new regular files, with seeks. */
+export const vmdkNeeds = (vmdk: VmdkOutputOptions): OutputFormat['needs'] => ({ ordered: true, seekable: vmdk.subformat !== 'streamOptimized', sizeFirst: false });
+
+/** The VMDK options from the user's (names as qemu-img spells them, in any case), or null for other formats, which refuse them. */
+export function vmdkOptionsFor(format: OutputFormat, options: { vmdkSubformat?: string; adapterType?: string }): VmdkOutputOptions | null {
+  if (format.name !== 'vmdk') {
+    const given = options.vmdkSubformat !== undefined ? '--vmdk-subformat' : options.adapterType !== undefined ? '--adapter-type' : null;
+    if (given) throw new OutputFormatRefusal(`${given} is for VMDK output, not ${format.label} (--format vmdk, or a .vmdk destination)`);
+    return null;
+  }
+  const subformat = oneOf(options.vmdkSubformat ?? 'streamOptimized', VMDK_SUBFORMATS, '--vmdk-subformat');
+  const adapterType = oneOf(options.adapterType ?? 'lsilogic', VMDK_ADAPTER_TYPES, '--adapter-type');
+  return { subformat, adapterType };
+}
+
+function oneOf<T extends string>(text: string, values: readonly T[], option: string): T {
+  const found = values.find((v) => v.toLowerCase() === text.toLowerCase());
+  if (found === undefined) throw new OutputFormatRefusal(`bad ${option} '${text}': expected ${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`);
+  return found;
 }

@@ -27,7 +27,7 @@ export interface SparseCopyOptions {
   force?: boolean;
   /** Copy the source's bytes as they are: no format is recognised or decompressed (--raw). */
   raw?: boolean;
-  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2, qcow2; default: the destination's extension. */
+  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2, qcow2, vmdk; default: the destination's extension. */
   outputFormat?: string;
   /** Compression level of the output format (its own range); default: the format's. */
   level?: number;
@@ -37,6 +37,10 @@ export interface SparseCopyOptions {
   compress?: boolean;
   /** qcow2 output: a layer over this backing file (raw or qcow2), holding only what differs from it; stored as given, found from the destination's directory. */
   backing?: string;
+  /** VMDK output: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat (qemu-img's names). */
+  vmdkSubformat?: string;
+  /** VMDK output: the descriptor's ddb.adapterType: ide, buslogic, lsilogic (default) or legacyESX. */
+  adapterType?: string;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];
   /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */

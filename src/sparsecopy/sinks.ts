@@ -10,11 +10,14 @@ import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
 import { GzipSink } from '../codec/gzip-sink.js';
 import { Qcow2Sink } from '../codec/qcow2-sink.js';
 import { ZstdSink } from '../codec/zstd-sink.js';
+import { VmdkFlatSink } from '../codec/vmdk-flat-sink.js';
+import { VmdkMonolithicSink } from '../codec/vmdk-monolithic-sink.js';
+import { VmdkStreamSink } from '../codec/vmdk-stream-sink.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
 import type { OpenedDestination } from './destination.js';
 import type { SparseCopyOptions } from './options.js';
-import type { CopyPlan } from './plan.js';
+import { type CopyPlan, paddingFor } from './plan.js';
 import { PositionalSink } from './positional-sink.js';
 import type { Sink } from './sink.js';
 import { StreamSink } from './stream-sink.js';
@@ -62,6 +65,8 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
       const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, writerThread: plan.writerThread, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
+    case 'vmdk':
+      return vmdkSink(plan);
     case 'raw':
       break;
   }
@@ -83,6 +88,49 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
     finish,
   });
   return { sink, bytesWritten: () => null };
+}
+
+/** What a streamOptimized VMDK on stdout calls itself in its extent line (a file or a FIFO: its own name). */
+export const VMDK_STDOUT_FILE_NAME = 'disk.vmdk';
+
+/**
+ * A VMDK of the plan's subformat. The capacity is the copy's length when known (with --pad's
+ * zeros); the plan has refused what a subformat cannot take (a stream of unknown length for
+ * streamOptimized on a stream and for monolithicSparse; a stream or a device for all but
+ * streamOptimized).
+ */
+function vmdkSink(plan: CopyPlan): ChosenSink {
+  const { dest, options } = plan;
+  const { subformat, adapterType } = plan.output.vmdk!;
+  const capacity = plan.length === null ? undefined : plan.length + paddingFor(plan.length, options.padBytes);
+  const capacityBytes = capacity === undefined ? {} : { capacityBytes: capacity };
+  switch (subformat) {
+    case 'streamOptimized': {
+      const fileName = options.destination === '-' ? VMDK_STDOUT_FILE_NAME : undefined;
+      const position = dest.kind === 'file' ? 0 : null;
+      const sink = new VmdkStreamSink({ fd: dest.fd, name: dest.name, position, adapterType, signal: options.signal, ...capacityBytes, ...(fileName ? { fileName } : {}) });
+      return { sink, bytesWritten: () => sink.fileBytes };
+    }
+    case 'monolithicSparse': {
+      const sink = new VmdkMonolithicSink({ fd: dest.fd, name: dest.name, capacityBytes: capacity!, adapterType });
+      return { sink, bytesWritten: () => sink.fileBytes };
+    }
+    case 'monolithicFlat':
+    case 'twoGbMaxExtentFlat': {
+      const sink = new VmdkFlatSink({ fd: dest.fd, name: dest.name, split: subformat === 'twoGbMaxExtentFlat', adapterType, ...capacityBytes });
+      // The extents are part of the destination: renamed into place with it, removed with it.
+      const { commit, discard } = dest;
+      dest.commit = () => {
+        sink.commit();
+        commit();
+      };
+      dest.discard = () => {
+        sink.discard();
+        discard();
+      };
+      return { sink, bytesWritten: () => null };
+    }
+  }
 }
 
 /** lseek past the end does not extend a file: set the length explicitly, as v0.10 did. */
