@@ -125,7 +125,7 @@ describe('streamOptimized, in-process', () => {
   });
 
   it('a stream of unknown length is refused on sequential output (its header comes first), with a ToolError naming it', () => {
-    expect(() => new VmdkStreamSink({ fd: 1, name: 'stdout', position: null, adapterType: 'ide' })).toThrow(/stdout: a streamOptimized VMDK states its size in its first sector/);
+    expect(() => new VmdkStreamSink({ fd: 1, name: 'stdout', position: null, adapterType: 'ide' })).toThrow(/stdout: a streamOptimized VMDK states the disk's size in its first sector/);
   });
 
   it('the checker catches a grain out of order, a broken zlib stream, a wrong GTE, a footer that differs and a missing EOS', async () => {

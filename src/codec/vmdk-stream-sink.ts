@@ -64,6 +64,14 @@ export interface VmdkStreamSinkOptions {
   signal?: AbortSignal;
 }
 
+/** The refusal of a streamOptimized VMDK of unknown size on a stream (its header, first, holds the size). */
+export function unknownLengthToStream(name: string): ToolError {
+  return new ToolError(
+    'UNSUPPORTED_FORMAT',
+    `${name}: a streamOptimized VMDK states the disk's size in its first sector, and the source's length is unknown before it ends (a stream): write to a file (its header is rewritten at the end), or decompress to a file first; nothing written`,
+  );
+}
+
 /** Grains compressing or compressed and waiting for their turn: a few per core. */
 const MAX_GRAINS_IN_FLIGHT = 16;
 /** Sequential output handed to the pool writer and not yet written, at most. */
@@ -117,10 +125,7 @@ export class VmdkStreamSink implements Sink {
     if (!Number.isInteger(this.level) || this.level < 1 || this.level > 9) throw new RangeError(`VMDK grain compression level must be 1-9, not ${this.level}`);
     this.capacityBytes = options.capacityBytes ?? null;
     if (this.capacityBytes === null && options.position === null) {
-      throw new ToolError(
-        'UNSUPPORTED_FORMAT',
-        `${options.name}: a streamOptimized VMDK states its size in its first sector, and the source's length is unknown before it ends (a stream): write to a file, or decompress to a file first; nothing written`,
-      );
+      throw unknownLengthToStream(options.name);
     }
     this.fileName = options.fileName ?? path.basename(options.name);
     this.cid = contentId(capacitySectorsFor(this.capacityBytes ?? 0));

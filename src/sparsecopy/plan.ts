@@ -23,6 +23,7 @@ import {
 } from '../format/output-formats.js';
 import { capacitySectorsFor, sparseFits } from '../format/vmdk-writer.js';
 import { backingSizeMismatch, qcow2TooLarge } from '../codec/qcow2-sink.js';
+import { unknownLengthToStream } from '../codec/vmdk-stream-sink.js';
 import { type OpenedBacking, openBacking } from './backing.js';
 import { findOnPath } from '../codec/child-decoder.js';
 import { INPUT_FORMATS } from '../format/input-formats.js';
@@ -193,14 +194,11 @@ function refuseVmdkSize(options: SparseCopyOptions, output: Output, length: numb
   }
 }
 
-/** Whether a stream output's sink needs the capacity first and cannot get it (streamOptimized from a source of unknown length). */
+/** streamOptimized from a source of unknown length onto a stream: refused before the destination is opened (the sink would refuse it too). */
 function refuseVmdkStreamOfUnknownLength(options: SparseCopyOptions, output: Output, length: number | null): void {
-  if (output.vmdk?.subformat !== 'streamOptimized' || length !== null || !destinationIsStream(options.destination)) return;
-  const name = options.destination === '-' ? 'stdout' : options.destination;
-  throw new ToolError(
-    'UNSUPPORTED_FORMAT',
-    `${name}: a streamOptimized VMDK states the disk's size in its first sector, and the source's length is unknown before it ends (a stream): write to a file (its header is rewritten at the end), or decompress to a file first; nothing written`,
-  );
+  if (output.vmdk?.subformat !== 'streamOptimized' || length !== null) return;
+  if (options.destination !== '-' && !destinationIsStream(options.destination)) return;
+  throw unknownLengthToStream(options.destination === '-' ? 'stdout' : options.destination);
 }
 
 function isTerminal(device: string): boolean {

@@ -1,6 +1,6 @@
 /**
  * Choosing and finishing the sink for a destination: a sparse file, a block device, a byte stream,
- * a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout, or a qcow2 image in a file.
+ * a compressed stream (gzip, zstd, xz, bzip2) in a file or on stdout, a qcow2 image, or a VMDK.
  */
 import { Qcow2StreamSink } from '../codec/qcow2-stream-sink.js';
 import type { ClusterMap } from '../format/qcow2-stream-layout.js';
