@@ -2,8 +2,10 @@
 //   stream   raw -> streamOptimized VMDK against `qemu-img convert -O vmdk -o subformat=streamOptimized`
 //            (target 0.6x: sparsecopy compresses on both cores, qemu-img on one), and to a pipe
 //   sparse   raw -> monolithicSparse and monolithicFlat against qemu-img's (no target: context)
+//   in       each subformat qemu-img writes (of the same image) -> sparse file, against
+//            `qemu-img convert -O raw` (target 1.0x); streamOptimized also from a pipe
 //   terabyte a 1 TiB virtual disk with 256 MiB of data -> streamOptimized: peak RSS (target < 200 MB)
-// Usage: ROUNDS=5 node bench/vmdk.mjs [stream] [sparse] [terabyte]   (default: all)
+// Usage: ROUNDS=5 node bench/vmdk.mjs [stream] [sparse] [in] [terabyte]   (default: all)
 // Every output is checked with `qemu-img compare` against the image.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,7 +13,7 @@ import { SPARSECOPY, WORK, compare, formatTable, have, sh } from './lib.mjs';
 import { ext4Image, terabyteSparse } from './fixtures.mjs';
 
 const rounds = Number(process.env.ROUNDS ?? 5);
-const cases = process.argv.slice(2).length ? process.argv.slice(2) : ['stream', 'sparse', 'terabyte'];
+const cases = process.argv.slice(2).length ? process.argv.slice(2) : ['stream', 'sparse', 'in', 'terabyte'];
 if (!have('qemu-img')) throw new Error('vmdk bench: needs qemu-img (npm run setup installs it)');
 const sc = `node ${SPARSECOPY} -q`;
 const out = path.join(WORK, 'vmdk-out.vmdk');
@@ -44,6 +46,29 @@ if (cases.includes('sparse')) {
     );
     same(img, out);
   }
+}
+
+/** `image` as a VMDK of `subformat` made by qemu-img, kept in bench/work (its extent files beside it). */
+function vmdkOf(image, subformat) {
+  const file = path.join(WORK, `ext4-2g-${subformat}.vmdk`);
+  if (!fs.existsSync(file)) sh(`qemu-img convert -f raw -O vmdk -o subformat=${subformat} '${image}' '${file}'`);
+  return file;
+}
+
+if (cases.includes('in')) {
+  const rawOut = path.join(WORK, 'vmdk-in-out.img');
+  const rmRaw = () => fs.rmSync(rawOut, { force: true });
+  for (const subformat of ['streamOptimized', 'monolithicSparse', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat']) {
+    const file = vmdkOf(img, subformat);
+    const rows = [
+      { name: `qemu-img convert -O raw ${subformat}.vmdk out`, prepare: rmRaw, run: `qemu-img convert -f vmdk -O raw '${file}' '${rawOut}'` },
+      { name: `sparsecopy ${subformat}.vmdk out`, prepare: rmRaw, run: `${sc} '${file}' '${rawOut}'` },
+    ];
+    if (subformat === 'streamOptimized') rows.push({ name: `cat ${subformat}.vmdk | sparsecopy - out`, prepare: rmRaw, run: `cat '${file}' | ${sc} - '${rawOut}'` });
+    results.push(compare(`${subformat} VMDK -> sparse file (2 GiB ext4 image; target 1.0x of qemu-img)`, rows, rounds));
+    sh(`cmp '${img}' '${rawOut}'`);
+  }
+  rmRaw();
 }
 
 if (cases.includes('terabyte')) {
