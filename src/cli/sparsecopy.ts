@@ -12,6 +12,7 @@ import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
 import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { handleInterrupts } from './interrupt.js';
+import { type RawOvaOptions, addOvaOptions, ovaOptionsOf } from './ova-options.js';
 import { programLine, runMain } from './run.js';
 
 
@@ -54,7 +55,7 @@ is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130
 was, its temporary file removed).
 `;
 
-interface RawOptions {
+interface RawOptions extends RawOvaOptions {
   overlay?: boolean;
   nocheck?: boolean;
   quiet?: boolean;
@@ -91,7 +92,8 @@ interface RawOptions {
 }
 
 function buildCommand(): Command {
-  return new Command('sparsecopy')
+  return addOvaOptions(
+    new Command('sparsecopy')
     .usage('[OPTIONS] SOURCE DEST')
     .description('Copy SOURCE to DEST, making DEST sparse on the way (all-zero blocks become holes).')
     .argument('<SOURCE>')
@@ -109,11 +111,12 @@ function buildCommand(): Command {
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
-    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from DEST's extension)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2 or ova (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
-    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
+    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does'),
+  )
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -166,6 +169,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
     ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
+    ...ovaOptionsOf(raw),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

@@ -4,7 +4,9 @@
  * with a message naming the format and the option. Pure: the sinks live in codec/ and sparsecopy/.
  */
 
-export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2';
+import { ADAPTER_TYPES, type AdapterType, OVF_DEFAULTS } from './ovf.js';
+
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'ova';
 
 export interface OutputFormat {
   name: OutputFormatName;
@@ -36,13 +38,14 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   { name: 'bzip2', extensions: ['.bz2'], label: 'bzip2', levels: { min: 1, max: 9, default: 9 }, needs: compressed, tool: { command: 'lbzip2', debianPackage: 'lbzip2' } },
   // Written in one pass with its metadata last (codec/qcow2-sink.ts): a new regular file only.
   { name: 'qcow2', extensions: ['.qcow2'], label: 'qcow2', levels: null, needs: { ordered: true, seekable: true, sizeFirst: false } },
+  // A tar whose disk member's size comes first: the VMDK is spooled beside it (codec/ova-sink.ts), then a new file or a stream is written.
+  { name: 'ova', extensions: ['.ova'], label: 'OVA', levels: null, needs: { ordered: true, seekable: false, sizeFirst: true } },
 ];
 
 /** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
 const NOT_WRITTEN: Record<string, string> = {
   '.qcow': 'qcow',
   '.vmdk': 'VMDK',
-  '.ova': 'OVA',
   '.ovf': 'OVF',
   '.vhd': 'VHD',
   '.vpc': 'VHD',
@@ -142,4 +145,39 @@ export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: n
     throw new OutputFormatRefusal(`bad --cluster-size ${size} bytes: expected a power of two from ${QCOW2_MIN_CLUSTER_BYTES} bytes to 2 MiB`);
   }
   return { clusterBits: bits, compress: options.compress ?? false };
+}
+
+/** What --ova-cpus, --ova-memory, --ova-hw-version, --adapter-type and fsmaker's firmware ask of an OVA. */
+export interface OvaOutputOptions {
+  cpus: number;
+  memoryMiB: number;
+  hardwareVersion: number;
+  adapterType: AdapterType;
+  firmware?: 'bios' | 'efi';
+}
+
+/** Upper bounds of what VMware hosts take (ESXi 8: 768 vCPUs, 24 TiB); vmx-4 is the oldest family. */
+const OVA_MAX_CPUS = 768;
+const OVA_MAX_MEMORY_MIB = 24 << 20;
+const OVA_HW_VERSIONS = { min: 4, max: 99 } as const;
+
+/** The OVA's options from the user's, or null for other formats, which refuse them. */
+export function ovaOptionsFor(format: OutputFormat, options: { ovaCpus?: number; ovaMemoryMiB?: number; ovaHardwareVersion?: string; adapterType?: string; ovaFirmware?: 'bios' | 'efi' }): OvaOutputOptions | null {
+  if (format.name !== 'ova') {
+    const given = options.ovaCpus !== undefined ? '--ova-cpus' : options.ovaMemoryMiB !== undefined ? '--ova-memory' : options.ovaHardwareVersion !== undefined ? '--ova-hw-version' : options.adapterType !== undefined ? '--adapter-type' : null;
+    if (given) throw new OutputFormatRefusal(`${given} is for OVA output, not ${format.label} (--format ova, or a .ova destination)`);
+    return null;
+  }
+  const cpus = options.ovaCpus ?? OVF_DEFAULTS.cpus;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > OVA_MAX_CPUS) throw new OutputFormatRefusal(`bad --ova-cpus ${cpus}: expected 1 to ${OVA_MAX_CPUS}`);
+  const memoryMiB = options.ovaMemoryMiB ?? OVF_DEFAULTS.memoryMiB;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > OVA_MAX_MEMORY_MIB) throw new OutputFormatRefusal(`bad --ova-memory ${memoryMiB} MiB: expected a whole number of MiB from 1M to 24T`);
+  const hw = options.ovaHardwareVersion;
+  const hardwareVersion = hw === undefined ? OVF_DEFAULTS.hardwareVersion : /^(?:vmx-)?\d{1,2}$/.test(hw) ? Number(hw.replace('vmx-', '')) : NaN;
+  if (!(hardwareVersion >= OVA_HW_VERSIONS.min && hardwareVersion <= OVA_HW_VERSIONS.max)) {
+    throw new OutputFormatRefusal(`bad --ova-hw-version '${hw}': expected vmx-NN or NN, ${OVA_HW_VERSIONS.min} to ${OVA_HW_VERSIONS.max} (vmx-11, the default, imports on ESXi 6.0 and later)`);
+  }
+  const adapter = options.adapterType ?? OVF_DEFAULTS.adapterType;
+  if (!(ADAPTER_TYPES as readonly string[]).includes(adapter)) throw new OutputFormatRefusal(`bad --adapter-type '${adapter}': expected ${ADAPTER_TYPES.join(', ')}`);
+  return { cpus, memoryMiB, hardwareVersion, adapterType: adapter as AdapterType, ...(options.ovaFirmware ? { firmware: options.ovaFirmware } : {}) };
 }

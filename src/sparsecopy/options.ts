@@ -37,6 +37,14 @@ export interface SparseCopyOptions {
   compress?: boolean;
   /** qcow2 output: a layer over this backing file (raw or qcow2), holding only what differs from it; stored as given, found from the destination's directory. */
   backing?: string;
+  /** OVA output: the virtual machine's CPUs (default 1), memory in MiB (default 1024), vmx-NN hardware version (default 11). */
+  ovaCpus?: number;
+  ovaMemoryMiB?: number;
+  ovaHardwareVersion?: string;
+  /** OVA output: what the disk boots under (vmw:Config firmware), when the caller knows (fsmaker). */
+  ovaFirmware?: 'bios' | 'efi';
+  /** OVA output: the VMDK's adapter type and the OVF's disk controller: ide, lsilogic (default), buslogic, legacyESX. */
+  adapterType?: string;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];
   /** Expected digests (lower-case hex): a mismatch fails with DIGEST_MISMATCH. */

@@ -10,7 +10,7 @@ import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
-import { type OutputFormat, OutputFormatRefusal, type Qcow2OutputOptions, chooseOutputFormat, levelFor, qcow2OptionsFor } from '../format/output-formats.js';
+import { type OutputFormat, OutputFormatRefusal, type OvaOutputOptions, type Qcow2OutputOptions, chooseOutputFormat, levelFor, ovaOptionsFor, qcow2OptionsFor } from '../format/output-formats.js';
 import { backingSizeMismatch, qcow2TooLarge } from '../codec/qcow2-sink.js';
 import { type OpenedBacking, openBacking } from './backing.js';
 import { findOnPath } from '../codec/child-decoder.js';
@@ -37,7 +37,7 @@ export interface CopyPlan {
   readonly watchRemainder: boolean;
   /** Bytes the copy delivers, when known before reading (padding not included). */
   readonly length: number | null;
-  readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null };
+  readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null; readonly ova: OvaOutputOptions | null };
   readonly dest: OpenedDestination;
   /** --backing: the qcow2 output's backing file, open; closed with the source. */
   readonly backing: OpenedBacking | null;
@@ -62,11 +62,11 @@ export function blockSizeOf(options: SparseCopyOptions): number {
 export const chunkBytesOf = (options: SparseCopyOptions, blockSize: number): number => chunkSizeFor(blockSize, options.chunkBytes);
 
 /** The output format and level the options and the destination's name ask for (refusals are USAGE or UNSUPPORTED_FORMAT). */
-export function outputOf(options: SparseCopyOptions): { format: OutputFormat; level: number | null; qcow2: Qcow2OutputOptions | null } {
+export function outputOf(options: SparseCopyOptions): CopyPlan['output'] {
   try {
     const format = chooseOutputFormat(options.destination, { format: options.outputFormat, raw: options.raw });
     const level = levelFor(format, options.level === undefined ? undefined : String(options.level));
-    return { format, level, qcow2: qcow2OptionsFor(format, options) };
+    return { format, level, qcow2: qcow2OptionsFor(format, options), ova: ovaOptionsFor(format, options) };
   } catch (err) {
     if (!(err instanceof OutputFormatRefusal)) throw err;
     const code = /cannot write/.test(err.message) ? 'UNSUPPORTED_FORMAT' : 'USAGE';

@@ -10,6 +10,11 @@ import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
 import { GzipSink } from '../codec/gzip-sink.js';
 import { Qcow2Sink } from '../codec/qcow2-sink.js';
 import { ZstdSink } from '../codec/zstd-sink.js';
+import os from 'node:os';
+import path from 'node:path';
+import { OvaSink } from '../codec/ova-sink.js';
+import { ovaDiskFactory } from '../codec/ova-disk.js';
+import { memberMtime } from '../format/tar.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
 import type { OpenedDestination } from './destination.js';
@@ -62,6 +67,23 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
       const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, writerThread: plan.writerThread, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
+    case 'ova': {
+      const ova = output.ova!;
+      // A file's spool goes beside it (the same filesystem: copied in the kernel); a stream's in $TMPDIR.
+      const sink = new OvaSink({
+        fd: dest.fd,
+        name: dest.name,
+        position,
+        baseName: ovaBaseName(options.destination),
+        spoolDir: dest.directory ?? os.tmpdir(),
+        disk: ovaDiskFactory(ova, options.signal),
+        hardware: ova,
+        capacity: endOffset,
+        mtime: memberMtime(),
+        signal: options.signal,
+      });
+      return { sink, bytesWritten: () => sink.fileBytes };
+    }
     case 'raw':
       break;
   }
@@ -83,6 +105,12 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
     finish,
   });
   return { sink, bytesWritten: () => null };
+}
+
+/** An OVA's members and virtual system are named after it: "web.ova" holds web.ovf, web.mf, web-disk1.vmdk. */
+function ovaBaseName(destination: string): string {
+  const base = destination === '-' ? '' : path.basename(destination).replace(/\.ova$/i, '');
+  return base === '' || base.startsWith('.') ? 'appliance' : base;
 }
 
 /** lseek past the end does not extend a file: set the length explicitly, as v0.10 did. */
