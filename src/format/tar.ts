@@ -161,6 +161,8 @@ export interface TarWalkLimits {
 }
 
 const DEFAULT_MAX_MEMBERS = 10_000;
+/** pax extended ('x') and global ('g') headers, GNU long names ('L'): headers about the next member. */
+const EXTENDED_TYPES = ['x', 'g', 'L'];
 /** A pax extended header larger than this is refused (they hold a few records). */
 const MAX_PAX_BYTES = 64 << 10;
 
@@ -180,15 +182,17 @@ export function* walkTar(read: (offset: number, length: number) => Buffer, archi
     if (block.length === 0 && offset > 0) throw new TarError(`tar archive ends at byte ${offset} without its end blocks`, offset);
     if (block.length < TAR_BLOCK) throw new TarError(`tar header at byte ${offset} is cut short: ${block.length} of ${TAR_BLOCK} bytes`, offset);
     if (block.every((b) => b === 0)) return;
-    const header = parseTarHeader(block, offset);
+    // A name that fills its field unterminated is refused unless a long name ('L', pax path) replaces it.
+    const header = parseTarHeader(block, offset, pending.path !== undefined);
     const dataOffset = offset + TAR_BLOCK;
-    const size = header.type === 'x' || header.type === 'g' || header.type === 'L' ? header.size : (pending.size ?? header.size);
+    const extended = EXTENDED_TYPES.includes(header.type);
+    const size = extended ? header.size : (pending.size ?? header.size);
     if (archiveLength !== null && dataOffset + size > archiveLength) {
       throw new TarError(`tar member '${pending.path ?? header.name}' at byte ${offset} says ${size} bytes, past the end of the archive (${archiveLength} bytes)`, offset);
     }
     if (++members > maxMembers) throw new TarError(`tar archive has more than ${maxMembers} members (at byte ${offset})`, offset);
     offset = dataOffset + size + tarPadding(size);
-    if (header.type === 'x' || header.type === 'g' || header.type === 'L') {
+    if (extended) {
       if (size > MAX_PAX_BYTES) throw new TarError(`tar extended header at byte ${dataOffset - TAR_BLOCK} of ${size} bytes is too large (at most ${MAX_PAX_BYTES})`, dataOffset - TAR_BLOCK);
       const body = read(dataOffset, size);
       if (body.length < size) throw new TarError(`tar extended header at byte ${dataOffset - TAR_BLOCK} is cut short`, dataOffset);
@@ -202,14 +206,15 @@ export function* walkTar(read: (offset: number, length: number) => Buffer, archi
 }
 
 /** One header, checked: its checksum, a NUL-terminated name, numbers that are numbers. */
-export function parseTarHeader(block: Buffer, offset: number): { name: string; size: number; type: string } {
+export function parseTarHeader(block: Buffer, offset: number, nameReplaced = false): { name: string; size: number; type: string } {
   const stored = parseOctal(block, FIELD.checksum, offset, 'checksum');
   const sum = headerChecksum(block);
   if (stored !== sum) throw new TarError(`tar header at byte ${offset}: checksum mismatch: expected ${sum}, found ${stored}`, offset + FIELD.checksum[0]);
   const magic = block.toString('latin1', FIELD.magic[0], FIELD.magic[0] + FIELD.magic[1]);
-  const name = nulTerminated(block, FIELD.name, offset, 'name');
+  const type = String.fromCharCode(block[FIELD.typeflag[0]]!);
+  // An extended header's own name (GNU tar cuts it to 100 bytes) means nothing: not checked.
+  const name = nameReplaced || EXTENDED_TYPES.includes(type) ? '' : nulTerminated(block, FIELD.name, offset, 'name');
   const prefix = magic === USTAR_MAGIC ? nulTerminatedOrFull(block, FIELD.prefix) : '';
-  const type = String.fromCharCode(block[FIELD.typeflag[0]]!) || '0';
   const size = parseNumber(block, FIELD.size, offset, 'size');
   if (magic !== USTAR_MAGIC && magic !== GNU_MAGIC && !(magic === '\0\0\0\0\0\0')) {
     throw new TarError(`tar header at byte ${offset}: unknown magic ${JSON.stringify(magic)}`, offset + FIELD.magic[0]);
