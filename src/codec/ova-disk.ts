@@ -16,19 +16,27 @@ export function ovaDiskFactory(_ova: OvaOutputOptions, signal?: AbortSignal): Sp
   return (fd, name) => rawSpooledDisk(fd, name, signal);
 }
 
+/** A VMDK's grain: populated sizes count whole grains, whatever pieces the data came in. */
+const GRAIN_BYTES = 64 << 10;
+
 /** The raw disk as a spooled file (zeros written as zeros): a stand-in, and a test double. */
 export function rawSpooledDisk(fd: number, name: string, signal?: AbortSignal): SpooledDisk {
   const inner = new StreamSink(fd, name, signal);
   let end = 0;
-  let populated = 0;
+  let grains = 0;
+  let lastGrain = -1;
   const sink: Sink = {
     write: (extent: Extent) => {
       end = extent.offset + extent.length;
-      if (extent.data) populated += extent.length;
+      if (extent.data && extent.length > 0) {
+        const first = Math.max(lastGrain + 1, Math.floor(extent.offset / GRAIN_BYTES));
+        lastGrain = Math.floor((end - 1) / GRAIN_BYTES);
+        grains += Math.max(0, lastGrain - first + 1);
+      }
       return inner.write(extent);
     },
     close: (): Promise<SinkCounters> => inner.close(),
     abort: () => inner.abort(),
   };
-  return { sink, fileBytes: () => end, populatedBytes: () => populated };
+  return { sink, fileBytes: () => end, populatedBytes: () => grains * GRAIN_BYTES };
 }
