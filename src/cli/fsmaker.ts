@@ -13,11 +13,12 @@ import { checkOptions } from '../fsmaker/preflight.js';
 import { handleInterrupts } from './interrupt.js';
 import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { programLine, runMain } from './run.js';
+import { type RawOvaOptions, addOvaOptions, ovaOptionsOf } from './ova-options.js';
 
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-interface Raw {
+interface Raw extends RawOvaOptions {
   kernel?: string;
   initrd?: string;
   size?: string;
@@ -73,7 +74,7 @@ function bootLine(role: string, file: BootFile): string {
 }
 
 function buildCommand(): Command {
-  return new Command('fsmaker')
+  const command = new Command('fsmaker')
     .usage('[options] ROOTIMAGE OUTPUTIMAGE')
     .description('Wrap a bare root filesystem image into a bootable partitioned disk (GRUB for BIOS and UEFI).')
     .argument('<ROOTIMAGE>')
@@ -94,9 +95,10 @@ function buildCommand(): Command {
     .option('--md5', 'print the MD5 of the uncompressed disk')
     .option('--sha256', 'print the SHA-256 of the uncompressed disk')
     .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2 and .qcow2 names give those formats)')
-    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2 or qcow2 (default: from its name)")
+    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2, qcow2 or ova (default: from its name)")
     .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K; bare = bytes)')
-    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
+    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does');
+  return addOvaOptions(command)
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
     .option('--json', 'machine-readable summary on stdout')
@@ -181,13 +183,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** --format, or --gzip as before --format existed; neither: OUTPUTIMAGE's name decides (in the library). */
-function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress'> {
+function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress' | 'ovaCpus' | 'ovaMemoryMiB' | 'ovaHardwareVersion' | 'adapterType'> {
   if (raw.gzip && raw.format !== undefined && raw.format !== 'gzip') throw new ToolError('USAGE', `--gzip contradicts --format ${raw.format}`);
   const outputFormat = raw.gzip ? 'gzip' : raw.format;
   return {
     ...(outputFormat !== undefined ? { outputFormat } : {}),
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
+    ...ovaOptionsOf(raw),
   };
 }
 
