@@ -56,7 +56,9 @@ const HELP_TAIL = `
 OUTPUTIMAGE's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2
 qcow2 (version 3, written straight from the disk, no raw image first), else raw. A qcow2 needs a
 new or replaced regular file: stdout and block devices are refused before anything is built.
---cluster-size and --compress are for qcow2 only.
+--cluster-size and --compress are for qcow2 only. .ova (or --format ova): an OVA (ovf, mf,
+streamOptimized VMDK) written from the disk as it is built, its OVF naming the firmware built for;
+--ova-cpus, --ova-memory, --ova-hw-version and --adapter-type as sparsecopy's.
 
 Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTIMAGE is one of the
 inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the

@@ -26,11 +26,16 @@ are decompressed, an Android sparse image is expanded (also inside a compressor)
 disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
-else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
+.ova OVA, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
 file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
 device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
 block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
 --cluster-size, --compress and --backing are for qcow2 only.
+.ova (or --format ova): a tar of NAME.ovf, NAME.mf (SHA256 lines) and NAME-disk1.vmdk, to a new
+file, stdout or a pipe; the VMDK is spooled to an unlinked temporary file in DEST's directory
+($TMPDIR for a stream) first, because the tar header needs its size. --ova-cpus N (1),
+--ova-memory MiB (1024), --ova-hw-version vmx-NN (vmx-11), --adapter-type (lsilogic) are for OVA
+only; -o, -s, -f, --to-partition and a block device are refused (exit 1).
 --backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
 from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
 found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
