@@ -5,7 +5,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { type OvfOptions, VMDK_STREAM_OPTIMIZED_FORMAT, ovfEnvelope, ovfManifest, xmlEscape } from '../src/format/ovf.js';
+import { MAX_OVF_BYTES, OvfError, type OvfOptions, VMDK_STREAM_OPTIMIZED_FORMAT, firstOvfDisk, ovfEnvelope, ovfManifest, xmlEscape } from '../src/format/ovf.js';
+import { measured, mutants } from './hostile.js';
 
 const base: OvfOptions = {
   name: 'web',
@@ -114,5 +115,48 @@ describe('the OVF envelope', () => {
 describe('the manifest', () => {
   it('is SHA256(name)= hex lines, no space before "(", one after "="', () => {
     expect(ovfManifest([{ name: 'a.ovf', sha256: 'ab' }, { name: 'a-disk1.vmdk', sha256: 'cd' }])).toBe('SHA256(a.ovf)= ab\nSHA256(a-disk1.vmdk)= cd\n');
+  });
+});
+
+describe('reading the first disk of an OVF (OVA input)', () => {
+  it("finds what the writer wrote: the disk's file and format", () => {
+    expect(firstOvfDisk(ovfEnvelope({ ...base, diskFile: 'a&b-disk1.vmdk' }))).toEqual({ diskId: 'vmdisk1', href: 'a&b-disk1.vmdk', format: VMDK_STREAM_OPTIMIZED_FORMAT });
+  });
+
+  it('reads other writers\' layouts: no prefix, other prefixes, comments, two disks (the first wins)', () => {
+    const ovf = `<?xml version="1.0"?>
+<!-- <DiskSection><Disk ovf:fileRef="commented"/></DiskSection> -->
+<Envelope ovf:version="2.0" xmlns="http://schemas.dmtf.org/ovf/envelope/2" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/2">
+  <References>
+    <File ovf:id="file2" ovf:href="second.vmdk"/>
+    <File ovf:href='first-disk001.vmdk' ovf:id='file1'/>
+  </References>
+  <DiskSection>
+    <Info>List of the virtual disks used in the package</Info>
+    <Disk ovf:capacity="8589934592" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" vbox:uuid="x"/>
+    <Disk ovf:capacity="1" ovf:diskId="vmdisk2" ovf:fileRef="file2"/>
+  </DiskSection>
+</Envelope>`;
+    expect(firstOvfDisk(ovf)).toEqual({ diskId: 'vmdisk1', href: 'first-disk001.vmdk', format: VMDK_STREAM_OPTIMIZED_FORMAT });
+    expect(firstOvfDisk(ovf.replace(/ovf:/g, '').replace(/xmlns:=/g, 'x='))).toMatchObject({ href: 'first-disk001.vmdk' });
+  });
+
+  it('refuses an OVF without a disk, or whose disk names no file', () => {
+    expect(() => firstOvfDisk('<Envelope><References/></Envelope>')).toThrow(OvfError);
+    expect(() => firstOvfDisk('<Envelope><DiskSection><Info/></DiskSection></Envelope>')).toThrow('the DiskSection holds no Disk');
+    expect(() => firstOvfDisk('<Envelope><DiskSection><Disk ovf:diskId="d" ovf:fileRef="f9"/></DiskSection></Envelope>')).toThrow("disk d names file 'f9', which References does not hold");
+  });
+
+  it('seeded corruptions and hostile megabytes: an OvfError or a disk, fast, never anything else', () => {
+    const good = Buffer.from(ovfEnvelope(base));
+    for (const m of mutants(good, 21, 3000)) {
+      const run = measured(() => firstOvfDisk(m.bytes.toString('latin1')));
+      if (run.error !== undefined && !(run.error instanceof OvfError)) throw new Error(`${m.description}: ${String(run.error)}`);
+    }
+    for (const hostile of ['<DiskSection '.repeat(80_000), `<DiskSection><Disk ${'a'.repeat(MAX_OVF_BYTES)}>`, `<DiskSection><Disk ${'x="'.repeat(300_000)}>`, '<!--'.repeat(250_000)]) {
+      const run = measured(() => firstOvfDisk(hostile));
+      expect(run.error).toBeInstanceOf(OvfError);
+      expect(run.ms).toBeLessThan(1500);
+    }
   });
 });

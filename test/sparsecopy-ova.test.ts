@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SPARSECOPY, linesOf, patternBytes, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
 import { walkTar } from '../src/format/tar.js';
+import { identifyImage } from '../src/format/identify.js';
 
 const MiB = 1 << 20;
 const EPOCH = '1700000000';
@@ -258,3 +259,28 @@ function readAt(file: string, offset: number, length: number): Buffer {
     fs.closeSync(fd);
   }
 }
+
+describe('an OVA as SOURCE', () => {
+  it('is recognised by its first member, an .ovf (a tar of anything else is not)', () => {
+    const src = sourceDisk();
+    const ova = path.join(path.dirname(src.file), 'in.ova');
+    expect(run([src.file, ova]).status).toBe(0);
+    expect(identifyImage(readAt(ova, 0, 65536))).toBe('ova');
+    const other = execFileSync('tar', ['--format=ustar', '-cf', '-', '-C', path.dirname(src.file), 'disk.img'], { maxBuffer: 1 << 30 });
+    expect(identifyImage(other.subarray(0, 65536))).toBe(null);
+    const bent = Buffer.from(readAt(ova, 0, 65536));
+    bent[0] ^= 1; // the checksum no longer matches
+    expect(identifyImage(bent)).toBe(null);
+  });
+
+  it('is refused by name until the VMDK reader is in (exit 28), nothing written', () => {
+    const src = sourceDisk();
+    const ova = path.join(path.dirname(src.file), 'in.ova');
+    expect(run([src.file, ova]).status).toBe(0);
+    const out = path.join(path.dirname(src.file), 'out.img');
+    const r = run([ova, out]);
+    expect(r.status, r.stderr).toBe(28);
+    expect(linesOf(r.stderr)).toEqual([`sparsecopy: ${ova}: an OVA appliance; sparsecopy cannot read OVA appliances yet; nothing written (--raw copies its bytes as they are)`]);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+});

@@ -27,6 +27,7 @@ export type ImageFormat =
   | 'vdi'
   | 'dmg'
   | 'android-sparse'
+  | 'ova'
   // raw images worth naming (their bytes are the disk)
   | 'iso9660';
 
@@ -54,6 +55,7 @@ export const FORMAT_DESCRIPTIONS: Record<ImageFormat, string> = {
   dmg: 'an Apple disk image (DMG)',
   'android-sparse': 'an Android sparse image',
   iso9660: 'an ISO 9660 image',
+  ova: 'an OVA appliance',
 };
 
 const ascii = (b: Uint8Array, offset: number, text: string): boolean => {
@@ -110,6 +112,22 @@ const isAndroidSparse = (h: Uint8Array): boolean => h.length >= 4 && u32le(h, 0)
 const isIso9660 = (h: Uint8Array): boolean => ascii(h, 32769, 'CD001');
 
 /**
+ * An OVA: a tar whose first member is the .ovf (DSP0243 puts it first so that readers find it
+ * without scanning). Its ustar header, checksum included, and the name: a tar of anything else is
+ * not an image format.
+ */
+function isOva(h: Uint8Array): boolean {
+  if (h.length < 512 || !ascii(h, 257, 'ustar')) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
+  const stored = parseInt(Buffer.from(h.subarray(148, 156)).toString('latin1').replace(/[\0 ]+$/, ''), 8);
+  if (stored !== sum) return false;
+  const end = h.indexOf(0);
+  const name = Buffer.from(h.subarray(0, end < 0 || end > 100 ? 100 : end)).toString('latin1');
+  return /\.ovf$/i.test(name);
+}
+
+/**
  * The format of an image from its head (at least IDENTIFY_HEAD_BYTES when the image has that
  * many) and, when it is a file, its tail (the last IDENTIFY_TAIL_BYTES; null for a stream). Null:
  * nothing known, a raw image.
@@ -132,6 +150,7 @@ export function identifyImage(head: Uint8Array, tail: Uint8Array | null = null):
   if (isZip(head)) return 'zip';
   if (isDmg(tail)) return 'dmg';
   if (isIso9660(head)) return 'iso9660';
+  if (isOva(head)) return 'ova';
   if (isVmdkDescriptor(head)) return 'vmdk-descriptor';
   return null;
 }

@@ -252,6 +252,7 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
   vhdx: refused('vhdx', 'VHDX'),
   vdi: refused('vdi', 'VDI'),
   dmg: refused('dmg', 'DMG'),
+  ova: refused('ova', 'OVA appliances'),
 };
 
 /** The refusal of an input format sparsecopy does not read: exit 28, before anything is written. */

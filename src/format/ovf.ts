@@ -138,3 +138,105 @@ export function ovfManifest(files: readonly { name: string; sha256: string }[]):
 export function ovaMemberNames(base: string): { ovf: string; manifest: string; disk: string } {
   return { ovf: `${base}.ovf`, manifest: `${base}.mf`, disk: `${base}-disk1.vmdk` };
 }
+
+/** The first disk of an OVF's DiskSection, as OVA input needs it: the file it names, and its format. */
+export interface OvfDisk {
+  diskId: string;
+  /** The References/File ovf:href its ovf:fileRef names: a member of the OVA. */
+  href: string;
+  /** The ovf:format URI, when given. */
+  format: string | null;
+}
+
+export class OvfError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OvfError';
+  }
+}
+
+/** An .ovf larger than this is not read (VMware's and VirtualBox's are a few KiB). */
+export const MAX_OVF_BYTES = 1 << 20;
+
+const unescapeXml = (text: string): string =>
+  text.replace(/&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-f]+);/gi, (_, e: string) => {
+    const named: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+    if (named[e.toLowerCase()]) return named[e.toLowerCase()]!;
+    const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    return code <= 0x10ffff ? String.fromCodePoint(code) : '';
+  });
+
+/** The attributes of one start tag, by local name (the namespace prefix dropped: ovf:, or none). */
+function attributesOf(tag: string): Map<string, string> {
+  const out = new Map<string, string>();
+  // Names are bounded, and start after white space: no backtracking over a hostile tag's words.
+  for (const m of tag.matchAll(/\s(?:[\w.-]{1,64}:)?([\w.-]{1,64})\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) out.set(m[1]!, unescapeXml(m[2] ?? m[3] ?? ''));
+  return out;
+}
+
+interface Tag {
+  /** The local name (prefix dropped). */
+  name: string;
+  end: boolean;
+  raw: string;
+  /** Where the tag starts, and where its text ends. */
+  from: number;
+  to: number;
+}
+
+/**
+ * The tags of an XML text in one linear scan: each '<' up to the next '>' (tags do not nest), so
+ * no input, however hostile, costs more than a pass over it.
+ */
+function* tagsOf(text: string): Generator<Tag> {
+  for (let at = text.indexOf('<'); at >= 0; at = text.indexOf('<', at)) {
+    const close = text.indexOf('>', at);
+    if (close < 0) return;
+    const raw = text.slice(at, close + 1);
+    const m = /^<(\/?)(?:[\w.-]+:)?([\w.-]+)/.exec(raw);
+    if (m) yield { name: m[2]!, end: m[1] === '/', raw, from: at, to: close + 1 };
+    at = close + 1;
+  }
+}
+
+/** The start tags named `name` inside the first element named `parent`. */
+function childTags(text: string, parent: string, name: string): string[] {
+  const found: string[] = [];
+  let inside = false;
+  for (const tag of tagsOf(text)) {
+    if (tag.name === parent) {
+      if (tag.end) return found;
+      inside = true;
+    } else if (inside && !tag.end && tag.name === name) {
+      found.push(tag.raw);
+    }
+  }
+  return inside ? found : [];
+}
+
+const hasSection = (text: string, name: string): boolean => {
+  for (const tag of tagsOf(text)) if (tag.name === name && !tag.end) return true;
+  return false;
+};
+
+/**
+ * The first disk of the DiskSection and the file its fileRef names. Not a validating XML parser:
+ * the elements and attributes OVF 1.x and 2.x define, found by their local names, as every OVF
+ * writer (VMware, VirtualBox, ova-compose, XO) lays them out.
+ */
+export function firstOvfDisk(ovf: string): OvfDisk {
+  // Comments out (each ends at the first "-->" after it: linear too).
+  const text = ovf.replace(/<!--[\s\S]*?(?:-->|$)/g, '');
+  if (!hasSection(text, 'DiskSection')) throw new OvfError('no DiskSection');
+  const disk = childTags(text, 'DiskSection', 'Disk')[0];
+  if (!disk) throw new OvfError('the DiskSection holds no Disk');
+  const attributes = attributesOf(disk);
+  const fileRef = attributes.get('fileRef');
+  if (!fileRef) throw new OvfError(`disk ${attributes.get('diskId') ?? '(no diskId)'} has no fileRef`);
+  const file = childTags(text, 'References', 'File')
+    .map(attributesOf)
+    .find((a) => a.get('id') === fileRef);
+  const href = file?.get('href');
+  if (!href) throw new OvfError(`disk ${attributes.get('diskId') ?? ''} names file '${fileRef}', which References does not hold`);
+  return { diskId: attributes.get('diskId') ?? '', href, format: attributes.get('format') ?? null };
+}
