@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SPARSECOPY, linesOf, patternBytes, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
+import { SPARSECOPY, linesOf, patternBytes, prng, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
+import { runHostile } from './hostile.js';
 import { walkTar } from '../src/format/tar.js';
 import { identifyImage } from '../src/format/identify.js';
 
@@ -282,5 +283,48 @@ describe('an OVA as SOURCE', () => {
     expect(r.status, r.stderr).toBe(28);
     expect(linesOf(r.stderr)).toEqual([`sparsecopy: ${ova}: an OVA appliance; sparsecopy cannot read OVA appliances yet; nothing written (--raw copies its bytes as they are)`]);
     expect(fs.existsSync(out)).toBe(false);
+  });
+});
+
+describe('OVA output under stress', () => {
+  it('a 1 GiB disk with 64 MiB of data: bounded memory (under 200 MB peak RSS), the archive right', () => {
+    const src = fresh('big.img');
+    fs.mkdirSync(path.dirname(src), { recursive: true });
+    writeSparseFile(src, 1 << 30, [0, 1, 2, 3].map((i) => ({ offset: i * 256 * MiB + 4096, data: patternBytes(16 * MiB, 20 + i) })));
+    const ova = path.join(path.dirname(src), 'big.ova');
+    const r = runHostile('sparsecopy', [src, ova], { codes: [0], timeoutMs: 60_000, env: { SOURCE_DATE_EPOCH: EPOCH } });
+    expect(r.peakRssBytes ?? 0).toBeLessThan(200e6);
+    const members = [...walkTar((o, l) => readAt(ova, o, l), fs.statSync(ova).size)];
+    expect(members.map((m) => m.name)).toEqual(['big.ovf', 'big.mf', 'big-disk1.vmdk']);
+    expect(tempLeftovers(path.dirname(ova))).toEqual([]);
+  });
+
+  it('seeded OVA option values through real processes: documented exit codes, one line, nothing but DEST touched', () => {
+    const random = prng(1212);
+    const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const src = sourceDisk();
+    const work = path.dirname(src.file);
+    const before = fs.readFileSync(src.file);
+    const values: Record<string, readonly string[]> = {
+      '--ova-cpus': ['1', '2', '768', '769', '0', '-1', '1e3', '', 'x'],
+      '--ova-memory': ['1', '512', '4G', '1K', '3M', '24T', '25T', '9999999999999999', 'big'],
+      '--ova-hw-version': ['vmx-4', 'vmx-11', '13', 'vmx-3', 'vmx-100', 'vmx-', 'esx-7'],
+      '--adapter-type': ['ide', 'lsilogic', 'buslogic', 'legacyESX', 'IDE', 'pvscsi', ''],
+      '--format': ['ova', 'ova', 'raw', 'gzip'],
+    };
+    for (let i = 0; i < 24; i++) {
+      const args: string[] = [];
+      for (const [option, choices] of Object.entries(values)) if (random() < 0.6) args.push(option, pick(choices));
+      const out = path.join(work, `case-${i}.ova`);
+      const r = runHostile('sparsecopy', [...args, src.file, out], { codes: [0, 1], env: { SOURCE_DATE_EPOCH: EPOCH } });
+      if (r.status === 0) {
+        expect(fs.existsSync(out), args.join(' ')).toBe(true);
+      } else {
+        expect(linesOf(r.stderr), args.join(' ')).toHaveLength(1);
+        expect(fs.existsSync(out), args.join(' ')).toBe(false);
+      }
+      expect(fs.readdirSync(work).filter((f) => !/^case-\d+\.ova$/.test(f)).sort(), args.join(' ')).toEqual(['disk.img']);
+    }
+    expect(fs.readFileSync(src.file).equals(before)).toBe(true);
   });
 });
