@@ -8,6 +8,8 @@
  * nothing here (null) and is copied as it is.
  */
 
+import { TAR_BLOCK, parseTarHeader } from './tar.js';
+
 export type ImageFormat =
   // compression wrappers
   | 'gzip'
@@ -117,14 +119,12 @@ const isIso9660 = (h: Uint8Array): boolean => ascii(h, 32769, 'CD001');
  * not an image format.
  */
 function isOva(h: Uint8Array): boolean {
-  if (h.length < 512 || !ascii(h, 257, 'ustar')) return false;
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
-  const stored = parseInt(Buffer.from(h.subarray(148, 156)).toString('latin1').replace(/[\0 ]+$/, ''), 8);
-  if (stored !== sum) return false;
-  const end = h.indexOf(0);
-  const name = Buffer.from(h.subarray(0, end < 0 || end > 100 ? 100 : end)).toString('latin1');
-  return /\.ovf$/i.test(name);
+  if (h.length < TAR_BLOCK || !ascii(h, 257, 'ustar')) return false;
+  try {
+    return /\.ovf$/i.test(parseTarHeader(Buffer.from(h.buffer, h.byteOffset, TAR_BLOCK), 0).name);
+  } catch {
+    return false; // not a header (its checksum, its fields): not an OVA
+  }
 }
 
 /**
