@@ -166,42 +166,73 @@ const EXTENDED_TYPES = ['x', 'g', 'L'];
 /** A pax extended header larger than this is refused (they hold a few records). */
 const MAX_PAX_BYTES = 64 << 10;
 
+/** What a header block says: the end, an extended header whose body is wanted next, or a member. */
+export type TarStep = { kind: 'end' } | { kind: 'extended'; type: string; bodyOffset: number; size: number } | { kind: 'member'; member: TarMember };
+
 /**
- * The members of an archive, walking its headers only: `read(offset, length)` returns the bytes
- * there (fewer at the end of the data). `archiveLength` (null: unknown, a pipe) bounds every size
- * field. pax extended headers ('x') give the next member's path and size; global ones ('g') and
- * GNU long names ('L') are followed too. Ends at the first zero block.
+ * A walk over an archive's headers, fed one header block at a time (and the bodies of extended
+ * headers), so that a file and a stream follow the same rules: `archiveLength` (null: unknown, a
+ * pipe) bounds every size field; pax extended headers ('x') give the next member's path and size;
+ * global ones ('g') are skipped and GNU long names ('L') followed. `offset` is where the next
+ * header is: past the previous member and its padding.
  */
-export function* walkTar(read: (offset: number, length: number) => Buffer, archiveLength: number | null, limits: TarWalkLimits = {}): Generator<TarMember> {
-  const maxMembers = limits.maxMembers ?? DEFAULT_MAX_MEMBERS;
-  let offset = 0;
-  let members = 0;
-  let pending: { path?: string; size?: number } = {};
-  for (;;) {
-    const block = read(offset, TAR_BLOCK);
+export class TarWalker {
+  offset = 0;
+  private members = 0;
+  private pending: { path?: string; size?: number } = {};
+  private readonly maxMembers: number;
+
+  constructor(
+    private readonly archiveLength: number | null,
+    limits: TarWalkLimits = {},
+  ) {
+    this.maxMembers = limits.maxMembers ?? DEFAULT_MAX_MEMBERS;
+  }
+
+  /** The block read at `offset` (fewer bytes: the data ended there). */
+  header(block: Buffer): TarStep {
+    const offset = this.offset;
     if (block.length === 0 && offset > 0) throw new TarError(`tar archive ends at byte ${offset} without its end blocks`, offset);
     if (block.length < TAR_BLOCK) throw new TarError(`tar header at byte ${offset} is cut short: ${block.length} of ${TAR_BLOCK} bytes`, offset);
-    if (block.every((b) => b === 0)) return;
+    if (block.every((b) => b === 0)) return { kind: 'end' };
     // A name that fills its field unterminated is refused unless a long name ('L', pax path) replaces it.
-    const header = parseTarHeader(block, offset, pending.path !== undefined);
+    const header = parseTarHeader(block, offset, this.pending.path !== undefined);
     const dataOffset = offset + TAR_BLOCK;
     const extended = EXTENDED_TYPES.includes(header.type);
-    const size = extended ? header.size : (pending.size ?? header.size);
-    if (archiveLength !== null && dataOffset + size > archiveLength) {
-      throw new TarError(`tar member '${pending.path ?? header.name}' at byte ${offset} says ${size} bytes, past the end of the archive (${archiveLength} bytes)`, offset);
+    const size = extended ? header.size : (this.pending.size ?? header.size);
+    if (this.archiveLength !== null && dataOffset + size > this.archiveLength) {
+      throw new TarError(`tar member '${this.pending.path ?? header.name}' at byte ${offset} says ${size} bytes, past the end of the archive (${this.archiveLength} bytes)`, offset);
     }
-    if (++members > maxMembers) throw new TarError(`tar archive has more than ${maxMembers} members (at byte ${offset})`, offset);
-    offset = dataOffset + size + tarPadding(size);
+    if (++this.members > this.maxMembers) throw new TarError(`tar archive has more than ${this.maxMembers} members (at byte ${offset})`, offset);
+    this.offset = dataOffset + size + tarPadding(size);
     if (extended) {
-      if (size > MAX_PAX_BYTES) throw new TarError(`tar extended header at byte ${dataOffset - TAR_BLOCK} of ${size} bytes is too large (at most ${MAX_PAX_BYTES})`, dataOffset - TAR_BLOCK);
-      const body = read(dataOffset, size);
-      if (body.length < size) throw new TarError(`tar extended header at byte ${dataOffset - TAR_BLOCK} is cut short`, dataOffset);
-      if (header.type === 'L') pending.path = body.toString('utf8').replace(/\0+$/, '');
-      else if (header.type === 'x') pending = { ...pending, ...parsePax(body, dataOffset) };
-      continue;
+      if (size > MAX_PAX_BYTES) throw new TarError(`tar extended header at byte ${offset} of ${size} bytes is too large (at most ${MAX_PAX_BYTES})`, offset);
+      return { kind: 'extended', type: header.type, bodyOffset: dataOffset, size };
     }
-    yield { name: pending.path ?? header.name, size, type: header.type, headerOffset: dataOffset - TAR_BLOCK, dataOffset };
-    pending = {};
+    const member = { name: this.pending.path ?? header.name, size, type: header.type, headerOffset: offset, dataOffset };
+    this.pending = {};
+    return { kind: 'member', member };
+  }
+
+  /** The body of the extended header `step` announced (fewer bytes: the data ended). */
+  extendedBody(step: Extract<TarStep, { kind: 'extended' }>, body: Buffer): void {
+    if (body.length < step.size) throw new TarError(`tar extended header at byte ${step.bodyOffset - TAR_BLOCK} is cut short`, step.bodyOffset);
+    if (step.type === 'L') this.pending.path = body.toString('utf8').replace(/\0+$/, '');
+    else if (step.type === 'x') this.pending = { ...this.pending, ...parsePax(body, step.bodyOffset) };
+  }
+}
+
+/**
+ * The members of an archive, walking its headers only: `read(offset, length)` returns the bytes
+ * there (fewer at the end of the data). Ends at the first zero block. See TarWalker.
+ */
+export function* walkTar(read: (offset: number, length: number) => Buffer, archiveLength: number | null, limits: TarWalkLimits = {}): Generator<TarMember> {
+  const walker = new TarWalker(archiveLength, limits);
+  for (;;) {
+    const step = walker.header(read(walker.offset, TAR_BLOCK));
+    if (step.kind === 'end') return;
+    if (step.kind === 'extended') walker.extendedBody(step, read(step.bodyOffset, step.size));
+    else yield step.member;
   }
 }
 
