@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SPARSECOPY, linesOf, patternBytes, prng, tempLeftovers, useTempDir, withLoop, writeSparseFile } from './helpers.js';
-import { runHostile } from './hostile.js';
+import { mutants, runHostile } from './hostile.js';
 import { walkTar } from '../src/format/tar.js';
 import { identifyImage } from '../src/format/identify.js';
 
@@ -274,15 +274,70 @@ describe('an OVA as SOURCE', () => {
     expect(identifyImage(bent)).toBe(null);
   });
 
-  it('is refused by name until the VMDK reader is in (exit 28), nothing written', () => {
+  it("its first disk's member is read: from a file and from a pipe, the disk it was made from", () => {
     const src = sourceDisk();
     const ova = path.join(path.dirname(src.file), 'in.ova');
     expect(run([src.file, ova]).status).toBe(0);
     const out = path.join(path.dirname(src.file), 'out.img');
     const r = run([ova, out]);
-    expect(r.status, r.stderr).toBe(28);
-    expect(linesOf(r.stderr)).toEqual([`sparsecopy: ${ova}: an OVA appliance; sparsecopy cannot read OVA appliances yet; nothing written (--raw copies its bytes as they are)`]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readFileSync(out).equals(fs.readFileSync(src.file))).toBe(true);
+    const piped = run(['-', '-'], { input: fs.readFileSync(ova) });
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(piped.stdout.equals(fs.readFileSync(src.file))).toBe(true);
+  });
+
+  it('an OVA cut inside its disk, from a pipe: exit 18 naming the byte, nothing written', () => {
+    const src = sourceDisk();
+    const ova = path.join(path.dirname(src.file), 'in.ova');
+    expect(run([src.file, ova]).status).toBe(0);
+    const out = path.join(path.dirname(src.file), 'out.img');
+    const r = run(['-', out], { input: readAt(ova, 0, 5_000_000) });
+    expect(r.status, r.stderr).toBe(18);
+    expect(linesOf(r.stderr)).toEqual([`sparsecopy: stdin: the OVA ends at byte 5000000, inside its disk member 'in-disk1.vmdk' (${src.size} bytes from byte 6144)`]);
     expect(fs.existsSync(out)).toBe(false);
+  });
+
+  it('an OVF whose disk names no member, and a member that is not a disk format read here: one line, nothing written', () => {
+    const src = sourceDisk();
+    const work = path.dirname(src.file);
+    fs.writeFileSync(path.join(work, 'a.ovf'), '<Envelope><References><File ovf:id="f" ovf:href="gone.vmdk"/></References><DiskSection><Disk ovf:diskId="d" ovf:fileRef="f"/></DiskSection></Envelope>');
+    execFileSync('gzip', ['-k', src.file]);
+    fs.renameSync(`${src.file}.gz`, path.join(work, 'gone.vmdk'));
+    const noMember = path.join(work, 'no-member.ova');
+    execFileSync('tar', ['--format=ustar', '-cf', noMember, '-C', work, 'a.ovf', 'disk.img']);
+    let r = run([noMember, path.join(work, 'o.img')]);
+    expect(r.status, r.stderr).toBe(18);
+    expect(linesOf(r.stderr)).toEqual([`sparsecopy: ${noMember}: the OVF's first disk is 'gone.vmdk', which the archive does not hold`]);
+    const gzipped = path.join(work, 'gz.ova');
+    execFileSync('tar', ['--format=ustar', '-cf', gzipped, '-C', work, 'a.ovf', 'gone.vmdk']);
+    r = run([gzipped, path.join(work, 'o.img')]);
+    expect(r.status, r.stderr).toBe(28);
+    expect(linesOf(r.stderr)).toEqual([`sparsecopy: ${gzipped}: gzip data as the disk of an OVA appliance; sparsecopy reads VMDK and raw disks there; nothing written`]);
+    expect(fs.existsSync(path.join(work, 'o.img'))).toBe(false);
+  });
+
+  it('seeded corruptions of the headers and the OVF: documented exit codes, one line, DEST only', () => {
+    const src = sourceDisk();
+    const work = path.dirname(src.file);
+    const ova = path.join(work, 'in.ova');
+    expect(run([src.file, ova]).status).toBe(0);
+    const good = readAt(ova, 0, 8192); // the ovf and mf members and the disk's header
+    const rest = readAt(ova, 8192, fs.statSync(ova).size);
+    let i = 0;
+    for (const m of mutants(good, 77, 24)) {
+      const bad = path.join(work, `bad-${i}.ova`);
+      fs.writeFileSync(bad, Buffer.concat([m.bytes, rest]));
+      const out = path.join(work, `bad-${i++}.img`);
+      const r = runHostile('sparsecopy', ['-q', bad, out], { codes: [0, 18, 28], env: { SOURCE_DATE_EPOCH: EPOCH } });
+      if (r.status !== 0) {
+        expect(linesOf(r.stderr), m.description).toHaveLength(1);
+        expect(fs.existsSync(out), m.description).toBe(false);
+      }
+      fs.rmSync(bad);
+      fs.rmSync(out, { force: true });
+    }
+    expect(fs.readdirSync(work).sort()).toEqual(['disk.img', 'in.ova']);
   });
 });
 
