@@ -21,7 +21,7 @@ export const SPARSECOPY_EXIT_CODES = {
   DOES_NOT_FIT: 15, // the source does not fit in the destination device (or in a qcow2 of its --cluster-size)
   SOURCE_READ: 16, // reading the source failed
   DIGEST_MISMATCH: 17, // --verify-md5/--verify-sha256 did not match
-  CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage; corrupt qcow2 metadata or a looping backing chain
+  CORRUPT_INPUT: 18, // compressed input is truncated, fails its CRC or length, or has trailing garbage; corrupt qcow2 metadata or a looping backing chain; corrupt VMDK metadata, descriptor or extents
   NO_PARTITION: 19, // --from-partition/--to-partition: no table, no such partition, or (--to-partition) one that overlaps
   UNSUPPORTED_FORMAT: 28, // an input or output format sparsecopy recognises and does not read or write (yet); --raw copies bytes as they are
   MISSING_TOOL: 29, // a format needs a program that is not installed (xz, lbzip2): the message names its Debian package

@@ -13,8 +13,8 @@ import { TAR_END_BYTES, tarFileHeader, tarPadding } from '../src/format/tar.js';
 import { patternBytes } from './helpers.js';
 import { measured, mutants } from './hostile.js';
 
-function ova(disk: Buffer, options: { first?: string; href?: string } = {}): Buffer {
-  const ovf = Buffer.from(ovfEnvelope({ name: 'a', diskFile: options.href ?? 'a-disk1.vmdk', diskFileBytes: disk.length, capacityBytes: disk.length, populatedBytes: 0, cpus: 1, memoryMiB: 64, hardwareVersion: 11, adapterType: 'lsilogic' }));
+function ova(disk: Buffer, options: { first?: string; href?: string; ovfComment?: string } = {}): Buffer {
+  const ovf = Buffer.from((options.ovfComment ? `<!-- ${options.ovfComment} -->\n` : '') + ovfEnvelope({ name: 'a', diskFile: options.href ?? 'a-disk1.vmdk', diskFileBytes: disk.length, capacityBytes: disk.length, populatedBytes: 0, cpus: 1, memoryMiB: 64, hardwareVersion: 11, adapterType: 'lsilogic' }));
   const mf = Buffer.from(ovfManifest([{ name: 'a.ovf', sha256: '00' }]));
   const parts: Buffer[] = [];
   for (const [name, data] of [[options.first ?? 'a.ovf', ovf], ['a.mf', mf], ['a-disk1.vmdk', disk]] as const) parts.push(tarFileHeader({ name, size: data.length, mtime: 0 }), data, Buffer.alloc(tarPadding(data.length)));
@@ -82,7 +82,11 @@ describe('the disk member of an OVA', () => {
     expect(message(() => findOvaDisk('x.ova', read(other), other.length))).toBe("x.ova: an OVA's first member is its .ovf; found 'readme.txt' at byte 0");
     const lacking = ova(disk, { href: 'b.vmdk' });
     expect(message(() => findOvaDisk('x.ova', read(lacking), lacking.length))).toBe("x.ova: the OVF's first disk is 'b.vmdk', which the archive does not hold");
-    expect(message(() => openOva({ ...fileLayer(archive), readAt: null }, archive.subarray(0, 3000), 'stdin', (m) => m))).toMatch(/^stdin: an OVA from a stream must have its \.ovf, manifest and disk header in its first 3000 bytes/);
+    // A stream that ended inside the .ovf is a cut archive; one whose .ovf runs past the head the chain sniffed needs a file.
+    expect(message(() => openOva({ ...fileLayer(archive), readAt: null }, archive.subarray(0, 3000), 'stdin', (m) => m))).toMatch(/^stdin: OVF descriptor 'a\.ovf' at byte 512 is cut short \(2488 of \d+ bytes\)$/);
+    const long = ova(disk, { ovfComment: 'x'.repeat(80_000) });
+    expect(message(() => openOva({ ...fileLayer(long), readAt: null }, long.subarray(0, 65536), 'stdin', (m) => m))).toMatch(/^stdin: an OVA from a stream must have its \.ovf, manifest and disk header in its first 65536 bytes/);
+    expect(openOva(fileLayer(long), long.subarray(0, 65536), 'x.ova', (m) => m).length).toEqual({ exact: disk.length });
   });
 
   it('seeded corruptions of the first 8 KiB: a member inside the archive or one CORRUPT_INPUT error, quickly', () => {

@@ -52,7 +52,14 @@ describe('fsmaker writes an OVA', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(linesOf(execFileSync('tar', ['-tf', ova], { encoding: 'utf8' }))).toEqual(['disk.ovf', 'disk.mf', 'disk-disk1.vmdk']);
     const disk = extract(ova, 'disk-disk1.vmdk');
-    expect(sha256(disk)).toBe(sha256(fs.readFileSync(rawImage))); // the stand-in disk format is raw
+    // The VMDK converted back by qemu-img is fsmaker's raw disk of the same --seed, byte for byte.
+    const member = path.join(out, 'member.vmdk');
+    const back = path.join(out, 'back.raw');
+    fs.writeFileSync(member, disk);
+    execFileSync('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', member, back]);
+    expect(sha256(fs.readFileSync(back))).toBe(sha256(fs.readFileSync(rawImage)));
+    fs.rmSync(member);
+    fs.rmSync(back);
     const ovf = extract(ova, 'disk.ovf').toString();
     expect(ovf).toContain(`ovf:capacity="${fs.statSync(rawImage).size}"`);
     expect(ovf).toContain('<rasd:VirtualQuantity>2</rasd:VirtualQuantity>');

@@ -13,13 +13,14 @@ export const QEMU = 'qemu-system-x86_64';
 export interface BootOptions {
   image: string;
   firmware: 'bios' | 'uefi';
-  disk: 'virtio' | 'ide' | 'scsi';
+  /** scsi: virtio-scsi; lsi-scsi: an LSI 53C895A (what VMware's lsilogic adapter stands for), which SeaBIOS boots from. */
+  disk: 'virtio' | 'ide' | 'scsi' | 'lsi-scsi';
   marker: string | RegExp;
   timeoutMs: number;
   /** Guest RAM in MiB (default 512). */
   memoryMiB?: number;
   /** The image's format as qemu names it (default raw): never probed, so a raw image is never taken for another format. */
-  format?: 'raw' | 'qcow2';
+  format?: 'raw' | 'qcow2' | 'vmdk';
 }
 
 export interface BootResult {
@@ -73,6 +74,8 @@ function diskArgs(image: string, disk: BootOptions['disk'], format: NonNullable<
       return ['-drive', `${file},if=ide,index=0,media=disk`];
     case 'scsi':
       return ['-device', 'virtio-scsi-pci,id=scsi0', '-drive', `${file},if=none,id=disk0`, '-device', 'scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0'];
+    case 'lsi-scsi':
+      return ['-device', 'lsi53c895a,id=scsi0', '-drive', `${file},if=none,id=disk0`, '-device', 'scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0'];
   }
 }
 

@@ -6,7 +6,7 @@
  * and nothing left behind (no OVA, no spool) when the copy fails or is interrupted.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { SPARSECOPY, linesOf, patternBytes, prng, tempLeftovers, useTempDir, wit
 import { mutants, runHostile } from './hostile.js';
 import { walkTar } from '../src/format/tar.js';
 import { identifyImage } from '../src/format/identify.js';
+import { checkStreamOptimized } from './vmdk-structure.js';
 
 const MiB = 1 << 20;
 const EPOCH = '1700000000';
@@ -53,6 +54,26 @@ function pythonMembers(ova: string): { name: string; size: number; sha256: strin
 /** One member's bytes, extracted by GNU tar. */
 const extract = (ova: string, member: string): Buffer => execFileSync('tar', ['-xOf', ova, member], { maxBuffer: 1 << 30 });
 
+/**
+ * The OVA's disk member, extracted by GNU tar: a streamOptimized VMDK that passes the structure
+ * check, names itself in its extent line, has the adapter type asked for, and holds `raw`
+ * (qemu-img compare). Its bytes.
+ */
+function expectDiskMember(ova: string, member: string, raw: string, adapterType = 'lsilogic'): Buffer {
+  const file = path.join(path.dirname(ova), `${path.basename(ova)}.member.vmdk`);
+  fs.writeFileSync(file, extract(ova, member));
+  try {
+    const structure = checkStreamOptimized(file, { fileName: member });
+    expect(structure.fields['ddb.adapterType']).toBe(adapterType);
+    const r = spawnSync('qemu-img', ['compare', '-f', 'vmdk', '-F', 'raw', file, raw], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Images are identical/);
+    return fs.readFileSync(file);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
 const attribute = (xml: string, element: string, name: string): string => new RegExp(`<${element}\\b[^>]*\\s${name}="([^"]*)"`).exec(xml)?.[1] ?? '';
 const rasd = (xml: string, type: number, field: string): string => {
   for (const item of xml.split('<Item>')) if (item.includes(`<rasd:ResourceType>${type}</rasd:ResourceType>`)) return new RegExp(`<rasd:${field}>([^<]*)<`).exec(item)?.[1] ?? '';
@@ -76,6 +97,7 @@ describe('sparsecopy to an OVA', () => {
     const manifest = extract(ova, 'web.mf').toString();
     const sha256sum = (member: string): string => execFileSync('sh', ['-c', `tar -xOf "$1" "$2" | sha256sum`, 'sh', ova, member], { encoding: 'utf8' }).split(' ')[0]!;
     expect(manifest).toBe(`SHA256(web.ovf)= ${sha256sum('web.ovf')}\nSHA256(web-disk1.vmdk)= ${sha256sum('web-disk1.vmdk')}\n`);
+    expectDiskMember(ova, 'web-disk1.vmdk', src.file);
     // The archive is exactly its members, padded, and two end blocks: nothing else.
     const walked = [...walkTar((o, l) => readAt(ova, o, l), fs.statSync(ova).size)];
     const last = walked[walked.length - 1]!;
@@ -88,15 +110,15 @@ describe('sparsecopy to an OVA', () => {
     const ova = path.join(path.dirname(src.file), 'vm.ova');
     const r = run([src.file, ova, '--ova-cpus', '4', '--ova-memory', '3G', '--ova-hw-version', 'vmx-13', '--adapter-type', 'ide']);
     expect(r.status, r.stderr).toBe(0);
-    const disk = extract(ova, 'vm-disk1.vmdk');
-    expect(disk.equals(fs.readFileSync(src.file))).toBe(true); // the stand-in disk format is raw
+    const disk = expectDiskMember(ova, 'vm-disk1.vmdk', src.file, 'ide');
     const ovf = extract(ova, 'vm.ovf').toString();
     expect(spawnSync('xmllint', ['--noout', '-'], { input: ovf }).status).toBe(0);
     expect(attribute(ovf, 'File', 'ovf:size')).toBe(String(disk.length));
     expect(attribute(ovf, 'File', 'ovf:href')).toBe('vm-disk1.vmdk');
     expect(attribute(ovf, 'Disk', 'ovf:capacity')).toBe(String(src.size));
-    // Whole 64 KiB grains: the two data runs touch 16 and 17 of them.
+    // Whole 64 KiB grains: the two data runs touch 16 and 17 of them, as the VMDK's grains say.
     expect(attribute(ovf, 'Disk', 'ovf:populatedSize')).toBe(String(33 * 65536));
+    expect(checkStreamOptimized(disk).grains.size).toBe(33);
     expect(rasd(ovf, 3, 'VirtualQuantity')).toBe('4');
     expect(rasd(ovf, 4, 'VirtualQuantity')).toBe('3072');
     expect(rasd(ovf, 5, 'InstanceID')).toBe(rasd(ovf, 17, 'Parent'));
@@ -137,7 +159,9 @@ describe('sparsecopy to an OVA', () => {
     fs.mkdirSync(path.dirname(ova));
     const r = run(['-', ova], { input: data });
     expect(r.status, r.stderr).toBe(0);
-    expect(extract(ova, 'p-disk1.vmdk').equals(data)).toBe(true);
+    const raw = path.join(path.dirname(ova), 'p.raw');
+    fs.writeFileSync(raw, data);
+    expectDiskMember(ova, 'p-disk1.vmdk', raw);
     expect(attribute(extract(ova, 'p.ovf').toString(), 'Disk', 'ovf:capacity')).toBe(String(data.length));
   });
 });
@@ -164,7 +188,8 @@ describe('OVA refusals, before anything is written', () => {
     refused(['--ova-memory', '1500K', 'SRC', 'OUT'], 1, /bad --ova-memory '1500K': not a whole number of MiB/);
     refused(['--ova-hw-version', 'vmx-3', 'SRC', 'OUT'], 1, /bad --ova-hw-version 'vmx-3'/);
     refused(['--ova-hw-version', 'esx', 'SRC', 'OUT'], 1, /bad --ova-hw-version 'esx'/);
-    refused(['--adapter-type', 'scsi', 'SRC', 'OUT'], 1, /bad --adapter-type 'scsi': expected ide, lsilogic, buslogic, legacyESX/);
+    refused(['--adapter-type', 'scsi', 'SRC', 'OUT'], 1, /bad --adapter-type 'scsi': expected ide, buslogic, lsilogic or legacyESX/);
+    refused(['--vmdk-subformat', 'monolithicSparse', 'SRC', 'OUT'], 1, /--vmdk-subformat is for VMDK output, not OVA/);
     refused(['--ova-cpus', '2', '--format', 'gzip', 'SRC', 'OUT'], 1, /--ova-cpus is for OVA output, not gzip/);
   });
   it('a block device: exit 1, the device untouched', async () => {
@@ -233,22 +258,30 @@ describe('an OVA that fails or is interrupted leaves nothing behind', () => {
     expect(fs.readdirSync(outDir)).toEqual([]);
   });
 
-  it('no room for the spool: one line naming it, exit 9, nothing left', () => {
-    const mount = fresh('small');
-    fs.mkdirSync(mount, { recursive: true });
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
-    expect(mounted.status, mounted.stderr.toString()).toBe(0);
-    try {
-      const src = sourceDisk();
-      const r = run([src.file, path.join(mount, 'full.ova')]);
-      expect(r.status, r.stderr).toBe(9);
-      expect(linesOf(r.stderr)).toHaveLength(1);
-      expect(linesOf(r.stderr)[0]).toMatch(new RegExp(`^sparsecopy: ${mount}/full\\.ova \\(its VMDK, spooled in ${mount}\\): write failed at byte \\d+: no space left on device$`, "i"));
-      expect(fs.readdirSync(mount)).toEqual([]);
-    } finally {
-      spawnSync('umount', [mount]);
-    }
-  });
+  for (const [where, tmpfsBytes, message] of [
+    ['the spool', '2m', (m: string) => `^sparsecopy: ${m}/full\\.ova \\(its VMDK, spooled in ${m}\\): write failed at byte \\d+: no space left on device$`],
+    ['the archive (the spool copied in)', '5m', (m: string) => `^sparsecopy: ${m}/full\\.ova: write failed at byte \\d+: no space left on device$`],
+  ] as const) {
+    it(`no room for ${where}: one line naming it, exit 9, nothing left`, () => {
+      const mount = fresh('small');
+      fs.mkdirSync(mount, { recursive: true });
+      const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', mount]);
+      expect(mounted.status, mounted.stderr.toString()).toBe(0);
+      try {
+        // Incompressible: the VMDK is as large as its data, 3 MiB.
+        const src = fresh('random.img');
+        fs.mkdirSync(path.dirname(src), { recursive: true });
+        writeSparseFile(src, 8 * MiB, [{ offset: MiB, data: randomBytes(3 * MiB) }]);
+        const r = run([src, path.join(mount, 'full.ova')]);
+        expect(r.status, r.stderr).toBe(9);
+        expect(linesOf(r.stderr)).toHaveLength(1);
+        expect(linesOf(r.stderr)[0]).toMatch(new RegExp(message(mount), 'i'));
+        expect(fs.readdirSync(mount)).toEqual([]);
+      } finally {
+        spawnSync('umount', [mount]);
+      }
+    });
+  }
 });
 
 function readAt(file: string, offset: number, length: number): Buffer {
@@ -292,10 +325,14 @@ describe('an OVA as SOURCE', () => {
     const ova = path.join(path.dirname(src.file), 'in.ova');
     expect(run([src.file, ova]).status).toBe(0);
     const out = path.join(path.dirname(src.file), 'out.img');
-    const r = run(['-', out], { input: readAt(ova, 0, 5_000_000) });
-    expect(r.status, r.stderr).toBe(18);
-    expect(linesOf(r.stderr)).toEqual([`sparsecopy: stdin: the OVA ends at byte 5000000, inside its disk member 'in-disk1.vmdk' (${src.size} bytes from byte 6144)`]);
-    expect(fs.existsSync(out)).toBe(false);
+    const member = [...walkTar((o, l) => readAt(ova, o, l), fs.statSync(ova).size)][2]!;
+    for (const cut of [member.dataOffset + 100, member.dataOffset + Math.floor(member.size / 2), member.dataOffset + member.size - 512]) {
+      const r = run(['-', out], { input: readAt(ova, 0, cut) });
+      expect(r.status, `${cut}: ${r.stderr}`).toBe(18);
+      expect(linesOf(r.stderr), String(cut)).toHaveLength(1);
+      expect(r.stderr).toMatch(/^sparsecopy: stdin: /);
+      expect(fs.existsSync(out)).toBe(false);
+    }
   });
 
   it('an OVF whose disk names no member, and a member that is not a disk format read here: one line, nothing written', () => {

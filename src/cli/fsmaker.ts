@@ -38,6 +38,8 @@ interface Raw extends RawOvaOptions {
   format?: string;
   clusterSize?: string;
   compress?: boolean;
+  vmdkSubformat?: string;
+  adapterType?: string;
   force?: boolean;
   quiet?: boolean;
   json?: boolean;
@@ -56,9 +58,14 @@ const HELP_TAIL = `
 OUTPUTIMAGE's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2
 qcow2 (version 3, written straight from the disk, no raw image first), else raw. A qcow2 needs a
 new or replaced regular file: stdout and block devices are refused before anything is built.
---cluster-size and --compress are for qcow2 only. .ova (or --format ova): an OVA (ovf, mf,
-streamOptimized VMDK) written from the disk as it is built, its OVF naming the firmware built for;
---ova-cpus, --ova-memory, --ova-hw-version and --adapter-type as sparsecopy's.
+--cluster-size and --compress are for qcow2 only.
+.vmdk (or --format vmdk) writes a VMDK straight from the disk: streamOptimized by default (also to
+stdout), or --vmdk-subformat monolithicSparse, monolithicFlat or twoGbMaxExtentFlat (new regular
+files; the flat extents beside OUTPUTIMAGE); --adapter-type ide, buslogic, lsilogic (default) or
+legacyESX. SOURCE_DATE_EPOCH set: the VMDK's CID is derived from it (reproducible output).
+.ova (or --format ova): an OVA (ovf, mf, streamOptimized VMDK) written from the disk as it is
+built, its OVF naming the firmware built for; --ova-cpus, --ova-memory, --ova-hw-version and
+--adapter-type as sparsecopy's.
 
 Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTIMAGE is one of the
 inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the
@@ -67,7 +74,7 @@ rootfs, 21 unknown or corrupt rootfs (or one Linux would not mount), 22 the root
 --size, 23 kernel or initrd not found, 24 GRUB files missing or unusable, 25 core.img too large, 26 formatting
 the spare partition failed, 27 the kernel is not a bzImage, the initrd not an initramfs Linux
 unpacks, or the default kernel's modules are damaged, 28 an output format not written (or a qcow2
-to stdout or a device), 29 a program the output format needs is missing, 130/143 interrupted by
+to stdout or a device, a VMDK but streamOptimized to stdout or a device), 29 a program the output format needs is missing, 130/143 interrupted by
 SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
 `;
 
@@ -96,10 +103,12 @@ function buildCommand(): Command {
     .option('--print-config', 'say which kernel, initrd and GRUB files would be used, and why; write nothing')
     .option('--md5', 'print the MD5 of the uncompressed disk')
     .option('--sha256', 'print the SHA-256 of the uncompressed disk')
-    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2 and .qcow2 names give those formats)')
-    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2, qcow2 or ova (default: from its name)")
+    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2, .qcow2, .vmdk and .ova names give those formats)')
+    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2, qcow2, vmdk or ova (default: from its name)")
     .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K; bare = bytes)')
-    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does');
+    .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
+    .option('--vmdk-subformat <SUBFORMAT>', 'VMDK: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat')
+    .option('--adapter-type <TYPE>', "VMDK and OVA: the descriptor's adapter type (an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX");
   return addOvaOptions(command)
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
@@ -185,13 +194,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** --format, or --gzip as before --format existed; neither: OUTPUTIMAGE's name decides (in the library). */
-function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress' | 'ovaCpus' | 'ovaMemoryMiB' | 'ovaHardwareVersion' | 'adapterType'> {
+function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress' | 'vmdkSubformat' | 'adapterType' | 'ovaCpus' | 'ovaMemoryMiB' | 'ovaHardwareVersion'> {
   if (raw.gzip && raw.format !== undefined && raw.format !== 'gzip') throw new ToolError('USAGE', `--gzip contradicts --format ${raw.format}`);
   const outputFormat = raw.gzip ? 'gzip' : raw.format;
   return {
     ...(outputFormat !== undefined ? { outputFormat } : {}),
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
+    ...(raw.vmdkSubformat !== undefined ? { vmdkSubformat: raw.vmdkSubformat } : {}),
+    ...(raw.adapterType !== undefined ? { adapterType: raw.adapterType } : {}),
     ...ovaOptionsOf(raw),
   };
 }

@@ -27,7 +27,7 @@ disk it is, an OVA (a tar with its .ovf first) is read as the disk of its OVF's 
 member; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
-.ova OVA, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
+.vmdk VMDK, .ova OVA, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
 file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
 device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
 block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
@@ -35,11 +35,20 @@ block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partit
 .ova (or --format ova): a tar of NAME.ovf, NAME.mf (SHA256 lines) and NAME-disk1.vmdk, to a new
 file, stdout or a pipe; the VMDK is spooled to an unlinked temporary file in DEST's directory
 ($TMPDIR for a stream) first, because the tar header needs its size. --ova-cpus N (1),
---ova-memory MiB (1024), --ova-hw-version vmx-NN (vmx-11), --adapter-type (lsilogic) are for OVA
-only; -o, -s, -f, --to-partition and a block device are refused (exit 1).
+--ova-memory MiB (1024), --ova-hw-version vmx-NN (vmx-11) are for OVA only, --adapter-type also
+sets its disk controller; -o, -s, -f, --to-partition and a block device are refused (exit 1).
 --backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
 from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
 found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
+.vmdk (or --format vmdk) writes a VMDK, --vmdk-subformat: streamOptimized (default; what OVA,
+vSphere upload and cloud import take: compressed grains, one forward pass, to a file, a pipe or
+stdout, where its extent line names "disk.vmdk"), monolithicSparse (qemu-img's default layout;
+a new regular file, a SOURCE of known length), monolithicFlat (DEST is the descriptor, the disk
+is NAME-flat.vmdk beside it) or twoGbMaxExtentFlat (NAME-f001.vmdk... of 2 GiB each), the flat
+extents sparse files. --adapter-type ide, buslogic, lsilogic (default) or legacyESX. Refused
+(exit 28): all but streamOptimized to a stream or a device, streamOptimized to a stream from a
+SOURCE of unknown length (a .xz...); -o, -s, -f, --to-partition, --backing (exit 1).
+SOURCE_DATE_EPOCH set: the VMDK's CID is derived from it (reproducible bytes).
 To make a sparse file use /dev/null as SOURCE with -f (e.g. sparsecopy -f2G /dev/null myfs).
 SIZE and POS are in blocks by default, or with a suffix B K M G T P E (powers of 1024;
 note -b 1024 means 1024 blocks of 512 bytes: use 1024B for bytes).
@@ -51,11 +60,12 @@ Exit codes: 0 ok, 1 usage or bad size, 2 cannot open source, 3 cannot open desti
 failed, 9 write failed (also: no room beside a replaced file, stdout closed), 10 truncate failed,
 11 --check found a non-zero first block, 12 more data than --max with -e, 13 source and
 destination are the same file or device, or overlap in it (symlinks, hard links, redirections,
-loop devices and their backing files, a qcow2 source's backing files), 14 destination device
+loop devices and their backing files, a qcow2 source's backing files, a VMDK's extent files), 14 destination device
 mounted or in use, or a loop
 device's backing file (see --force), 15 source does not fit on the device (or is larger than a qcow2 of that --cluster-size maps), 16 reading the source
-failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image or qcow2 input
-(truncated, bad CRC or length, trailing garbage, bad qcow2 metadata, a looping backing chain),
+failed (or it changed between the two passes of a qcow2 to a stream), 17 digest mismatch (--verify-*), 18 corrupt compressed, sparse-image, qcow2 or VMDK input
+(truncated, bad CRC or length, trailing garbage, bad qcow2 or VMDK metadata, a looping backing chain,
+a VMDK descriptor line that does not parse, a short extent file, stream grains out of order),
 19 no partition table, no such partition, or (--to-partition) one that overlaps, 28 a format sparsecopy cannot read or write (yet), 29 a program a format needs
 is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130/143 interrupted by SIGINT/SIGTERM (a replaced file left as it
 was, its temporary file removed).
@@ -84,6 +94,8 @@ interface RawOptions extends RawOvaOptions {
   clusterSize?: string;
   compress?: boolean;
   backing?: string;
+  vmdkSubformat?: string;
+  adapterType?: string;
   md5?: boolean;
   sha256?: boolean;
   verifyMd5?: string;
@@ -117,11 +129,13 @@ function buildCommand(): Command {
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
-    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2 or ova (default: from DEST's extension)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2, vmdk or ova (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
-    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does'),
+    .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
+    .option('--vmdk-subformat <SUBFORMAT>', 'VMDK: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat')
+    .option('--adapter-type <TYPE>', "VMDK and OVA: the descriptor's adapter type (an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX"),
   )
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
@@ -175,6 +189,8 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...(raw.clusterSize !== undefined ? { clusterSize: parseSize(raw.clusterSize, 1, 'cluster size') } : {}),
     ...(raw.compress ? { compress: true } : {}),
     ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
+    ...(raw.vmdkSubformat !== undefined ? { vmdkSubformat: raw.vmdkSubformat } : {}),
+    ...(raw.adapterType !== undefined ? { adapterType: raw.adapterType } : {}),
     ...ovaOptionsOf(raw),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {

@@ -15,6 +15,7 @@ import { type KnownLength, type SourceLayer, exactLength } from './chain.js';
 import { FORMAT_DESCRIPTIONS, type ImageFormat, identifyImage } from './identify.js';
 import { openOva } from './ova-layer.js';
 import { type ChainFile, type OpenChainFile, qcow2Layer } from './qcow2-layer.js';
+import { sparseStreamRefusal, vmdkDiskLayer, vmdkStreamLayer } from './vmdk-layer.js';
 
 export type DriverKind = 'decompressor' | 'container' | 'raw' | 'refused';
 
@@ -31,7 +32,11 @@ export interface DecompressorDriver {
 export interface ContainerDriver {
   kind: 'container';
   format: ImageFormat;
-  needsRandomAccess: boolean;
+  /**
+   * Whether it must read at any offset; decided per input when a function of the head: null when
+   * this input can be streamed, else what needs random access, for the refusal.
+   */
+  needsRandomAccess: boolean | ((head: Buffer) => string | null);
   open(below: SourceLayer, head: Buffer, context: LayerContext): SourceLayer;
 }
 
@@ -227,10 +232,38 @@ const qcow2: ContainerDriver = {
   format: 'qcow2',
   needsRandomAccess: true,
   open(below, _head, context) {
-    const top: ChainFile = { name: context.name, size: exactLength(below.length) ?? 0, identity: context.identity ?? context.name, readAt: below.readAt! };
-    return qcow2Layer(below, top, context.openFile ?? null, context.chunkBytes);
+    return qcow2Layer(below, topFile(below, context), context.openFile ?? null, context.chunkBytes);
   },
 };
+
+/**
+ * VMDK: a descriptor and a sparse file without markers are read at any offset; a streamOptimized
+ * extent from a file too (its grain directory), and forward by its markers from a stream.
+ */
+const vmdkSparse: ContainerDriver = {
+  kind: 'container',
+  format: 'vmdk-sparse',
+  needsRandomAccess: sparseStreamRefusal,
+  open(below, head, context) {
+    if (!below.readAt) return vmdkStreamLayer(below, head, context.chunkBytes);
+    return vmdkDiskLayer(below, topFile(below, context), null, false, context.chunkBytes);
+  },
+};
+const vmdkDescriptor: ContainerDriver = {
+  kind: 'container',
+  format: 'vmdk-descriptor',
+  needsRandomAccess: () => 'a VMDK descriptor (its extents are files beside it)',
+  open: (below, _head, context) => vmdkDiskLayer(below, topFile(below, context), context.openFile ?? null, true, context.chunkBytes),
+};
+
+/** The file a container was found in, as the chain's first file. */
+const topFile = (below: SourceLayer, context: LayerContext): ChainFile => ({
+  name: context.name,
+  size: exactLength(below.length) ?? 0,
+  identity: context.identity ?? context.name,
+  readAt: below.readAt!,
+  ...(below.mayHoldData ? { dataSegments: below.mayHoldData } : {}),
+});
 
 const refused = (format: ImageFormat, label: string): RefusedDriver => ({ kind: 'refused', format, label });
 
@@ -246,9 +279,9 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
   zip: refused('zip', 'zip archives'),
   qcow2,
   qcow: refused('qcow', 'qcow (version 1)'),
-  'vmdk-sparse': refused('vmdk-sparse', 'VMDK'),
+  'vmdk-sparse': vmdkSparse,
   'vmdk-cowd': refused('vmdk-cowd', 'ESX VMDK'),
-  'vmdk-descriptor': refused('vmdk-descriptor', 'VMDK'),
+  'vmdk-descriptor': vmdkDescriptor,
   vhd: refused('vhd', 'VHD'),
   vhdx: refused('vhdx', 'VHDX'),
   vdi: refused('vdi', 'VDI'),
@@ -268,7 +301,8 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
         if (driver.kind === 'decompressor' || driver.format === 'ova') {
           throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${FORMAT_DESCRIPTIONS[inner]} as the disk of an OVA appliance; sparsecopy reads VMDK and raw disks there; nothing written`);
         }
-        if (driver.needsRandomAccess && !member.readAt) throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${FORMAT_DESCRIPTIONS[inner]} inside an OVA appliance needs random access; read the OVA from a file; nothing written`);
+        const needs = typeof driver.needsRandomAccess === 'function' ? driver.needsRandomAccess(memberHead) : driver.needsRandomAccess ? driver.format : null;
+        if (needs !== null && !member.readAt) throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${FORMAT_DESCRIPTIONS[inner]} inside an OVA appliance; ${needs} needs random access, it cannot be read from a stream (copy the OVA to a file first); nothing written`);
         return driver.open(member, memberHead, context);
       }),
   },

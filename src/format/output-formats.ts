@@ -4,9 +4,11 @@
  * with a message naming the format and the option. Pure: the sinks live in codec/ and sparsecopy/.
  */
 
-import { ADAPTER_TYPES, type AdapterType, OVF_DEFAULTS } from './ovf.js';
+import { VMDK_ADAPTER_TYPES, type VmdkAdapterType } from './vmdk-descriptor-text.js';
+import { VMDK_SUBFORMATS, type VmdkSubformat } from './vmdk-writer.js';
+import { OVF_DEFAULTS } from './ovf.js';
 
-export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'ova';
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'vmdk' | 'ova';
 
 export interface OutputFormat {
   name: OutputFormatName;
@@ -19,7 +21,7 @@ export interface OutputFormat {
   needs: {
     /** Its bytes depend on every byte before them: extents must come in order, and a new file or a stream is written. */
     ordered: boolean;
-    /** It must seek in its destination (qcow2, VMDK later). */
+    /** It must seek in its destination (qcow2; VMDK but streamOptimized). */
     seekable: boolean;
     /** It must know the exact size before the first byte (OVA's tar header, later). */
     sizeFirst: boolean;
@@ -38,6 +40,8 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   { name: 'bzip2', extensions: ['.bz2'], label: 'bzip2', levels: { min: 1, max: 9, default: 9 }, needs: compressed, tool: { command: 'lbzip2', debianPackage: 'lbzip2' } },
   // Written in one pass with its metadata last (codec/qcow2-sink.ts): a new regular file only.
   { name: 'qcow2', extensions: ['.qcow2'], label: 'qcow2', levels: null, needs: { ordered: true, seekable: true, sizeFirst: false } },
+  // streamOptimized by default: one forward pass, a file or a stream; the other subformats seek (vmdkNeeds).
+  { name: 'vmdk', extensions: ['.vmdk'], label: 'VMDK', levels: null, needs: { ordered: true, seekable: false, sizeFirst: false } },
   // A tar whose disk member's size comes first: the VMDK is spooled beside it (codec/ova-sink.ts), then a new file or a stream is written.
   { name: 'ova', extensions: ['.ova'], label: 'OVA', levels: null, needs: { ordered: true, seekable: false, sizeFirst: true } },
 ];
@@ -45,7 +49,6 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
 /** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
 const NOT_WRITTEN: Record<string, string> = {
   '.qcow': 'qcow',
-  '.vmdk': 'VMDK',
   '.ovf': 'OVF',
   '.vhd': 'VHD',
   '.vpc': 'VHD',
@@ -72,7 +75,7 @@ export const outputFormatNamed = (name: string): OutputFormat | undefined => OUT
 
 /**
  * The format of `destination`: --format when given (it wins over the name), else the name's
- * extension (.gz, .xz, .zst, .bz2, .qcow2), else raw. With `raw` (--raw), the name decides nothing: the
+ * extension (.gz, .xz, .zst, .bz2, .qcow2, .vmdk), else raw. With `raw` (--raw), the name decides nothing: the
  * bytes are written as they are. A known extension of a format not written is refused.
  */
 export function chooseOutputFormat(destination: string, options: { format?: string; raw?: boolean }): OutputFormat {
@@ -147,12 +150,41 @@ export function qcow2OptionsFor(format: OutputFormat, options: { clusterSize?: n
   return { clusterBits: bits, compress: options.compress ?? false };
 }
 
+/** What --vmdk-subformat and --adapter-type ask of a VMDK output. */
+export interface VmdkOutputOptions {
+  subformat: VmdkSubformat;
+  adapterType: VmdkAdapterType;
+}
+
+/** Every VMDK subformat but streamOptimized is written into new regular files, with seeks. */
+export const vmdkNeeds = (vmdk: VmdkOutputOptions): OutputFormat['needs'] => ({ ordered: true, seekable: vmdk.subformat !== 'streamOptimized', sizeFirst: false });
+
+/** The VMDK options from the user's (names as qemu-img spells them, in any case), or null for other formats, which refuse them. */
+export function vmdkOptionsFor(format: OutputFormat, options: { vmdkSubformat?: string; adapterType?: string }): VmdkOutputOptions | null {
+  if (format.name !== 'vmdk') {
+    // An OVA's disk is a streamOptimized VMDK: its adapter type is asked for too (ovaOptionsFor).
+    const given = options.vmdkSubformat !== undefined ? '--vmdk-subformat' : options.adapterType !== undefined && format.name !== 'ova' ? '--adapter-type' : null;
+    const ova = given === '--adapter-type' ? '; an OVA takes it too' : '';
+    if (given) throw new OutputFormatRefusal(`${given} is for VMDK output, not ${format.label} (--format vmdk, or a .vmdk destination${ova})`);
+    return null;
+  }
+  const subformat = oneOf(options.vmdkSubformat ?? 'streamOptimized', VMDK_SUBFORMATS, '--vmdk-subformat');
+  const adapterType = oneOf(options.adapterType ?? 'lsilogic', VMDK_ADAPTER_TYPES, '--adapter-type');
+  return { subformat, adapterType };
+}
+
+function oneOf<T extends string>(text: string, values: readonly T[], option: string): T {
+  const found = values.find((v) => v.toLowerCase() === text.toLowerCase());
+  if (found === undefined) throw new OutputFormatRefusal(`bad ${option} '${text}': expected ${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`);
+  return found;
+}
+
 /** What --ova-cpus, --ova-memory, --ova-hw-version, --adapter-type and fsmaker's firmware ask of an OVA. */
 export interface OvaOutputOptions {
   cpus: number;
   memoryMiB: number;
   hardwareVersion: number;
-  adapterType: AdapterType;
+  adapterType: VmdkAdapterType;
   firmware?: 'bios' | 'efi';
 }
 
@@ -161,10 +193,10 @@ const OVA_MAX_CPUS = 768;
 const OVA_MAX_MEMORY_MIB = 24 << 20;
 const OVA_HW_VERSIONS = { min: 4, max: 99 } as const;
 
-/** The OVA's options from the user's, or null for other formats, which refuse them. */
+/** The OVA's options from the user's, or null for other formats, which refuse them (--adapter-type: vmdkOptionsFor). */
 export function ovaOptionsFor(format: OutputFormat, options: { ovaCpus?: number; ovaMemoryMiB?: number; ovaHardwareVersion?: string; adapterType?: string; ovaFirmware?: 'bios' | 'efi' }): OvaOutputOptions | null {
   if (format.name !== 'ova') {
-    const given = options.ovaCpus !== undefined ? '--ova-cpus' : options.ovaMemoryMiB !== undefined ? '--ova-memory' : options.ovaHardwareVersion !== undefined ? '--ova-hw-version' : options.adapterType !== undefined ? '--adapter-type' : null;
+    const given = options.ovaCpus !== undefined ? '--ova-cpus' : options.ovaMemoryMiB !== undefined ? '--ova-memory' : options.ovaHardwareVersion !== undefined ? '--ova-hw-version' : null;
     if (given) throw new OutputFormatRefusal(`${given} is for OVA output, not ${format.label} (--format ova, or a .ova destination)`);
     return null;
   }
@@ -177,7 +209,6 @@ export function ovaOptionsFor(format: OutputFormat, options: { ovaCpus?: number;
   if (!(hardwareVersion >= OVA_HW_VERSIONS.min && hardwareVersion <= OVA_HW_VERSIONS.max)) {
     throw new OutputFormatRefusal(`bad --ova-hw-version '${hw}': expected vmx-NN or NN, ${OVA_HW_VERSIONS.min} to ${OVA_HW_VERSIONS.max} (vmx-11, the default, imports on ESXi 6.0 and later)`);
   }
-  const adapter = options.adapterType ?? OVF_DEFAULTS.adapterType;
-  if (!(ADAPTER_TYPES as readonly string[]).includes(adapter)) throw new OutputFormatRefusal(`bad --adapter-type '${adapter}': expected ${ADAPTER_TYPES.join(', ')}`);
-  return { cpus, memoryMiB, hardwareVersion, adapterType: adapter as AdapterType, ...(options.ovaFirmware ? { firmware: options.ovaFirmware } : {}) };
+  const adapterType = oneOf(options.adapterType ?? OVF_DEFAULTS.adapterType, VMDK_ADAPTER_TYPES, '--adapter-type');
+  return { cpus, memoryMiB, hardwareVersion, adapterType, ...(options.ovaFirmware ? { firmware: options.ovaFirmware } : {}) };
 }

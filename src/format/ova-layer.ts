@@ -13,6 +13,7 @@ import { ToolError } from '../errors.js';
 import type { Extent } from '../extent/extent.js';
 import { windowExtents } from '../extent/window.js';
 import { type SourceLayer, exactLength } from './chain.js';
+import { IDENTIFY_HEAD_BYTES } from './identify.js';
 import { MAX_OVF_BYTES, OvfError, firstOvfDisk } from './ovf.js';
 import { TAR_BLOCK, TarError, type TarMember, TarWalker } from './tar.js';
 
@@ -127,21 +128,20 @@ export function openOva(below: SourceLayer, head: Buffer, name: string, openInne
   try {
     found = findOvaDisk(name, read, readAt ? length : null);
   } catch (err) {
-    // From a stream only the head is there: a walk that ran out of it needs more than it holds.
-    if (!readAt && err instanceof ToolError && /cut short|without its end blocks/.test(err.message)) {
+    // From a stream only the head is there: a walk that ran out of it needs more than it holds
+    // (a head shorter than asked for is the whole stream: that is a cut archive, the error as it is).
+    if (!readAt && head.length >= IDENTIFY_HEAD_BYTES && err instanceof ToolError && /cut short|without its end blocks/.test(err.message)) {
       throw new ToolError('UNSUPPORTED_FORMAT', `${name}: an OVA from a stream must have its .ovf, manifest and disk header in its first ${head.length} bytes, and this one has not (${err.message.slice(name.length + 2)}); read it from a file; nothing written`);
     }
     throw err;
   }
   const { member } = found;
   const layer = memberLayer(below, member);
-  const headBytes = Math.min(member.size, IDENTIFY_HEAD_BYTES_OF_MEMBER);
+  const headBytes = Math.min(member.size, IDENTIFY_HEAD_BYTES);
   const memberHead = readAt ? layer.readAt!(0, headBytes) : head.subarray(member.dataOffset, member.dataOffset + headBytes);
   if (!readAt && memberHead.length < Math.min(member.size, TAR_BLOCK)) {
+    if (head.length < IDENTIFY_HEAD_BYTES) throw corrupt(name, `the OVA ends at byte ${head.length}, inside its disk member '${member.name}' (${member.size} bytes from byte ${member.dataOffset})`);
     throw new ToolError('UNSUPPORTED_FORMAT', `${name}: an OVA from a stream must have its disk member's first ${TAR_BLOCK} bytes in its first ${head.length} bytes; this one's begins at byte ${member.dataOffset}; read it from a file; nothing written`);
   }
   return openInner(layer, memberHead);
 }
-
-/** What the member's format is told from: as much of its head as the chain's own probe looks at. */
-const IDENTIFY_HEAD_BYTES_OF_MEMBER = 64 << 10;

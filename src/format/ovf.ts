@@ -5,11 +5,12 @@
  * and VirtualHardwareSection (CPUs, memory, a disk controller, the disk on it, a network adapter).
  */
 
+import { VMDK_ADAPTER_TYPES, type VmdkAdapterType } from './vmdk-descriptor-text.js';
+
 export const VMDK_STREAM_OPTIMIZED_FORMAT = 'http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized';
 
 /** The VMDK's ddb.adapterType, which the OVF's disk controller must match. */
-export type AdapterType = 'ide' | 'lsilogic' | 'buslogic' | 'legacyESX';
-export const ADAPTER_TYPES: readonly AdapterType[] = ['ide', 'lsilogic', 'buslogic', 'legacyESX'];
+type AdapterType = VmdkAdapterType;
 
 export interface OvfOptions {
   /** The virtual system's id and name: the OVA's base name. */
@@ -74,7 +75,7 @@ function checkOptions(o: OvfOptions): void {
   ] as const) {
     if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`OVF ${what} must be a whole number of at least ${min}, not ${value}`);
   }
-  if (!ADAPTER_TYPES.includes(o.adapterType)) throw new RangeError(`OVF adapter type ${o.adapterType} is not one of ${ADAPTER_TYPES.join(', ')}`);
+  if (!VMDK_ADAPTER_TYPES.includes(o.adapterType)) throw new RangeError(`OVF adapter type ${o.adapterType} is not one of ${VMDK_ADAPTER_TYPES.join(', ')}`);
 }
 
 /** The .ovf descriptor's text. */

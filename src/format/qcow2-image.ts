@@ -23,7 +23,15 @@ export interface HostFile {
 export type ResolvedRun =
   | { kind: 'zero'; offset: number; length: number }
   | { kind: 'data'; offset: number; length: number; file: HostFile; host: number }
-  | { kind: 'compressed'; offset: number; length: number; file: HostFile; image: Qcow2Image; host: number; bytes: number; clusterOffset: number };
+  | { kind: 'compressed'; offset: number; length: number; file: HostFile; image: ClusterInflater; host: number; bytes: number; clusterOffset: number };
+
+/** What inflates a compressed run's whole cluster (a qcow2 image's, a VMDK extent's grains): `bytes` at `host` of `file` hold it. */
+export interface ClusterInflater {
+  /** Synchronously, reading the bytes itself (small reads: partition tables). */
+  inflateSync(run: Extract<ResolvedRun, { kind: 'compressed' }>): Buffer;
+  /** On the thread pool, from the bytes already read. */
+  inflate(run: Extract<ResolvedRun, { kind: 'compressed' }>, compressed: Buffer): Promise<Buffer>;
+}
 
 /** An image of the chain: a qcow2 file or a raw one. */
 export interface DiskImage {
@@ -45,7 +53,7 @@ export function rawImage(file: HostFile): DiskImage {
 /** L1 entries are read in blocks of this many bytes, one block kept. */
 const L1_BLOCK_BYTES = 64 << 10;
 
-export class Qcow2Image implements DiskImage {
+export class Qcow2Image implements DiskImage, ClusterInflater {
   readonly header: Qcow2Header;
   readonly geometry: Qcow2Geometry;
   readonly virtualSize: number;

@@ -18,6 +18,8 @@ import { type DiskImage, type HostFile, Qcow2Image, type ResolvedRun, rawImage, 
 /** A file of the chain as opened for it: `identity` tells two names of one file apart from two files. */
 export interface ChainFile extends HostFile {
   identity: string;
+  /** Where the file may hold data (its SEEK_DATA/SEEK_HOLE map), when known: the rest reads as zeros (a VMDK's flat extents). */
+  dataSegments?: (start: number) => Generator<{ offset: number; length: number }>;
 }
 
 /** Opens the backing files a chain names (throws a ToolError when one cannot be opened). */

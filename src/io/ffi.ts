@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import util from 'node:util';
 
 type FfiModule = typeof import('ffi-rs');
 interface Libc {
@@ -264,7 +265,9 @@ export function copyFileRange(inFd: number, inOffset: number, outFd: number, out
   if (r.value >= 0) return r.value;
   if ([EINVAL, EXDEV, ENOSYS, EOPNOTSUPP, EBADF].includes(r.errno)) return null;
   const code = errnoName(r.errno);
-  throw Object.assign(new Error(`${code}: copy_file_range failed (errno ${r.errno})`), { errno: r.errno, code });
+  // Node's own text for the errno ("no space left on device"), as its fs errors carry it.
+  const reason = util.getSystemErrorMap().get(-r.errno)?.[1] ?? `errno ${r.errno}`;
+  throw Object.assign(new Error(`${code}: ${reason}, copy_file_range`), { errno: r.errno, code });
 }
 
 const EXDEV = 18;

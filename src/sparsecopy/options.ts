@@ -27,7 +27,7 @@ export interface SparseCopyOptions {
   force?: boolean;
   /** Copy the source's bytes as they are: no format is recognised or decompressed (--raw). */
   raw?: boolean;
-  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2, qcow2; default: the destination's extension. */
+  /** Output format by name (--format): raw, gzip, xz, zstd, bzip2, qcow2, vmdk; default: the destination's extension. */
   outputFormat?: string;
   /** Compression level of the output format (its own range); default: the format's. */
   level?: number;
@@ -37,13 +37,15 @@ export interface SparseCopyOptions {
   compress?: boolean;
   /** qcow2 output: a layer over this backing file (raw or qcow2), holding only what differs from it; stored as given, found from the destination's directory. */
   backing?: string;
+  /** VMDK output: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat (qemu-img's names). */
+  vmdkSubformat?: string;
   /** OVA output: the virtual machine's CPUs (default 1), memory in MiB (default 1024), vmx-NN hardware version (default 11). */
   ovaCpus?: number;
   ovaMemoryMiB?: number;
   ovaHardwareVersion?: string;
   /** OVA output: what the disk boots under (vmw:Config firmware), when the caller knows (fsmaker). */
   ovaFirmware?: 'bios' | 'efi';
-  /** OVA output: the VMDK's adapter type and the OVF's disk controller: ide, lsilogic (default), buslogic, legacyESX. */
+  /** VMDK and OVA output: the descriptor's ddb.adapterType (and an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX. */
   adapterType?: string;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];

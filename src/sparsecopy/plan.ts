@@ -10,7 +10,20 @@ import { ToolError, describeSystemError } from '../errors.js';
 import type { DigestAlgorithm } from '../codec/digest.js';
 import type { Extent } from '../extent/extent.js';
 import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '../format/chain.js';
-import { type OutputFormat, OutputFormatRefusal, type OvaOutputOptions, type Qcow2OutputOptions, chooseOutputFormat, levelFor, ovaOptionsFor, qcow2OptionsFor } from '../format/output-formats.js';
+import {
+  type OutputFormat,
+  OutputFormatRefusal,
+  type OvaOutputOptions,
+  type Qcow2OutputOptions,
+  type VmdkOutputOptions,
+  chooseOutputFormat,
+  levelFor,
+  ovaOptionsFor,
+  qcow2OptionsFor,
+  vmdkNeeds,
+  vmdkOptionsFor,
+} from '../format/output-formats.js';
+import { capacitySectorsFor, sparseFits } from '../format/vmdk-writer.js';
 import { backingSizeMismatch, qcow2TooLarge } from '../codec/qcow2-sink.js';
 import { type OpenedBacking, openBacking } from './backing.js';
 import { findOnPath } from '../codec/child-decoder.js';
@@ -37,7 +50,7 @@ export interface CopyPlan {
   readonly watchRemainder: boolean;
   /** Bytes the copy delivers, when known before reading (padding not included). */
   readonly length: number | null;
-  readonly output: { readonly format: OutputFormat; readonly level: number | null; readonly qcow2: Qcow2OutputOptions | null; readonly ova: OvaOutputOptions | null };
+  readonly output: Output;
   readonly dest: OpenedDestination;
   /** --backing: the qcow2 output's backing file, open; closed with the source. */
   readonly backing: OpenedBacking | null;
@@ -61,12 +74,23 @@ export function blockSizeOf(options: SparseCopyOptions): number {
 
 export const chunkBytesOf = (options: SparseCopyOptions, blockSize: number): number => chunkSizeFor(blockSize, options.chunkBytes);
 
+export interface Output {
+  /** A VMDK's needs are its subformat's. */
+  readonly format: OutputFormat;
+  readonly level: number | null;
+  readonly qcow2: Qcow2OutputOptions | null;
+  readonly vmdk: VmdkOutputOptions | null;
+  readonly ova: OvaOutputOptions | null;
+}
+
 /** The output format and level the options and the destination's name ask for (refusals are USAGE or UNSUPPORTED_FORMAT). */
-export function outputOf(options: SparseCopyOptions): CopyPlan['output'] {
+export function outputOf(options: SparseCopyOptions): Output {
   try {
-    const format = chooseOutputFormat(options.destination, { format: options.outputFormat, raw: options.raw });
-    const level = levelFor(format, options.level === undefined ? undefined : String(options.level));
-    return { format, level, qcow2: qcow2OptionsFor(format, options), ova: ovaOptionsFor(format, options) };
+    const chosen = chooseOutputFormat(options.destination, { format: options.outputFormat, raw: options.raw });
+    const level = levelFor(chosen, options.level === undefined ? undefined : String(options.level));
+    const vmdk = vmdkOptionsFor(chosen, options);
+    const format = vmdk ? { ...chosen, needs: vmdkNeeds(vmdk) } : chosen;
+    return { format, level, qcow2: qcow2OptionsFor(chosen, options), vmdk, ova: ovaOptionsFor(chosen, options) };
   } catch (err) {
     if (!(err instanceof OutputFormatRefusal)) throw err;
     const code = /cannot write/.test(err.message) ? 'UNSUPPORTED_FORMAT' : 'USAGE';
@@ -92,8 +116,9 @@ export function needsExtentsInOrder(options: SparseCopyOptions): boolean {
  */
 export function refuseOutputUpFront(options: SparseCopyOptions, lengthBytes: number): void {
   const output = outputOf(options);
-  refuseIncompatibleOptions(options, output.format);
+  refuseIncompatibleOptions(options, output);
   refuseQcow2TooLarge(options, output.qcow2, lengthBytes);
+  refuseVmdkSize(options, output, lengthBytes);
   // What is checked up front is a disk built as it is written: it cannot be read twice.
   if (output.format.name === 'qcow2' && destinationIsStream(options.destination)) throw notTwice(options.destination, 'a disk built as it is written');
 }
@@ -102,11 +127,13 @@ export function refuseOutputUpFront(options: SparseCopyOptions, lengthBytes: num
  * Refusals that need nothing opened: what an output format cannot do with the options asked for,
  * named by format and option.
  */
-function refuseIncompatibleOptions(options: SparseCopyOptions, format: OutputFormat): void {
+function refuseIncompatibleOptions(options: SparseCopyOptions, output: Output): void {
+  const { format } = output;
   if (options.toPartition !== undefined && options.seekBytes) throw new ToolError('USAGE', '--to-partition cannot be combined with --seek');
   if (!format.needs.ordered) return;
   const clash = options.toPartition !== undefined ? '--to-partition' : options.overlay ? '--overlay' : options.seekBytes ? '--seek' : options.finalSize !== undefined ? '--finalsize' : null;
   if (clash) throw new ToolError('USAGE', `${options.destination}: ${clash} cannot be used with ${format.label} output (a new ${format.label} ${format.needs.seekable ? 'image' : 'stream'} is written)`);
+  if (output.vmdk && format.needs.seekable) refuseVmdkUnseekable(options.destination, output.vmdk);
   if (format.needs.seekable) refuseUnseekable(options.destination, format, options);
   if (format.tool && !findOnPath(format.tool.command)) {
     throw new ToolError('MISSING_TOOL', `${options.destination}: ${format.label} output needs the program ${format.tool.command}, which is not installed (Debian package ${format.tool.debianPackage}); nothing written`);
@@ -135,6 +162,48 @@ function refuseUnseekable(destination: string, format: OutputFormat, options: Sp
       `${name}: --compress cannot write a ${format.label} to a stream: its metadata goes first, and the compressed clusters' sizes and offsets it holds are unknown before compressing; write to a file; nothing written`,
     );
   }
+}
+
+/**
+ * monolithicSparse and the flat subformats are files the sink seeks in (sparse: its tables; flat:
+ * its extent files beside the descriptor): a new regular file, never a stream or a device.
+ */
+function refuseVmdkUnseekable(destination: string, vmdk: VmdkOutputOptions): void {
+  const stat = destinationStat(destination);
+  if (destination !== '-' && (stat === null || stat.isFile() || stat.isDirectory())) return;
+  const name = destination === '-' ? 'stdout' : destination;
+  const what = stat?.isBlockDevice() ? ' (a block device)' : destination === '-' ? '' : ' (not a regular file)';
+  throw new ToolError('UNSUPPORTED_FORMAT', `${name}${what}: a ${vmdk.subformat} VMDK needs a new regular file; only streamOptimized (the default) is written to a stream; nothing written`);
+}
+
+/**
+ * A monolithicSparse states its capacity and preallocates its grain tables in its first sectors,
+ * before any grain: the source's length must be known, and every offset must fit its 32-bit
+ * sectors (2 TiB). The others take any length (streamOptimized in a file, the flat ones: their
+ * header or descriptor is written at the end; streamOptimized to a stream is refused by its sink).
+ */
+function refuseVmdkSize(options: SparseCopyOptions, output: Output, length: number | null): void {
+  if (output.vmdk?.subformat !== 'monolithicSparse') return;
+  if (length === null) {
+    throw new ToolError(
+      'UNSUPPORTED_FORMAT',
+      `${options.destination}: a monolithicSparse VMDK preallocates its grain tables for the disk's size, and the source's length is unknown before it ends (a stream); use streamOptimized, or decompress to a file first; nothing written`,
+    );
+  }
+  const size = length + paddingFor(length, options.padBytes);
+  if (!sparseFits(capacitySectorsFor(size))) {
+    throw new ToolError('DOES_NOT_FIT', `${options.destination}: a virtual disk of ${size} bytes is larger than a monolithicSparse VMDK's 32-bit sector offsets address (2 TiB of file); use streamOptimized or monolithicFlat; nothing written`);
+  }
+}
+
+/** Whether a stream output's sink needs the capacity first and cannot get it (streamOptimized from a source of unknown length). */
+function refuseVmdkStreamOfUnknownLength(options: SparseCopyOptions, output: Output, length: number | null): void {
+  if (output.vmdk?.subformat !== 'streamOptimized' || length !== null || !destinationIsStream(options.destination)) return;
+  const name = options.destination === '-' ? 'stdout' : options.destination;
+  throw new ToolError(
+    'UNSUPPORTED_FORMAT',
+    `${name}: a streamOptimized VMDK states the disk's size in its first sector, and the source's length is unknown before it ends (a stream): write to a file (its header is rewritten at the end), or decompress to a file first; nothing written`,
+  );
 }
 
 function isTerminal(device: string): boolean {
@@ -193,7 +262,7 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
   const blockSize = blockSizeOf(options);
   const chunkBytes = chunkBytesOf(options, blockSize);
   const output = outputOf(options);
-  refuseIncompatibleOptions(options, output.format);
+  refuseIncompatibleOptions(options, output);
   const source = await openSource(chunkBytes);
   let backing: OpenedBacking | null = null;
   try {
@@ -215,6 +284,8 @@ export async function buildCopyPlan(options: SparseCopyOptions, openSource: (chu
     const watchRemainder = options.errorRemainder === true && options.maxBytes !== undefined && available === null;
     const length = available === null ? null : Math.min(available, options.maxBytes ?? Infinity);
     refuseQcow2TooLarge(options, output.qcow2, length);
+    refuseVmdkSize(options, output, length);
+    refuseVmdkStreamOfUnknownLength(options, output, length);
     if (options.backing !== undefined) backing = await openCheckedBacking(options, options.backing, length, chunkBytes);
     const plan = {
       source,

@@ -10,16 +10,20 @@ import { ChildEncoderSink } from '../codec/child-encoder-sink.js';
 import { GzipSink } from '../codec/gzip-sink.js';
 import { Qcow2Sink } from '../codec/qcow2-sink.js';
 import { ZstdSink } from '../codec/zstd-sink.js';
+import { VmdkFlatSink } from '../codec/vmdk-flat-sink.js';
+import { VmdkMonolithicSink } from '../codec/vmdk-monolithic-sink.js';
+import { VmdkStreamSink } from '../codec/vmdk-stream-sink.js';
 import os from 'node:os';
 import path from 'node:path';
-import { OvaSink } from '../codec/ova-sink.js';
-import { ovaDiskFactory } from '../codec/ova-disk.js';
+import { OvaSink, type SpooledDiskFactory } from '../codec/ova-sink.js';
+import { ovaMemberNames } from '../format/ovf.js';
 import { memberMtime } from '../format/tar.js';
+import { capacitySectorsFor } from '../format/vmdk-writer.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
 import type { OpenedDestination } from './destination.js';
 import type { SparseCopyOptions } from './options.js';
-import type { CopyPlan } from './plan.js';
+import { type CopyPlan, paddingFor } from './plan.js';
 import { PositionalSink } from './positional-sink.js';
 import type { Sink } from './sink.js';
 import { StreamSink } from './stream-sink.js';
@@ -67,23 +71,10 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
       const sink = new Qcow2Sink({ fd: dest.fd, name: dest.name, clusterBits, compress, virtualSize: endOffset, writerThread: plan.writerThread, ...(backing ? { backing } : {}) });
       return { sink, bytesWritten: () => sink.fileBytes };
     }
-    case 'ova': {
-      const ova = output.ova!;
-      // A file's spool goes beside it (the same filesystem: copied in the kernel); a stream's in $TMPDIR.
-      const sink = new OvaSink({
-        fd: dest.fd,
-        name: dest.name,
-        position,
-        baseName: ovaBaseName(options.destination),
-        spoolDir: dest.directory ?? os.tmpdir(),
-        disk: ovaDiskFactory(ova, options.signal),
-        hardware: ova,
-        capacity: endOffset,
-        mtime: memberMtime(),
-        signal: options.signal,
-      });
-      return { sink, bytesWritten: () => sink.fileBytes };
-    }
+    case 'vmdk':
+      return vmdkSink(plan);
+    case 'ova':
+      return ovaSink(plan, endOffset);
     case 'raw':
       break;
   }
@@ -105,6 +96,79 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
     finish,
   });
   return { sink, bytesWritten: () => null };
+}
+
+/** What a streamOptimized VMDK on stdout calls itself in its extent line (a file or a FIFO: its own name). */
+export const VMDK_STDOUT_FILE_NAME = 'disk.vmdk';
+
+/**
+ * A VMDK of the plan's subformat. The capacity is the copy's length when known (with --pad's
+ * zeros); the plan has refused what a subformat cannot take (a stream of unknown length for
+ * streamOptimized on a stream and for monolithicSparse; a stream or a device for all but
+ * streamOptimized).
+ */
+function vmdkSink(plan: CopyPlan): ChosenSink {
+  const { dest, options } = plan;
+  const { subformat, adapterType } = plan.output.vmdk!;
+  const capacity = plan.length === null ? undefined : plan.length + paddingFor(plan.length, options.padBytes);
+  const capacityBytes = capacity === undefined ? {} : { capacityBytes: capacity };
+  switch (subformat) {
+    case 'streamOptimized': {
+      const fileName = options.destination === '-' ? VMDK_STDOUT_FILE_NAME : undefined;
+      const position = dest.kind === 'file' ? 0 : null;
+      const sink = new VmdkStreamSink({ fd: dest.fd, name: dest.name, position, adapterType, signal: options.signal, ...capacityBytes, ...(fileName ? { fileName } : {}) });
+      return { sink, bytesWritten: () => sink.fileBytes };
+    }
+    case 'monolithicSparse': {
+      const sink = new VmdkMonolithicSink({ fd: dest.fd, name: dest.name, capacityBytes: capacity!, adapterType });
+      return { sink, bytesWritten: () => sink.fileBytes };
+    }
+    case 'monolithicFlat':
+    case 'twoGbMaxExtentFlat': {
+      const sink = new VmdkFlatSink({ fd: dest.fd, name: dest.name, split: subformat === 'twoGbMaxExtentFlat', adapterType, ...capacityBytes });
+      // The extents are part of the destination: renamed into place with it, removed with it.
+      const { commit, discard } = dest;
+      dest.commit = () => {
+        sink.commit();
+        commit();
+      };
+      dest.discard = () => {
+        sink.discard();
+        discard();
+      };
+      return { sink, bytesWritten: () => null };
+    }
+  }
+}
+
+/**
+ * An OVA: its streamOptimized VMDK spooled beside a file (the same filesystem: copied in the
+ * kernel), or in $TMPDIR for a stream, then the archive (codec/ova-sink.ts). The VMDK's capacity is
+ * the copy's length when known, else it is settled when the spool closes (a file: its header is
+ * rewritten); the OVF says the VMDK's capacity, a whole number of sectors.
+ */
+function ovaSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
+  const { dest, options } = plan;
+  const ova = plan.output.ova!;
+  const baseName = ovaBaseName(options.destination);
+  const capacity = plan.length === null ? undefined : plan.length + paddingFor(plan.length, options.padBytes);
+  const disk: SpooledDiskFactory = (fd, name) => {
+    const vmdk = new VmdkStreamSink({ fd, name, fileName: ovaMemberNames(baseName).disk, position: 0, adapterType: ova.adapterType, signal: options.signal, ...(capacity === undefined ? {} : { capacityBytes: capacity }) });
+    return { sink: vmdk, fileBytes: () => vmdk.fileBytes, populatedBytes: () => vmdk.populatedBytes };
+  };
+  const sink = new OvaSink({
+    fd: dest.fd,
+    name: dest.name,
+    position: dest.kind === 'file' ? 0 : null,
+    baseName,
+    spoolDir: dest.directory ?? os.tmpdir(),
+    disk,
+    hardware: ova,
+    capacity: () => capacitySectorsFor(capacity ?? endOffset()) * 512,
+    mtime: memberMtime(),
+    signal: options.signal,
+  });
+  return { sink, bytesWritten: () => sink.fileBytes };
 }
 
 /** An OVA's members and virtual system are named after it: "web.ova" holds web.ovf, web.mf, web-disk1.vmdk. */

@@ -152,7 +152,13 @@ function filesBeside(t: OpenedInput, onStarted: (stop: () => Promise<unknown>) =
     onStarted(async () => file.close());
     opened.push(file);
     const size = file.size ?? 0;
-    return { name: where, size, identity: `${file.stat.dev}:${file.stat.ino}`, readAt: (offset, length, into) => preadFully(file, offset, length, into) };
+    return {
+      name: where,
+      size,
+      identity: `${file.stat.dev}:${file.stat.ino}`,
+      readAt: (offset, length, into) => preadFully(file, offset, length, into),
+      dataSegments: (start) => dataSegments(file, start),
+    };
   };
   return { identity: `${t.stat.dev}:${t.stat.ino}`, openFile };
 }
@@ -172,11 +178,12 @@ function replaying(layer: SourceLayer, replay: AsyncGenerator<import('../extent/
 }
 
 function openContainer(driver: ContainerDriver, below: SourceLayer, head: Buffer, context: LayerContext): SourceLayer {
-  if (driver.needsRandomAccess && !below.readAt) {
+  const needs = typeof driver.needsRandomAccess === 'function' ? driver.needsRandomAccess(head) : driver.needsRandomAccess ? driver.format : null;
+  if (needs !== null && !below.readAt) {
     const what = FORMAT_DESCRIPTIONS[driver.format];
     const where = below.formats.length > 0 ? `${what} inside ${below.formats.map((f) => FORMAT_DESCRIPTIONS[f]).join(' inside ')}` : what;
     const instead = below.formats.length > 0 ? 'decompress it to a file first' : 'copy it to a file first';
-    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${where}; ${driver.format} needs random access, it cannot be read from a stream (${instead}); nothing written`);
+    throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${where}; ${needs} needs random access, it cannot be read from a stream (${instead}); nothing written`);
   }
   return driver.open(below, head, context);
 }
