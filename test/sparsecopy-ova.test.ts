@@ -420,3 +420,29 @@ describe('OVA output under stress', () => {
     expect(fs.readFileSync(src.file).equals(before)).toBe(true);
   });
 });
+
+describe('OVAs made by other tools as SOURCE', () => {
+  it("a GNU tar of an OVF and qemu-img's streamOptimized VMDK: the disk, from the file and from a pipe", () => {
+    const src = sourceDisk();
+    const work = path.dirname(src.file);
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', src.file, path.join(work, 'q-disk1.vmdk')]);
+    const vmdkBytes = fs.statSync(path.join(work, 'q-disk1.vmdk')).size;
+    fs.writeFileSync(
+      path.join(work, 'q.ovf'),
+      `<?xml version="1.0"?>\n<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">\n  <References><File ovf:href="q-disk1.vmdk" ovf:id="file1" ovf:size="${vmdkBytes}"/></References>\n  <DiskSection><Info>disks</Info><Disk ovf:capacity="${src.size}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>\n</Envelope>\n`,
+    );
+    fs.writeFileSync(path.join(work, 'q.mf'), `SHA256(q.ovf)= ${sha256(fs.readFileSync(path.join(work, 'q.ovf')))}\n`);
+    const ova = path.join(work, 'q.ova');
+    for (const format of ['ustar', 'gnu', 'pax']) {
+      execFileSync('tar', [`--format=${format}`, '-cf', ova, '-C', work, 'q.ovf', 'q.mf', 'q-disk1.vmdk']);
+      const out = path.join(work, 'out.img');
+      const r = run([ova, out]);
+      expect(r.status, `${format}: ${r.stderr}`).toBe(0);
+      expect(sha256(fs.readFileSync(out)), format).toBe(sha256(fs.readFileSync(src.file)));
+      const piped = run(['-', '-'], { input: fs.readFileSync(ova) });
+      expect(piped.status, `${format}: ${piped.stderr}`).toBe(0);
+      expect(sha256(piped.stdout), format).toBe(sha256(fs.readFileSync(src.file)));
+      fs.rmSync(out);
+    }
+  });
+});

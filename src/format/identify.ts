@@ -8,7 +8,7 @@
  * nothing here (null) and is copied as it is.
  */
 
-import { TAR_BLOCK, parseTarHeader } from './tar.js';
+import { TAR_BLOCK, walkTar } from './tar.js';
 
 export type ImageFormat =
   // compression wrappers
@@ -120,11 +120,14 @@ const isIso9660 = (h: Uint8Array): boolean => ascii(h, 32769, 'CD001');
  */
 function isOva(h: Uint8Array): boolean {
   if (h.length < TAR_BLOCK || !ascii(h, 257, 'ustar')) return false;
+  const head = Buffer.from(h.buffer, h.byteOffset, h.length);
   try {
-    return /\.ovf$/i.test(parseTarHeader(Buffer.from(h.buffer, h.byteOffset, TAR_BLOCK), 0).name);
+    // The first member past any extended headers (pax writes one before each file).
+    for (const member of walkTar((offset, length) => head.subarray(offset, offset + length), null)) return /\.ovf$/i.test(member.name);
   } catch {
-    return false; // not a header (its checksum, its fields): not an OVA
+    /* not a header (its checksum, its fields), or the head ended: not an OVA */
   }
+  return false;
 }
 
 /**
