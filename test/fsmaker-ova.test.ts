@@ -92,3 +92,18 @@ describe('fsmaker writes an OVA', () => {
     expect(fs.readdirSync(out)).toEqual([]);
   });
 });
+
+describe("fsmaker's OVA read back", () => {
+  it('sparsecopy --from-partition 1 disk.ova root.ext4 gives the rootfs back, from the file and from a pipe', () => {
+    const out = outputDir('appliance');
+    const ova = path.join(out, 'app.ova');
+    expect(fsmaker(['-q', ...stand, rootfs, ova]).status).toBe(0);
+    const root = path.join(out, 'root.ext4');
+    const r = runCli(path.join(ROOT, 'dist/bin/sparsecopy.mjs'), ['-q', '--from-partition', '1', ova, root]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(sha256(fs.readFileSync(root))).toBe(sha256(fs.readFileSync(rootfs)));
+    const piped = runCli(path.join(ROOT, 'dist/bin/sparsecopy.mjs'), ['-q', '--from-partition', '1', '-', root], { input: fs.readFileSync(ova) });
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(sha256(fs.readFileSync(root))).toBe(sha256(fs.readFileSync(rootfs)));
+  });
+});
