@@ -1,7 +1,8 @@
 /**
  * The OVA options both commands take (sparsecopy and fsmaker write the same OVA): declared and
- * parsed in one place (--adapter-type is the VMDK output's, which an OVA's disk takes too). Their ranges are checked by the library (format/output-formats.ts), with
- * the refusal of these options for other formats.
+ * parsed in one place (--adapter-type is the VMDK output's, which an OVA's disk takes too). Their
+ * ranges are checked by the library (format/output-formats.ts), with the refusal of these options
+ * for other formats.
  */
 import type { Command } from 'commander';
 import { ToolError } from '../errors.js';

@@ -24,7 +24,7 @@ SOURCE's format is recognised from its first bytes, whatever its name: gzip, xz,
 are decompressed, an Android sparse image is expanded (also inside a compressor), a qcow2 image
 (a file, with its backing files) is read as its virtual disk, an ISO 9660 image is copied as the
 disk it is, an OVA (a tar with its .ovf first) is read as the disk of its OVF's first disk
-member; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
+member; qcow v1, ESX VMDK (COWD), VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
 .vmdk VMDK, .ova OVA, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
