@@ -37,7 +37,7 @@ export const OVF_DEFAULTS = { cpus: 1, memoryMiB: 1024, hardwareVersion: 11, ada
 /**
  * CIM operating system 101, "Linux 64-Bit": what the disks these tools build are (x86_64 Linux,
  * GRUB for BIOS and UEFI). VirtualBox maps it to Linux 2.6+ x86_64 (ovfreader's CIMOSType table),
- * VMware to otherLinux64Guest (given as vmw:osType); "1 Other" would make both pick a 32-bit guest.
+ * VMware to otherLinux64Guest (given as vmw:osType); "1 Other" says nothing of the kind.
  */
 const OS_CIM_ID = 101;
 const OS_VMWARE_TYPE = 'otherLinux64Guest';

@@ -6,7 +6,7 @@
  * Sizes of 8 GiB and more do not fit the 11 octal digits of USTAR's size field: they are written
  * in GNU's base-256 form (first byte 0x80, the number big-endian in the rest of the field), which
  * GNU tar writes for them in its default format (ova-compose's --tar-format gnu does the same),
- * and GNU tar, bsdtar/libarchive, Python's tarfile and VirtualBox's IPRT tar reader all read. A pax
+ * and GNU tar, Python's tarfile (both checked in the tests) and libarchive read. A pax
  * 'size' record was the alternative; it adds an extended-header member before the disk, which a
  * reader that expects exactly ovf, mf, disks would see as an extra file.
  */
