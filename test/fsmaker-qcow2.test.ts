@@ -233,7 +233,7 @@ describe('fsmaker refuses qcow2 where it cannot be written, before anything is b
       [['--cluster-size', '4M'], 'disk.qcow2', /^fsmaker: bad --cluster-size 4194304 bytes/],
       [['--cluster-size', 'big'], 'disk.qcow2', /^fsmaker: bad cluster size 'big'/],
       [['--gzip', '--format', 'qcow2'], 'disk.qcow2', /^fsmaker: --gzip contradicts --format qcow2$/],
-      [['--format', 'vmdk'], 'disk.img', /^fsmaker: --format vmdk: not an output format/],
+      [['--format', 'vhd'], 'disk.img', /^fsmaker: --format vhd: not an output format/],
     ];
     for (const [options, name, message] of cases) {
       const r = runHostile('fsmaker', [...options, ...stand, ...late, rootfs, path.join(out, name)], { codes: [1], env: ENV });
