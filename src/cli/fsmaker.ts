@@ -13,11 +13,12 @@ import { checkOptions } from '../fsmaker/preflight.js';
 import { handleInterrupts } from './interrupt.js';
 import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { programLine, runMain } from './run.js';
+import { type RawOvaOptions, addOvaOptions, ovaOptionsOf } from './ova-options.js';
 
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
-interface Raw {
+interface Raw extends RawOvaOptions {
   kernel?: string;
   initrd?: string;
   size?: string;
@@ -62,6 +63,9 @@ new or replaced regular file: stdout and block devices are refused before anythi
 stdout), or --vmdk-subformat monolithicSparse, monolithicFlat or twoGbMaxExtentFlat (new regular
 files; the flat extents beside OUTPUTIMAGE); --adapter-type ide, buslogic, lsilogic (default) or
 legacyESX. SOURCE_DATE_EPOCH set: the VMDK's CID is derived from it (reproducible output).
+.ova (or --format ova): an OVA (ovf, mf, streamOptimized VMDK) written from the disk as it is
+built, its OVF naming the firmware built for; --ova-cpus, --ova-memory, --ova-hw-version and
+--adapter-type as sparsecopy's.
 
 Exit codes: 0 ok, 1 usage or bad option, 3 cannot create OUTPUTIMAGE, 13 OUTPUTIMAGE is one of the
 inputs (the rootfs, -k, -i, or inside -d), 14 the output device is in use (see --force), 15 the
@@ -79,7 +83,7 @@ function bootLine(role: string, file: BootFile): string {
 }
 
 function buildCommand(): Command {
-  return new Command('fsmaker')
+  const command = new Command('fsmaker')
     .usage('[options] ROOTIMAGE OUTPUTIMAGE')
     .description('Wrap a bare root filesystem image into a bootable partitioned disk (GRUB for BIOS and UEFI).')
     .argument('<ROOTIMAGE>')
@@ -99,12 +103,13 @@ function buildCommand(): Command {
     .option('--print-config', 'say which kernel, initrd and GRUB files would be used, and why; write nothing')
     .option('--md5', 'print the MD5 of the uncompressed disk')
     .option('--sha256', 'print the SHA-256 of the uncompressed disk')
-    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2, .qcow2 and .vmdk names give those formats)')
-    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2, qcow2 or vmdk (default: from its name)")
+    .option('--gzip', 'write OUTPUTIMAGE as gzip (as a name ending in .gz does; .xz, .zst, .bz2, .qcow2, .vmdk and .ova names give those formats)')
+    .option('--format <FORMAT>', "write OUTPUTIMAGE as raw, gzip, xz, zstd, bzip2, qcow2, vmdk or ova (default: from its name)")
     .option('--cluster-size <SIZE>', 'qcow2 cluster size: a power of two from 512B to 2M (default 64K; bare = bytes)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--vmdk-subformat <SUBFORMAT>', 'VMDK: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat')
-    .option('--adapter-type <TYPE>', "VMDK: the descriptor's adapter type: ide, buslogic, lsilogic (default) or legacyESX")
+    .option('--adapter-type <TYPE>', "VMDK and OVA: the descriptor's adapter type (an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX");
+  return addOvaOptions(command)
     .option('--force', 'write to a block device even if it is in use')
     .option('-q, --quiet', 'no summary')
     .option('--json', 'machine-readable summary on stdout')
@@ -189,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** --format, or --gzip as before --format existed; neither: OUTPUTIMAGE's name decides (in the library). */
-function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress' | 'vmdkSubformat' | 'adapterType'> {
+function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'clusterSize' | 'compress' | 'vmdkSubformat' | 'adapterType' | 'ovaCpus' | 'ovaMemoryMiB' | 'ovaHardwareVersion'> {
   if (raw.gzip && raw.format !== undefined && raw.format !== 'gzip') throw new ToolError('USAGE', `--gzip contradicts --format ${raw.format}`);
   const outputFormat = raw.gzip ? 'gzip' : raw.format;
   return {
@@ -198,6 +203,7 @@ function outputFormatOf(raw: Raw): Pick<FsmakerCopyOptions, 'outputFormat' | 'cl
     ...(raw.compress ? { compress: true } : {}),
     ...(raw.vmdkSubformat !== undefined ? { vmdkSubformat: raw.vmdkSubformat } : {}),
     ...(raw.adapterType !== undefined ? { adapterType: raw.adapterType } : {}),
+    ...ovaOptionsOf(raw),
   };
 }
 

@@ -12,6 +12,7 @@ import type { DigestAlgorithm } from '../codec/digest.js';
 import { ThrottledProgress } from '../codec/progress.js';
 import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { handleInterrupts } from './interrupt.js';
+import { type RawOvaOptions, addOvaOptions, ovaOptionsOf } from './ova-options.js';
 import { programLine, runMain } from './run.js';
 
 
@@ -22,14 +23,20 @@ SOURCE can be "-" for stdin; SOURCE or DEST can be block devices, DEST can be "-
 SOURCE's format is recognised from its first bytes, whatever its name: gzip, xz, zstd and bzip2
 are decompressed, an Android sparse image is expanded (also inside a compressor), a qcow2 image
 (a file, with its backing files) is read as its virtual disk, an ISO 9660 image is copied as the
-disk it is; qcow v1, VMDK, VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
+disk it is, an OVA (a tar with its .ovf first) is read as the disk of its OVF's first disk
+member; qcow v1, ESX VMDK (COWD), VHD/VHDX, VDI, DMG, lz4 and zip are refused (exit 28) rather than
 copied as bytes. --raw copies any SOURCE as it is.
 DEST's format is --format's, or its name's: .gz gzip, .xz xz, .zst zstd, .bz2 bzip2, .qcow2 qcow2,
-.vmdk VMDK, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
+.vmdk VMDK, .ova OVA, else raw. A qcow2 (version 3, holes and zero clusters unallocated) is written to a new regular
 file, or to stdout or a pipe in two passes over a SOURCE that can be read twice (a file, a
 device, a qcow2; not stdin, a pipe or a compressed SOURCE), metadata first; refused (exit 28): a
 block device, a terminal, --compress to a stream; and -o, -s, -f and --to-partition (exit 1);
 --cluster-size, --compress and --backing are for qcow2 only.
+.ova (or --format ova): a tar of NAME.ovf, NAME.mf (SHA256 lines) and NAME-disk1.vmdk, to a new
+file, stdout or a pipe; the VMDK is spooled to an unlinked temporary file in DEST's directory
+($TMPDIR for a stream) first, because the tar header needs its size. --ova-cpus N (1),
+--ova-memory MiB (1024), --ova-hw-version vmx-NN (vmx-11) are for OVA only, --adapter-type also
+sets its disk controller; -o, -s, -f, --to-partition and a block device are refused (exit 1).
 --backing BASE (raw or qcow2, as qemu-img convert -B): DEST holds only the clusters that differ
 from BASE (zeros over BASE's data as zero clusters) and names BASE as given; a relative BASE is
 found from DEST's directory, as qemu finds it. BASE must have the source's size (else exit 30).
@@ -64,7 +71,7 @@ is not installed (xz, lbzip2), 30 --backing BASE's size is not the source's, 130
 was, its temporary file removed).
 `;
 
-interface RawOptions {
+interface RawOptions extends RawOvaOptions {
   overlay?: boolean;
   nocheck?: boolean;
   quiet?: boolean;
@@ -103,7 +110,8 @@ interface RawOptions {
 }
 
 function buildCommand(): Command {
-  return new Command('sparsecopy')
+  return addOvaOptions(
+    new Command('sparsecopy')
     .usage('[OPTIONS] SOURCE DEST')
     .description('Copy SOURCE to DEST, making DEST sparse on the way (all-zero blocks become holes).')
     .argument('<SOURCE>')
@@ -121,13 +129,14 @@ function buildCommand(): Command {
     .option('-p, --progress', 'Display progress indicator on stderr')
     .option('-y, --syncevery <SIZE>', 'Issue an fdatasync() every SIZE bytes')
     .option('--raw', "Copy SOURCE's bytes as they are (no format recognised or decompressed; DEST's name implies none)")
-    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2 or vmdk (default: from DEST's extension)")
+    .option('--format <FORMAT>', "Write DEST as raw, gzip, xz, zstd, bzip2, qcow2, vmdk or ova (default: from DEST's extension)")
     .option('--level <N>', 'Compression level of the output format (gzip 1-9, xz 0-9, zstd 1-19, bzip2 1-9)')
     .option('--cluster-size <SIZE>', 'qcow2 cluster size in bytes (a bare number too, as qemu-img counts it): a power of two from 512 to 2M (default 64K)')
     .option('--compress', 'qcow2: deflate each cluster, as qemu-img convert -c does')
     .option('--backing <BASE>', 'qcow2: write a layer over BASE (raw or qcow2) holding only what differs from it, as qemu-img convert -B does')
     .option('--vmdk-subformat <SUBFORMAT>', 'VMDK: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat')
-    .option('--adapter-type <TYPE>', "VMDK: the descriptor's adapter type: ide, buslogic, lsilogic (default) or legacyESX")
+    .option('--adapter-type <TYPE>', "VMDK and OVA: the descriptor's adapter type (an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX"),
+  )
     .option('--gzip', 'Same as --format gzip; --gzip=LEVEL sets the level too (1-9)')
     .addOption(new Option('--gzip-level <LEVEL>').hideHelp())
     .option('--md5', 'Print the MD5 of the uncompressed bytes (md5sum format) after the copy')
@@ -182,6 +191,7 @@ export function toCopyOptions(source: string, destination: string, raw: RawOptio
     ...(raw.backing !== undefined ? { backing: raw.backing } : {}),
     ...(raw.vmdkSubformat !== undefined ? { vmdkSubformat: raw.vmdkSubformat } : {}),
     ...(raw.adapterType !== undefined ? { adapterType: raw.adapterType } : {}),
+    ...ovaOptionsOf(raw),
     digests: [...(raw.md5 ? ['md5' as const] : []), ...(raw.sha256 ? ['sha256' as const] : [])],
     verify: {
       ...(raw.verifyMd5 !== undefined ? { md5: hexDigest(raw.verifyMd5, 32, '--verify-md5') } : {}),

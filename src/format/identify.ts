@@ -8,6 +8,8 @@
  * nothing here (null) and is copied as it is.
  */
 
+import { TAR_BLOCK, walkTar } from './tar.js';
+
 export type ImageFormat =
   // compression wrappers
   | 'gzip'
@@ -27,6 +29,7 @@ export type ImageFormat =
   | 'vdi'
   | 'dmg'
   | 'android-sparse'
+  | 'ova'
   // raw images worth naming (their bytes are the disk)
   | 'iso9660';
 
@@ -54,6 +57,7 @@ export const FORMAT_DESCRIPTIONS: Record<ImageFormat, string> = {
   dmg: 'an Apple disk image (DMG)',
   'android-sparse': 'an Android sparse image',
   iso9660: 'an ISO 9660 image',
+  ova: 'an OVA appliance',
 };
 
 const ascii = (b: Uint8Array, offset: number, text: string): boolean => {
@@ -110,6 +114,23 @@ const isAndroidSparse = (h: Uint8Array): boolean => h.length >= 4 && u32le(h, 0)
 const isIso9660 = (h: Uint8Array): boolean => ascii(h, 32769, 'CD001');
 
 /**
+ * An OVA: a tar whose first member is the .ovf (DSP0243 puts it first so that readers find it
+ * without scanning). Its ustar header, checksum included, and the name: a tar of anything else is
+ * not an image format.
+ */
+function isOva(h: Uint8Array): boolean {
+  if (h.length < TAR_BLOCK || !ascii(h, 257, 'ustar')) return false;
+  const head = Buffer.from(h.buffer, h.byteOffset, h.length);
+  try {
+    // The first member past any extended headers (pax writes one before each file).
+    for (const member of walkTar((offset, length) => head.subarray(offset, offset + length), null)) return /\.ovf$/i.test(member.name);
+  } catch {
+    /* not a header (its checksum, its fields), or the head ended: not an OVA */
+  }
+  return false;
+}
+
+/**
  * The format of an image from its head (at least IDENTIFY_HEAD_BYTES when the image has that
  * many) and, when it is a file, its tail (the last IDENTIFY_TAIL_BYTES; null for a stream). Null:
  * nothing known, a raw image.
@@ -132,6 +153,7 @@ export function identifyImage(head: Uint8Array, tail: Uint8Array | null = null):
   if (isZip(head)) return 'zip';
   if (isDmg(tail)) return 'dmg';
   if (isIso9660(head)) return 'iso9660';
+  if (isOva(head)) return 'ova';
   if (isVmdkDescriptor(head)) return 'vmdk-descriptor';
   return null;
 }

@@ -12,7 +12,8 @@ import type { Extent } from '../extent/extent.js';
 import type { OpenedInput } from '../io/target.js';
 import { SparseImageError, parseSparseHeader, sparseImageExtents } from './android-sparse.js';
 import { type KnownLength, type SourceLayer, exactLength } from './chain.js';
-import { FORMAT_DESCRIPTIONS, type ImageFormat } from './identify.js';
+import { FORMAT_DESCRIPTIONS, type ImageFormat, identifyImage } from './identify.js';
+import { openOva } from './ova-layer.js';
 import { type ChainFile, type OpenChainFile, qcow2Layer } from './qcow2-layer.js';
 import { sparseStreamRefusal, vmdkDiskLayer, vmdkStreamLayer } from './vmdk-layer.js';
 
@@ -285,6 +286,26 @@ export const INPUT_FORMATS: Record<ImageFormat, InputFormatDriver> = {
   vhdx: refused('vhdx', 'VHDX'),
   vdi: refused('vdi', 'VDI'),
   dmg: refused('dmg', 'DMG'),
+  ova: {
+    kind: 'container',
+    format: 'ova',
+    needsRandomAccess: false,
+    // The disk member is probed as a source is: a format inside it opened by its driver, a raw member as it is.
+    open: (below, head, context) =>
+      openOva(below, head, context.name, (member, memberHead) => {
+        const inner = identifyImage(memberHead, null);
+        if (inner === null) return member;
+        const driver = INPUT_FORMATS[inner];
+        if (driver.kind === 'raw') return { ...member, formats: [...member.formats, inner] };
+        if (driver.kind === 'refused') throw unsupportedInput(context.name, driver, member.formats);
+        if (driver.kind === 'decompressor' || driver.format === 'ova') {
+          throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${FORMAT_DESCRIPTIONS[inner]} as the disk of an OVA appliance; sparsecopy reads VMDK and raw disks there; nothing written`);
+        }
+        const needs = typeof driver.needsRandomAccess === 'function' ? driver.needsRandomAccess(memberHead) : driver.needsRandomAccess ? driver.format : null;
+        if (needs !== null && !member.readAt) throw new ToolError('UNSUPPORTED_FORMAT', `${context.name}: ${FORMAT_DESCRIPTIONS[inner]} inside an OVA appliance; ${needs} needs random access, it cannot be read from a stream (copy the OVA to a file first); nothing written`);
+        return driver.open(member, memberHead, context);
+      }),
+  },
 };
 
 /** The refusal of an input format sparsecopy does not read: exit 28, before anything is written. */

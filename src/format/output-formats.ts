@@ -6,8 +6,9 @@
 
 import { VMDK_ADAPTER_TYPES, type VmdkAdapterType } from './vmdk-descriptor-text.js';
 import { VMDK_SUBFORMATS, type VmdkSubformat } from './vmdk-writer.js';
+import { OVF_DEFAULTS } from './ovf.js';
 
-export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'vmdk';
+export type OutputFormatName = 'raw' | 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'qcow2' | 'vmdk' | 'ova';
 
 export interface OutputFormat {
   name: OutputFormatName;
@@ -41,12 +42,13 @@ export const OUTPUT_FORMATS: readonly OutputFormat[] = [
   { name: 'qcow2', extensions: ['.qcow2'], label: 'qcow2', levels: null, needs: { ordered: true, seekable: true, sizeFirst: false } },
   // streamOptimized by default: one forward pass, a file or a stream; the other subformats seek (vmdkNeeds).
   { name: 'vmdk', extensions: ['.vmdk'], label: 'VMDK', levels: null, needs: { ordered: true, seekable: false, sizeFirst: false } },
+  // A tar whose disk member's size comes first: the VMDK is spooled beside it (codec/ova-sink.ts), then a new file or a stream is written.
+  { name: 'ova', extensions: ['.ova'], label: 'OVA', levels: null, needs: { ordered: true, seekable: false, sizeFirst: true } },
 ];
 
 /** Extensions of formats people will expect to work and that sparsecopy cannot write (yet). */
 const NOT_WRITTEN: Record<string, string> = {
   '.qcow': 'qcow',
-  '.ova': 'OVA',
   '.ovf': 'OVF',
   '.vhd': 'VHD',
   '.vpc': 'VHD',
@@ -160,8 +162,10 @@ export const vmdkNeeds = (vmdk: VmdkOutputOptions): OutputFormat['needs'] => ({ 
 /** The VMDK options from the user's (names as qemu-img spells them, in any case), or null for other formats, which refuse them. */
 export function vmdkOptionsFor(format: OutputFormat, options: { vmdkSubformat?: string; adapterType?: string }): VmdkOutputOptions | null {
   if (format.name !== 'vmdk') {
-    const given = options.vmdkSubformat !== undefined ? '--vmdk-subformat' : options.adapterType !== undefined ? '--adapter-type' : null;
-    if (given) throw new OutputFormatRefusal(`${given} is for VMDK output, not ${format.label} (--format vmdk, or a .vmdk destination)`);
+    // An OVA's disk is a streamOptimized VMDK: its adapter type is asked for too (ovaOptionsFor).
+    const given = options.vmdkSubformat !== undefined ? '--vmdk-subformat' : options.adapterType !== undefined && format.name !== 'ova' ? '--adapter-type' : null;
+    const ova = given === '--adapter-type' ? '; an OVA takes it too' : '';
+    if (given) throw new OutputFormatRefusal(`${given} is for VMDK output, not ${format.label} (--format vmdk, or a .vmdk destination${ova})`);
     return null;
   }
   const subformat = oneOf(options.vmdkSubformat ?? 'streamOptimized', VMDK_SUBFORMATS, '--vmdk-subformat');
@@ -173,4 +177,38 @@ function oneOf<T extends string>(text: string, values: readonly T[], option: str
   const found = values.find((v) => v.toLowerCase() === text.toLowerCase());
   if (found === undefined) throw new OutputFormatRefusal(`bad ${option} '${text}': expected ${values.slice(0, -1).join(', ')} or ${values[values.length - 1]}`);
   return found;
+}
+
+/** What --ova-cpus, --ova-memory, --ova-hw-version, --adapter-type and fsmaker's firmware ask of an OVA. */
+export interface OvaOutputOptions {
+  cpus: number;
+  memoryMiB: number;
+  hardwareVersion: number;
+  adapterType: VmdkAdapterType;
+  firmware?: 'bios' | 'efi';
+}
+
+/** Upper bounds of what VMware hosts take (ESXi 8: 768 vCPUs, 24 TiB); vmx-4 is the oldest family. */
+const OVA_MAX_CPUS = 768;
+const OVA_MAX_MEMORY_MIB = 24 << 20;
+const OVA_HW_VERSIONS = { min: 4, max: 99 } as const;
+
+/** The OVA's options from the user's, or null for other formats, which refuse them (--adapter-type: vmdkOptionsFor). */
+export function ovaOptionsFor(format: OutputFormat, options: { ovaCpus?: number; ovaMemoryMiB?: number; ovaHardwareVersion?: string; adapterType?: string; ovaFirmware?: 'bios' | 'efi' }): OvaOutputOptions | null {
+  if (format.name !== 'ova') {
+    const given = options.ovaCpus !== undefined ? '--ova-cpus' : options.ovaMemoryMiB !== undefined ? '--ova-memory' : options.ovaHardwareVersion !== undefined ? '--ova-hw-version' : null;
+    if (given) throw new OutputFormatRefusal(`${given} is for OVA output, not ${format.label} (--format ova, or a .ova destination)`);
+    return null;
+  }
+  const cpus = options.ovaCpus ?? OVF_DEFAULTS.cpus;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > OVA_MAX_CPUS) throw new OutputFormatRefusal(`bad --ova-cpus ${cpus}: expected 1 to ${OVA_MAX_CPUS}`);
+  const memoryMiB = options.ovaMemoryMiB ?? OVF_DEFAULTS.memoryMiB;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > OVA_MAX_MEMORY_MIB) throw new OutputFormatRefusal(`bad --ova-memory ${memoryMiB} MiB: expected a whole number of MiB from 1M to 24T`);
+  const hw = options.ovaHardwareVersion;
+  const hardwareVersion = hw === undefined ? OVF_DEFAULTS.hardwareVersion : /^(?:vmx-)?\d{1,2}$/.test(hw) ? Number(hw.replace('vmx-', '')) : NaN;
+  if (!(hardwareVersion >= OVA_HW_VERSIONS.min && hardwareVersion <= OVA_HW_VERSIONS.max)) {
+    throw new OutputFormatRefusal(`bad --ova-hw-version '${hw}': expected vmx-NN or NN, ${OVA_HW_VERSIONS.min} to ${OVA_HW_VERSIONS.max} (vmx-11, the default, imports on ESXi 6.0 and later)`);
+  }
+  const adapterType = oneOf(options.adapterType ?? OVF_DEFAULTS.adapterType, VMDK_ADAPTER_TYPES, '--adapter-type');
+  return { cpus, memoryMiB, hardwareVersion, adapterType, ...(options.ovaFirmware ? { firmware: options.ovaFirmware } : {}) };
 }

@@ -218,7 +218,7 @@ async function writeDisk(options: FsmakerOptions, d: DiskPlan): Promise<FsmakerR
         : concatPieces([...(await head()), ...tail], total);
       const summary = await copyExtents(
         { name: options.rootImage, length: total, extents, anyOrder: inAnyOrder },
-        { ...options.copy, destination: options.output, blockSize: 4096, signal },
+        { ...options.copy, ...ovaFirmwareOf(d.firmware), destination: options.output, blockSize: 4096, signal },
       );
       return { ...summary, layout, rootfs: { type: d.rootfs.type, uuid: d.rootfs.uuid, label: d.rootfs.label }, boot: d.boot };
     } finally {
@@ -231,6 +231,14 @@ async function writeDisk(options: FsmakerOptions, d: DiskPlan): Promise<FsmakerR
     fs.rmSync(workDir, { recursive: true, force: true });
     unregisterExitCleanup(workDir);
   }
+}
+
+/**
+ * What an OVA's OVF says the disk boots under: BIOS or EFI when fsmaker built only that; a disk
+ * that boots under both leaves the choice to the host (no firmware entry: its default works).
+ */
+function ovaFirmwareOf(firmware: GrubFirmware): Pick<SparseCopyOptions, 'ovaFirmware'> {
+  return firmware === 'bios' ? { ovaFirmware: 'bios' } : firmware === 'uefi' ? { ovaFirmware: 'efi' } : {};
 }
 
 /**

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import util from 'node:util';
 
 type FfiModule = typeof import('ffi-rs');
 interface Libc {
@@ -16,6 +17,7 @@ interface Libc {
   pipe2(fds: Buffer, flags: number): { value: number; errno: number };
   fcntlInt(fd: number, command: number, arg: number): { value: number; errno: number };
   fallocate(fd: number, mode: number, offset: number, length: number): { value: number; errno: number };
+  copyFileRange(inFd: number, inOffset: Buffer, outFd: number, outOffset: Buffer, length: number): { value: number; errno: number };
 }
 
 const SEEK_SET = 0;
@@ -59,7 +61,7 @@ function loadLibc(): Libc | null {
     ffi.open({ library: 'libc', path: 'libc.so.6' });
     const { DataType } = ffi;
     const call = (funcName: string, paramsType: import('ffi-rs').FieldType[], paramsValue: unknown[]) => {
-      const r = ffi.load({ library: 'libc', funcName, retType: funcName === "lseek" ? DataType.I64 : DataType.I32, paramsType, paramsValue, errno: true }) as unknown as {
+      const r = ffi.load({ library: 'libc', funcName, retType: funcName === "lseek" || funcName === "copy_file_range" ? DataType.I64 : DataType.I32, paramsType, paramsValue, errno: true }) as unknown as {
         value: number;
         errnoCode: number;
       };
@@ -74,6 +76,9 @@ function loadLibc(): Libc | null {
       pipe2: (fds, flags) => call('pipe2', [DataType.U8Array, DataType.I32], [fds, flags]),
       fcntlInt: (fd, command, arg) => call('fcntl', [DataType.I32, DataType.I32, DataType.I32], [fd, command, arg]),
       fallocate: (fd, mode, offset, length) => call('fallocate', [DataType.I32, DataType.I32, DataType.I64, DataType.I64], [fd, mode, offset, length]),
+      // The offsets are passed by pointer (into the Buffers), so the kernel leaves the files' positions alone.
+      copyFileRange: (inFd, inOffset, outFd, outOffset, length) =>
+        call('copy_file_range', [DataType.I32, DataType.U8Array, DataType.I32, DataType.U8Array, DataType.U64, DataType.I32], [inFd, inOffset, outFd, outOffset, length, 0]),
       // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
       addressOf: (buf) =>
         ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
@@ -241,5 +246,32 @@ export function exitNow(code: number): never {
   }
   process.exit(code);
 }
+
+/**
+ * copy_file_range(2) of up to `length` bytes from `inFd` at `inOffset` to `outFd` at `outOffset`,
+ * in the kernel (no copy through our buffers; a reflink where the filesystem shares extents).
+ * The bytes copied (0 at the end of the input), or null where it cannot be used (no FFI, an old
+ * kernel, files on two filesystems, a pipe): the caller copies with read and write. Other errors
+ * (EIO, ENOSPC) are thrown as Node names them.
+ */
+export function copyFileRange(inFd: number, inOffset: number, outFd: number, outOffset: number, length: number): number | null {
+  const lib = loadLibc();
+  if (!lib) return null;
+  const inAt = Buffer.alloc(8);
+  const outAt = Buffer.alloc(8);
+  inAt.writeBigInt64LE(BigInt(inOffset));
+  outAt.writeBigInt64LE(BigInt(outOffset));
+  const r = lib.copyFileRange(inFd, inAt, outFd, outAt, length);
+  if (r.value >= 0) return r.value;
+  if ([EINVAL, EXDEV, ENOSYS, EOPNOTSUPP, EBADF].includes(r.errno)) return null;
+  const code = errnoName(r.errno);
+  // Node's own text for the errno ("no space left on device"), as its fs errors carry it.
+  const reason = util.getSystemErrorMap().get(-r.errno)?.[1] ?? `errno ${r.errno}`;
+  throw Object.assign(new Error(`${code}: ${reason}, copy_file_range`), { errno: r.errno, code });
+}
+
+const EXDEV = 18;
+const ENOSYS = 38;
+const EBADF = 9;
 
 export const ERRNO = { EBUSY: 16, EINVAL, ENXIO, ENOTTY, EOPNOTSUPP } as const;

@@ -148,10 +148,10 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
 
   // A plain stream writes zeros as zeros: no point finding them. A qcow2 judges whole clusters
   // itself, and is faster given them whole (views of the source's buffers, not copies of pieces);
-  // so does a VMDK, grain by grain (a flat one finds its holes in its own blocks).
+  // so does a VMDK, grain by grain (a flat one finds its holes in its own blocks), also in an OVA.
   // Every other sink wants the runs.
   const { needs } = plan.output.format;
-  const splitForSink = needs.ordered ? !needs.seekable && !plan.output.vmdk : dest.kind !== 'stream';
+  const splitForSink = needs.ordered ? !needs.seekable && !plan.output.vmdk && !plan.output.ova : dest.kind !== 'stream';
   // Blocks cut by the pieces they arrive in (decoded slots, -b above the read chunk, holes) are
   // joined and judged whole for v0.10's counters. Not for compressed output: it keeps no holes, and
   // counts its own.
@@ -207,7 +207,7 @@ async function runCopyPlan(plan: CopyPlan): Promise<Omit<CopySummary, 'seconds'>
       zeroedOut: counters.zeroedOut,
       padded,
       decompressed,
-      compressed: plan.output.format.levels !== null || plan.output.qcow2?.compress === true || plan.output.vmdk?.subformat === 'streamOptimized',
+      compressed: plan.output.format.levels !== null || plan.output.qcow2?.compress === true || plan.output.vmdk?.subformat === 'streamOptimized' || plan.output.ova !== null,
       inputFormats: [...layer.formats],
       outputFormat: plan.output.format.name,
       digests: digest,

@@ -46,6 +46,8 @@ export interface OpenedDestination {
   holeUnit: number;
   /** An existing file is being replaced: the copy is written beside it (both need room). */
   replacing: boolean;
+  /** The directory a new or replaced file is written in (where a format spools beside it); unset for the others. */
+  directory?: string;
   /** A new file under a temporary name: nothing sees it before commit(). */
   temporary: boolean;
   /** What a discarded copy leaves behind, for messages: "left as it was", "partly written"... */
@@ -273,6 +275,7 @@ function replacementDestination(name: string, stat: fs.Stats | null): OpenedDest
     directFd: null,
     holeUnit: filesystemBlockSize(dir),
     replacing: stat !== null,
+    directory: dir,
     temporary: true,
     abandoned: stat ? 'left as it was' : 'not created',
     commit: () => {

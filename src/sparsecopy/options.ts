@@ -39,7 +39,13 @@ export interface SparseCopyOptions {
   backing?: string;
   /** VMDK output: streamOptimized (default), monolithicSparse, monolithicFlat or twoGbMaxExtentFlat (qemu-img's names). */
   vmdkSubformat?: string;
-  /** VMDK output: the descriptor's ddb.adapterType: ide, buslogic, lsilogic (default) or legacyESX. */
+  /** OVA output: the virtual machine's CPUs (default 1), memory in MiB (default 1024), vmx-NN hardware version (default 11). */
+  ovaCpus?: number;
+  ovaMemoryMiB?: number;
+  ovaHardwareVersion?: string;
+  /** OVA output: what the disk boots under (vmw:Config firmware), when the caller knows (fsmaker). */
+  ovaFirmware?: 'bios' | 'efi';
+  /** VMDK and OVA output: the descriptor's ddb.adapterType (and an OVA's disk controller): ide, buslogic, lsilogic (default) or legacyESX. */
   adapterType?: string;
   /** Digests of the uncompressed bytes to compute in the same pass. */
   digests?: DigestAlgorithm[];

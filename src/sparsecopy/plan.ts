@@ -13,10 +13,12 @@ import { type ByteRange, type SourceLayer, exactLength, minimumLength } from '..
 import {
   type OutputFormat,
   OutputFormatRefusal,
+  type OvaOutputOptions,
   type Qcow2OutputOptions,
   type VmdkOutputOptions,
   chooseOutputFormat,
   levelFor,
+  ovaOptionsFor,
   qcow2OptionsFor,
   vmdkNeeds,
   vmdkOptionsFor,
@@ -79,6 +81,7 @@ export interface Output {
   readonly level: number | null;
   readonly qcow2: Qcow2OutputOptions | null;
   readonly vmdk: VmdkOutputOptions | null;
+  readonly ova: OvaOutputOptions | null;
 }
 
 /** The output format and level the options and the destination's name ask for (refusals are USAGE or UNSUPPORTED_FORMAT). */
@@ -88,7 +91,7 @@ export function outputOf(options: SparseCopyOptions): Output {
     const level = levelFor(chosen, options.level === undefined ? undefined : String(options.level));
     const vmdk = vmdkOptionsFor(chosen, options);
     const format = vmdk ? { ...chosen, needs: vmdkNeeds(vmdk) } : chosen;
-    return { format, level, qcow2: qcow2OptionsFor(chosen, options), vmdk };
+    return { format, level, qcow2: qcow2OptionsFor(chosen, options), vmdk, ova: ovaOptionsFor(chosen, options) };
   } catch (err) {
     if (!(err instanceof OutputFormatRefusal)) throw err;
     const code = /cannot write/.test(err.message) ? 'UNSUPPORTED_FORMAT' : 'USAGE';

@@ -13,6 +13,12 @@ import { ZstdSink } from '../codec/zstd-sink.js';
 import { VmdkFlatSink } from '../codec/vmdk-flat-sink.js';
 import { VmdkMonolithicSink } from '../codec/vmdk-monolithic-sink.js';
 import { VmdkStreamSink } from '../codec/vmdk-stream-sink.js';
+import os from 'node:os';
+import path from 'node:path';
+import { OvaSink, type SpooledDiskFactory } from '../codec/ova-sink.js';
+import { ovaMemberNames } from '../format/ovf.js';
+import { memberMtime } from '../format/tar.js';
+import { capacitySectorsFor } from '../format/vmdk-writer.js';
 import { fdatasync, ftruncate, readAt } from '../io/fd-io.js';
 import { ERRNO, rereadPartitionTable } from '../io/ffi.js';
 import type { OpenedDestination } from './destination.js';
@@ -67,6 +73,8 @@ export function makeSink(plan: CopyPlan, endOffset: () => number, clusterMap: Cl
     }
     case 'vmdk':
       return vmdkSink(plan);
+    case 'ova':
+      return ovaSink(plan, endOffset);
     case 'raw':
       break;
   }
@@ -131,6 +139,42 @@ function vmdkSink(plan: CopyPlan): ChosenSink {
       return { sink, bytesWritten: () => null };
     }
   }
+}
+
+/**
+ * An OVA: its streamOptimized VMDK spooled beside a file (the same filesystem: copied in the
+ * kernel), or in $TMPDIR for a stream, then the archive (codec/ova-sink.ts). The VMDK's capacity is
+ * the copy's length when known, else it is settled when the spool closes (a file: its header is
+ * rewritten); the OVF says the VMDK's capacity, a whole number of sectors.
+ */
+function ovaSink(plan: CopyPlan, endOffset: () => number): ChosenSink {
+  const { dest, options } = plan;
+  const ova = plan.output.ova!;
+  const baseName = ovaBaseName(options.destination);
+  const capacity = plan.length === null ? undefined : plan.length + paddingFor(plan.length, options.padBytes);
+  const disk: SpooledDiskFactory = (fd, name) => {
+    const vmdk = new VmdkStreamSink({ fd, name, fileName: ovaMemberNames(baseName).disk, position: 0, adapterType: ova.adapterType, signal: options.signal, ...(capacity === undefined ? {} : { capacityBytes: capacity }) });
+    return { sink: vmdk, fileBytes: () => vmdk.fileBytes, populatedBytes: () => vmdk.populatedBytes };
+  };
+  const sink = new OvaSink({
+    fd: dest.fd,
+    name: dest.name,
+    position: dest.kind === 'file' ? 0 : null,
+    baseName,
+    spoolDir: dest.directory ?? os.tmpdir(),
+    disk,
+    hardware: ova,
+    capacity: () => capacitySectorsFor(capacity ?? endOffset()) * 512,
+    mtime: memberMtime(),
+    signal: options.signal,
+  });
+  return { sink, bytesWritten: () => sink.fileBytes };
+}
+
+/** An OVA's members and virtual system are named after it: "web.ova" holds web.ovf, web.mf, web-disk1.vmdk. */
+function ovaBaseName(destination: string): string {
+  const base = destination === '-' ? '' : path.basename(destination).replace(/\.ova$/i, '');
+  return base === '' || base.startsWith('.') ? 'appliance' : base;
 }
 
 /** lseek past the end does not extend a file: set the length explicitly, as v0.10 did. */
