@@ -18,13 +18,12 @@ import type zlibTypes from 'node:zlib';
 import { zlib } from '../builtins.js';
 import type { Extent } from '../extent/extent.js';
 import { ToolError, describeSystemError } from '../errors.js';
-import { writeAllSync } from '../io/write-sync.js';
-import { writevAll } from '../io/fd-io.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 import { crc32, crc32AppendZeros } from './crc32.js';
 import { fixedZeroRunBlock, zeroUnitBlock, ZERO_UNIT_BYTES } from './deflate-zeros.js';
 import { FINAL_EMPTY_BLOCK, gzipHeader, gzipTrailer } from './gzip-format.js';
 import { ChangeSignal } from './change-signal.js';
+import { OrderedOutput } from './ordered-output.js';
 
 export interface GzipSinkOptions {
   fd: number;
@@ -81,7 +80,6 @@ export class GzipSink implements Sink {
   private readonly counters = newCounters();
   /** Where the member starts (positional writes), or null (sequential writes). */
   private readonly start: number | null;
-  private written = 0;
   private crcValue = 0;
   /** Uncompressed bytes accepted so far: the next extent's expected offset. */
   private total = 0;
@@ -100,15 +98,11 @@ export class GzipSink implements Sink {
   private piecesQueued = 0;
   private compressing = 0;
   private readonly change = new ChangeSignal();
-  private failure: ToolError | null = null;
+  private readonly output: OrderedOutput;
   private headerWritten = false;
   private closed = false;
   private aborted = false;
   private unitBatch: Buffer[] | null = null;
-  /** Sequential output: buffers handed to the pool writer, in order, and their bytes. */
-  private readonly unwritten: Buffer[][] = [];
-  private unwrittenBytes = 0;
-  private writing = false;
 
   constructor(private readonly options: GzipSinkOptions) {
     const level = options.level ?? 6;
@@ -116,11 +110,21 @@ export class GzipSink implements Sink {
     this.level = level;
     this.minZeroRun = zeroRunThreshold(level);
     this.start = options.position === undefined ? 0 : options.position;
+    this.output = new OrderedOutput({ fd: options.fd, name: options.name, position: this.start, signal: options.signal, change: this.change, afterWrite: () => this.pump() });
+  }
+
+  /** The output's failure or the compressor's: one, thrown at the next call. */
+  private get failure(): Error | null {
+    return this.output.failure;
+  }
+
+  private set failure(err: Error | null) {
+    this.output.failure = err;
   }
 
   /** Compressed bytes written so far (the whole member once closed). */
   get compressedBytes(): number {
-    return this.written;
+    return this.output.written;
   }
 
   /** CRC-32 of the uncompressed bytes accepted so far. */
@@ -168,7 +172,7 @@ export class GzipSink implements Sink {
     while (this.queue.length > 0 && !this.failure) await this.change.next();
     this.throwIfFailed();
     this.emit([FINAL_EMPTY_BLOCK, gzipTrailer(this.crcValue, this.total)]);
-    while ((this.writing || this.unwritten.length > 0) && !this.failure) await this.change.next();
+    while (!this.output.idle && !this.failure) await this.change.next();
     this.throwIfFailed();
     this.closed = true;
     return { ...this.counters };
@@ -179,7 +183,7 @@ export class GzipSink implements Sink {
     this.change.wakeAll();
     // Pieces compressing finish soon; a write to a pipe nobody reads may never: not waited for.
     while (this.compressing > 0) await this.change.next();
-    this.unwritten.length = 0;
+    this.output.stop();
     this.queue.length = 0;
     this.piecesQueued = 0;
     this.staging = null;
@@ -240,7 +244,7 @@ export class GzipSink implements Sink {
   /** Starts compressing the staged bytes as one piece, once fewer than the maximum are in flight. */
   private async flushPiece(): Promise<void> {
     if (this.staged === 0 || !this.staging) return;
-    while ((this.piecesQueued >= MAX_PIECES_IN_FLIGHT || this.unwrittenBytes > MAX_UNWRITTEN_BYTES) && !this.failure && !this.aborted) await this.change.next();
+    while ((this.piecesQueued >= MAX_PIECES_IN_FLIGHT || this.output.queuedBytes > MAX_UNWRITTEN_BYTES) && !this.failure && !this.aborted) await this.change.next();
     this.throwIfFailed();
     if (this.aborted) return;
     const buffer = this.staging;
@@ -282,7 +286,7 @@ export class GzipSink implements Sink {
         this.emit([head.out!]);
       } else {
         // Sequential output takes a long run in steps, as the pool writer catches up.
-        if (this.unwrittenBytes > MAX_UNWRITTEN_BYTES) break;
+        if (this.output.queuedBytes > MAX_UNWRITTEN_BYTES) break;
         head.length -= this.emitZeros(head.length);
         if (head.length === 0) this.queue.shift();
       }
@@ -301,7 +305,7 @@ export class GzipSink implements Sink {
       if (!this.emit(batch)) return length; // failed: nothing more is written
       units -= UNITS_PER_WRITE;
       emitted += UNITS_PER_WRITE * ZERO_UNIT_BYTES;
-      if (this.unwrittenBytes > MAX_UNWRITTEN_BYTES) return emitted;
+      if (this.output.queuedBytes > MAX_UNWRITTEN_BYTES) return emitted;
     }
     const last = batch.slice(0, units);
     if (rest > 0) last.push(fixedZeroRunBlock(rest));
@@ -311,49 +315,7 @@ export class GzipSink implements Sink {
 
   /** Writes buffers in order; a failure is kept for the next write()/close() to throw. */
   private emit(buffers: Buffer[]): boolean {
-    if (this.failure) return false;
-    if (this.start === null) {
-      this.unwritten.push(buffers);
-      for (const b of buffers) this.unwrittenBytes += b.length;
-      void this.writeUnwritten();
-      return true;
-    }
-    try {
-      this.written += writeAllSync(this.options.fd, buffers, this.start === null ? null : this.start + this.written);
-      return true;
-    } catch (err) {
-      const at = (this.start ?? 0) + this.written;
-      this.failure = new ToolError('WRITE', `${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, {
-        cause: err,
-      });
-      return false;
-    }
-  }
-
-  /** The pool writer of sequential output: one writev at a time, in order. */
-  private async writeUnwritten(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
-    while (this.unwritten.length > 0 && !this.failure && !this.aborted) {
-      const buffers = this.unwritten[0]!;
-      let bytes = 0;
-      for (const b of buffers) bytes += b.length;
-      try {
-        await writevAll(this.options.fd, buffers, this.options.signal);
-      } catch (err) {
-        const at = this.written + ((err as { bytesWritten?: number }).bytesWritten ?? 0);
-        this.failure =
-          this.options.signal?.aborted && err === this.options.signal.reason
-            ? (err as ToolError)
-            : new ToolError('WRITE', `${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, { cause: err });
-      }
-      this.unwritten.shift();
-      this.unwrittenBytes -= bytes;
-      if (!this.failure) this.written += bytes;
-      this.pump(); // a long zero run waiting for room goes on
-    }
-    this.writing = false;
-    this.change.wakeAll();
+    return this.output.write(buffers);
   }
 
   private throwIfFailed(): void {

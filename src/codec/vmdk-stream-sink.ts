@@ -40,10 +40,10 @@ import {
   streamHead,
   streamTail,
 } from '../format/vmdk-writer.js';
-import { writevAll } from '../io/fd-io.js';
 import { writeAllSync } from '../io/write-sync.js';
 import { type Sink, type SinkCounters, newCounters } from '../sparsecopy/sink.js';
 import { ChangeSignal } from './change-signal.js';
+import { OrderedOutput } from './ordered-output.js';
 
 export interface VmdkStreamSinkOptions {
   fd: number;
@@ -102,7 +102,6 @@ export class VmdkStreamSink implements Sink {
   private compressing = 0;
   /** Sectors emitted so far: where the next marker goes. */
   private sectors = 0;
-  private written = 0;
   private grains = 0;
   private gt = newGrainTable();
   private gtRegion = -1;
@@ -111,14 +110,11 @@ export class VmdkStreamSink implements Sink {
   private headWritten = false;
   private closed = false;
   private aborted = false;
-  private failure: Error | null = null;
   private readonly change = new ChangeSignal();
+  private readonly output: OrderedOutput;
   /** Bytes emitted and not yet written or handed over: one batch. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private readonly unwritten: Buffer[][] = [];
-  private unwrittenBytes = 0;
-  private writing = false;
 
   constructor(private readonly options: VmdkStreamSinkOptions) {
     this.level = options.level ?? 6;
@@ -128,6 +124,7 @@ export class VmdkStreamSink implements Sink {
       throw unknownLengthToStream(options.name);
     }
     this.fileName = options.fileName ?? path.basename(options.name);
+    this.output = new OrderedOutput({ fd: options.fd, name: options.name, position: options.position, signal: options.signal, change: this.change });
     this.cid = contentId(capacitySectorsFor(this.capacityBytes ?? 0));
     this.gd = new Uint32Array(this.capacityBytes === null ? 16 : gtCountFor(capacitySectorsFor(this.capacityBytes)));
   }
@@ -179,11 +176,11 @@ export class VmdkStreamSink implements Sink {
     this.emit([gdBlock(gd)]);
     this.emit([streamTail(capacitySectors, gdOffset)]);
     this.flushPending();
-    while ((this.writing || this.unwritten.length > 0) && !this.failure) await this.change.next();
+    while (!this.output.idle && !this.failure) await this.change.next();
     this.throwIfFailed();
     if (this.capacityBytes === null) this.rewriteHead(capacitySectors);
     this.closed = true;
-    this.counters.written = this.written;
+    this.counters.written = this.output.written;
     return { ...this.counters };
   }
 
@@ -193,7 +190,7 @@ export class VmdkStreamSink implements Sink {
     // Grains compressing finish soon; a write to a pipe nobody reads may never: not waited for.
     while (this.compressing > 0) await this.change.next();
     this.queue.length = 0;
-    this.unwritten.length = 0;
+    this.output.stop();
     this.pending = [];
     this.pendingBytes = 0;
     this.current = null;
@@ -254,7 +251,7 @@ export class VmdkStreamSink implements Sink {
       this.spare.push(buffer);
       return;
     }
-    while (this.queue.length >= MAX_GRAINS_IN_FLIGHT || this.unwrittenBytes > MAX_UNWRITTEN_BYTES) {
+    while (this.queue.length >= MAX_GRAINS_IN_FLIGHT || this.output.queuedBytes > MAX_UNWRITTEN_BYTES) {
       if (this.failure || this.aborted) break;
       await this.change.next();
     }
@@ -329,45 +326,18 @@ export class VmdkStreamSink implements Sink {
   private flushPending(): void {
     if (this.pendingBytes === 0 || this.failure) return;
     const buffers = this.pending;
-    const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    if (this.options.position === null) {
-      this.unwritten.push(buffers);
-      this.unwrittenBytes += bytes;
-      void this.writeUnwritten();
-      return;
-    }
-    try {
-      this.written += writeAllSync(this.options.fd, buffers, this.options.position + this.written);
-    } catch (err) {
-      this.failure = new ToolError('WRITE', `${this.options.name}: write failed at byte ${this.options.position + this.written}: ${describeSystemError(err)}`, { cause: err });
-    }
+    this.output.write(buffers);
   }
 
-  /** The pool writer of sequential output: one writev at a time, in order. */
-  private async writeUnwritten(): Promise<void> {
-    if (this.writing) return;
-    this.writing = true;
-    while (this.unwritten.length > 0 && !this.failure && !this.aborted) {
-      const buffers = this.unwritten[0]!;
-      let bytes = 0;
-      for (const b of buffers) bytes += b.length;
-      try {
-        await writevAll(this.options.fd, buffers, this.options.signal);
-      } catch (err) {
-        const at = this.written + ((err as { bytesWritten?: number }).bytesWritten ?? 0);
-        this.failure =
-          this.options.signal?.aborted && err === this.options.signal.reason
-            ? (err as Error)
-            : new ToolError('WRITE', `${this.options.name}: write failed at byte ${at}: ${describeSystemError(err)}`, { cause: err });
-      }
-      this.unwritten.shift();
-      this.unwrittenBytes -= bytes;
-      if (!this.failure) this.written += bytes;
-    }
-    this.writing = false;
-    this.change.wakeAll();
+  /** The output's failure or this sink's own (compression, the 2 TiB limit): one, thrown at the next call. */
+  private get failure(): Error | null {
+    return this.output.failure;
+  }
+
+  private set failure(err: Error | null) {
+    this.output.failure = err;
   }
 
   private throwIfFailed(): void {
