@@ -28,6 +28,8 @@ export function archiveKind(head: Buffer): ArchiveCompression | { not: string } 
   if (format !== null) return { not: `${FORMAT_DESCRIPTIONS[format]}, not a tar archive` };
   if (head.length === 0) return { not: 'empty, not a tar archive' };
   if (head.length >= TAR_BLOCK && head.subarray(0, TAR_BLOCK).every((b) => b === 0)) return 'none'; // an empty archive
+  // A ustar magic says tar: a header that is damaged past it is for the reader to describe.
+  if (head.length >= TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'none';
   try {
     parseTarHeaderFields(head.subarray(0, TAR_BLOCK), 0);
     return 'none';

@@ -109,7 +109,12 @@ export async function* tarEntries(reader: ForwardReader, name: string): AsyncGen
     const block = await reader.read(TAR_BLOCK);
     if (block.length === 0) fail(name, headerOffset, 'the archive ends without its end-of-archive blocks (truncated?)');
     if (block.length < TAR_BLOCK) fail(name, headerOffset, `cut short: ${block.length} of ${TAR_BLOCK} bytes`);
-    if (isZeroBlock(block)) return;
+    if (isZeroBlock(block)) {
+      // What follows the end (zeros up to a record) is read too: a compressed stream's own
+      // check (gzip's CRC, xz's) comes at its very end, and bytes before it are not trusted without it.
+      await reader.skip(Number.MAX_SAFE_INTEGER);
+      return;
+    }
     const fields = readingTar(name, () => parseTarHeaderFields(block, headerOffset), members === 0 ? 'not a tar archive: ' : '');
     if (++members > 4 * TAR_LIMITS.nodes) fail(name, headerOffset, `more than ${4 * TAR_LIMITS.nodes} members`);
     const type = fields.type;
@@ -541,8 +546,9 @@ export async function openTarTree(name: string, fd: number, compression: Archive
     const reader = pass();
     try {
       let next = 0;
+      // Walked to the end, not stopped after the last file wanted: see tarEntries on the end.
       for await (const entry of tarEntries(reader, name)) {
-        if (next >= wanted.length) break;
+        if (next >= wanted.length) continue;
         const node = nodes[wanted[next]!]!;
         const where = stored.get(node)!;
         if (entry.headerOffset < where.headerOffset) continue;
