@@ -7,7 +7,7 @@
  * spool would go is the caller's choice: `cat > FILE` first).
  */
 import fs from 'node:fs';
-import { ToolError, describeSystemError } from '../errors.js';
+import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { FORMAT_DESCRIPTIONS, IDENTIFY_HEAD_BYTES, identifyImage } from '../format/identify.js';
 import { TAR_BLOCK, parseTarHeaderFields } from '../format/tar.js';
 import type { FileTree } from './tree.js';
@@ -65,7 +65,8 @@ export async function openTree(path: string, _options: OpenTreeOptions = {}): Pr
     return await openTarTree(path, fd, kind);
   } catch (err) {
     fs.closeSync(fd);
-    if (err instanceof ToolError) throw err;
+    // Only the system's own failures (EIO) are the archive's; anything else is a bug, not hidden.
+    if (err instanceof ToolError || systemErrorCode(err) === undefined) throw err;
     throw new ToolError('ROOTFS_OPEN', `${path}: cannot read: ${describeSystemError(err)}`, { cause: err });
   }
 }
