@@ -204,6 +204,13 @@ function compressed(tar: string, how: string): string {
 describe('archives written by GNU tar, bsdtar and Python tarfile', () => {
   const cases: { name: string; make: (out: string) => void; check: Check; when?: () => string | null }[] = [
     { name: 'GNU tar --format=pax --xattrs --sparse', make: (out) => execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--sparse', '--format=pax', '-cf', out, '-C', src, '.']), check: { fractions: true, xattrs: true } },
+    {
+      // mmdebstrap's own tar call for `mmdebstrap ... out.tar` (its tar-in-chroot path).
+      name: "GNU tar as mmdebstrap calls it",
+      make: (out) =>
+        execFileSync('tar', ['--sort=name', '--mtime=@1800000000', '--clamp-mtime', '--numeric-owner', '--one-file-system', '--xattrs', '--format=pax', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-cf', out, '-C', src, '.']),
+      check: { fractions: true, xattrs: true },
+    },
     { name: 'GNU tar --format=gnu --sparse', make: (out) => execFileSync('tar', ['--sparse', '--format=gnu', '-cf', out, '-C', src, '.']), check: { fractions: false, xattrs: false } },
     {
       name: 'GNU tar --format=ustar (names that fit)',
@@ -286,6 +293,15 @@ describe('a directory', () => {
     const siblings = tree.nodes.filter((n) => n.path.startsWith('etc/') && !n.path.slice(4).includes('/')).map((n) => Buffer.from(n.path));
     expect([...siblings].sort(Buffer.compare)).toEqual(siblings);
     expect(tree.mountPoints).toEqual([]);
+  });
+
+  it('keeps sockets and fifos', async () => {
+    const dir = path.join(work, 'sockets');
+    fs.mkdirSync(dir);
+    execFileSync('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path.join(dir, 'sock')]);
+    execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+    const tree = await openTree(dir);
+    expect(tree.nodes.map((n) => [n.path, n.type])).toEqual([['', 'dir'], ['pipe', 'fifo'], ['sock', 'socket']]);
   });
 
   it('refuses a file it cannot read, naming it, before the contents pass', async () => {
