@@ -71,7 +71,7 @@ export function openDirectoryTree(root: string): DirectoryTree {
   const inodes = new Map<TreeNode, bigint>();
   const firstNames = new Map<string, TreeNode>();
   const mountPoints: string[] = [];
-  const full = (path: string): string => (path === '' ? root : `${root}/${path}`);
+  const full = (path: string): string => (path === '' ? root : root.endsWith('/') ? `${root}${path}` : `${root}/${path}`);
   let rootDev: bigint | null = null;
 
   const visit = (path: string, st: fs.BigIntStats): void => {

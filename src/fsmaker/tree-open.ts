@@ -25,8 +25,9 @@ export function archiveKind(head: Buffer): ArchiveCompression | { not: string } 
   const format = identifyImage(head);
   if (format !== null && COMPRESSIONS.includes(format)) return format as ArchiveCompression;
   if (format === 'ova') return { not: 'an OVA appliance, not a root filesystem archive' };
-  if (format !== null) return { not: `${FORMAT_DESCRIPTIONS[format]}, not a tar archive` };
   if (head.length === 0) return { not: 'empty, not a tar archive' };
+  // A tar before the other formats: one of its files' bytes can hold another format's magic
+  // where identifyImage looks (ISO 9660's at byte 32769).
   if (head.length >= TAR_BLOCK && head.subarray(0, TAR_BLOCK).every((b) => b === 0)) return 'none'; // an empty archive
   // A ustar magic says tar: a header that is damaged past it is for the reader to describe.
   if (head.length >= TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'none';
@@ -34,6 +35,7 @@ export function archiveKind(head: Buffer): ArchiveCompression | { not: string } 
     parseTarHeaderFields(head.subarray(0, TAR_BLOCK), 0);
     return 'none';
   } catch {
+    if (format !== null) return { not: `${FORMAT_DESCRIPTIONS[format]}, not a tar archive` };
     return { not: 'not a tar archive (plain, gzip, xz, zstd or bzip2) nor a directory' };
   }
 }

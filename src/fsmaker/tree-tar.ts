@@ -126,6 +126,8 @@ export async function* tarEntries(reader: ForwardReader, name: string): AsyncGen
       await skipExactly(reader, tarPadding(fields.size), name, headerOffset);
       if (type === 'x') pending.records.push(...readingTar(name, () => parsePaxRecords(body, headerOffset + TAR_BLOCK)));
       else if (type === 'g') global = mergeRecords(global, readingTar(name, () => parsePaxRecords(body, headerOffset + TAR_BLOCK)));
+      // Several extended headers in a row add up: bounded together, not each.
+      if (recordBytes(pending.records) + recordBytes(global) > TAR_LIMITS.paxBytes) fail(name, headerOffset, `extended headers of more than ${TAR_LIMITS.paxBytes} bytes in all`);
       else if (type === 'L') pending.longName = Buffer.from(trimNul(body));
       else pending.longLink = Buffer.from(trimNul(body));
       continue;
@@ -346,6 +348,8 @@ function xattrsOf(name: string, offset: number, records: PaxRecord[]): Map<strin
   }
   return out;
 }
+
+const recordBytes = (records: PaxRecord[]): number => records.reduce((sum, r) => sum + r.key.length + r.value.length, 0);
 
 function mergeRecords(into: PaxRecord[], more: PaxRecord[]): PaxRecord[] {
   const keys = new Set(more.map((r) => r.key));
