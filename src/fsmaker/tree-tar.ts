@@ -126,10 +126,10 @@ export async function* tarEntries(reader: ForwardReader, name: string): AsyncGen
       await skipExactly(reader, tarPadding(fields.size), name, headerOffset);
       if (type === 'x') pending.records.push(...readingTar(name, () => parsePaxRecords(body, headerOffset + TAR_BLOCK)));
       else if (type === 'g') global = mergeRecords(global, readingTar(name, () => parsePaxRecords(body, headerOffset + TAR_BLOCK)));
-      // Several extended headers in a row add up: bounded together, not each.
-      if (recordBytes(pending.records) + recordBytes(global) > TAR_LIMITS.paxBytes) fail(name, headerOffset, `extended headers of more than ${TAR_LIMITS.paxBytes} bytes in all`);
       else if (type === 'L') pending.longName = Buffer.from(trimNul(body));
       else pending.longLink = Buffer.from(trimNul(body));
+      // Several extended headers in a row add up: bounded together, not each.
+      if (recordBytes(pending.records) + recordBytes(global) > TAR_LIMITS.paxBytes) fail(name, headerOffset, `extended headers of more than ${TAR_LIMITS.paxBytes} bytes in all`);
       continue;
     }
     if (type === 'V') {
