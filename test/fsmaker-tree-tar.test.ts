@@ -74,6 +74,7 @@ describe('paths and replacements, as tar x', () => {
   it('a later entry replaces an earlier one (its bytes, and its place after it); a directory entry after its children only updates the directory', async () => {
     const tree = await open(
       archive(
+        pax([['SCHILY.xattr.user.old', 'x']]),
         member({ name: 'd/', type: '5', mode: 0o755 }),
         member({ name: 'd/f', data: 'one' }),
         member({ name: 'g', data: 'gee' }),
@@ -83,6 +84,7 @@ describe('paths and replacements, as tar x', () => {
     );
     expect(tree.nodes.map((n) => n.path)).toEqual(['', 'd', 'g', 'd/f']);
     expect(tree.nodes[1]).toMatchObject({ type: 'dir', mode: 0o700, uid: 5, gid: 6 });
+    expect(tree.nodes[1]!.xattrs).toBeUndefined();
     expect(tree.nodes[3]).toMatchObject({ size: 4, mode: 0o600 });
     expect(await contentsOf(tree)).toEqual(new Map([['g', 'gee'], ['d/f', 'two!']]));
   });

@@ -425,6 +425,10 @@ class TarTreeBuilder {
     const old = existing === undefined ? null : this.slots[existing]!;
     if (e.path === '' && e.kind !== 'dir') fail(this.name, e.headerOffset, `the root is a ${e.kind}, not a directory`);
     if (old?.type === 'dir' && e.kind === 'dir') {
+      // The later entry's metadata, all of it (times or xattrs it does not have are gone too).
+      delete old.atime;
+      delete old.ctime;
+      delete old.xattrs;
       Object.assign(old, metadataOf(e));
       this.implicit.delete(old);
       return;
