@@ -343,4 +343,190 @@ describe.skipIf(!haveTools)('ext4 writer', () => {
     expect(stat).toMatch(/EXTENTS:\n\(0\):\d+, \(100-102\):\d+-\d+, \(243-244\):\d+-\d+/);
     expect(stat).toMatch(/Blockcount: 48\b/);
   });
+
+  it.skipIf(!isRoot)('mounts in the kernel (loop, read-only) with every node as in the tree', async () => {
+    const mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt, { recursive: true });
+    const want = inodeNodes(nodes);
+    const links = linkCounts(nodes);
+    await withLoop(image, (device) => {
+      execFileSync('mount', ['-o', 'ro', device, mnt]);
+      try {
+        for (const n of nodes) {
+          const t = want.get(n.path)!;
+          const p = path.join(mnt, n.path);
+          const st = fs.lstatSync(p, { bigint: true });
+          expect(Number(st.mode), n.path).toBe(MODE_TYPE[t.type] | t.mode);
+          expect([Number(st.uid), Number(st.gid)], n.path).toEqual([t.uid, t.gid]);
+          expect(Number(st.nlink), n.path).toBe(links.get(n.path));
+          const { sec, nsec } = splitTime(t.mtime);
+          expect(st.mtimeNs, n.path).toBe(BigInt(sec) * 1_000_000_000n + BigInt(nsec));
+          if (t.type === 'file') {
+            expect(Number(st.size), n.path).toBe(t.size);
+            const expected = Buffer.alloc(t.size);
+            for (const r of t.dataRanges ?? [{ offset: 0, length: t.size }]) fileBytes(t.path, r.offset, r.length).copy(expected, r.offset);
+            expect(fs.readFileSync(p).equals(expected), n.path).toBe(true);
+          }
+          if (t.type === 'symlink') expect(fs.readlinkSync(p), n.path).toBe(t.target);
+          if (t.rdev) expect([Number(st.rdev) >> 8 & 0xfff, (Number(st.rdev) & 0xff) | ((Number(st.rdev) >> 12) & 0xfff00)], n.path).toEqual([t.rdev.major, t.rdev.minor]);
+          if (t.type === 'dir') {
+            const names = fs.readdirSync(p).sort();
+            const children = nodes.filter((c) => c.path !== '' && path.posix.dirname(c.path) === (n.path === '' ? '.' : n.path)).map((c) => path.posix.basename(c.path));
+            if (n.path === '') children.push('lost+found');
+            expect(names, n.path).toEqual(children.sort());
+          }
+        }
+        expect(execFileSync('getcap', [path.join(mnt, 'usr/bin/ping')], { encoding: 'utf8' })).toMatch(/cap_net_raw=ep/);
+        const dump = execFileSync('getfattr', ['-d', '-m', '-', '-e', 'hex', '--absolute-names', path.join(mnt, 'etc/big-xattrs')], { encoding: 'utf8' });
+        expect(dump).toContain(`user.big=0x${patternBytes(1500, 9).toString('hex')}`);
+        expect(dump).toContain(`trusted.t=0x78`);
+        // The kernel converts ext4's ACL back to the VFS form: the bytes we were given.
+        const acl = execFileSync('getfattr', ['-n', 'system.posix_acl_access', '-e', 'hex', '--absolute-names', path.join(mnt, 'etc/acl')], { encoding: 'utf8' });
+        expect(acl).toContain(`system.posix_acl_access=0x${vfsAcl().toString('hex')}`);
+      } finally {
+        execFileSync('umount', [mnt]);
+      }
+    });
+    // The kernel mounted it read-only: nothing to replay, nothing changed.
+    expectFsckClean(image);
+  }, 60_000);
+
+  it('gives the same bytes for the same tree, seed and timestamp; another seed, another UUID', async () => {
+    const again = path.join(dir, 'again.img');
+    const second = await writeImage({ tree: memTree(nodes, fileBytes), seed: 'rich', timestamp: T0 + 100, label: 'rootfs' }, again);
+    const digest = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+    expect(second.uuid).toBe(plan.uuid);
+    expect(digest(again)).toBe(digest(image));
+    const other = await planExt4({ tree: memTree(nodes, fileBytes), seed: 'other', timestamp: T0 + 100 });
+    expect(other.uuid).not.toBe(plan.uuid);
+    const random1 = await planExt4({ tree: memTree(nodes, fileBytes) });
+    const random2 = await planExt4({ tree: memTree(nodes, fileBytes) });
+    expect(random1.uuid).not.toBe(random2.uuid);
+    fs.rmSync(again);
+  });
+});
+
+describe.skipIf(!haveTools)('ext4 writer at scale', () => {
+  it('20 000 files in one directory, a 300 MiB file across groups, inodes in several groups', async () => {
+    const nodes: TreeNode[] = [node('', 'dir'), node('many', 'dir')];
+    for (let i = 0; i < 20_000; i++) nodes.push(node(`many/file-with-a-longish-name-${String(i).padStart(5, '0')}`, 'file', { size: i % 7 === 0 ? 0 : 10 + (i % 3000) }));
+    nodes.push(node('big', 'file', { size: 300 * 1024 * 1024 + 7 }));
+    const image = path.join(dir, 'many.img');
+    await writeImage({ tree: memTree(nodes, chunkBytes), seed: 'many', timestamp: T0 }, image);
+    expectFsckClean(image);
+    const head = execFileSync('dumpe2fs', ['-h', image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const ipg = Number(/^Inodes per group:\s+(\d+)$/m.exec(head)![1]);
+    expect(ipg).toBeLessThan(20_000); // the inodes spill over groups
+    const r = readerOf(image);
+    try {
+      expect(r.fs.listDir('/many').length).toBe(20_000);
+      for (const i of [0, 1, 6999, 19_999]) {
+        const n = nodes[2 + i]!;
+        const got = r.fs.readFile(r.fs.lookup(`/${n.path}`)!);
+        const want = Buffer.alloc(n.size);
+        for (let at = 0; at < n.size; at += CHUNK) chunkBytes(n.path, at, Math.min(CHUNK, n.size - at)).copy(want, at);
+        expect(got.equals(want), n.path).toBe(true);
+      }
+      const big = r.fs.lookup('/big')!;
+      const extents = r.fs.fileExtents(big);
+      expect(extents.length).toBeGreaterThan(1); // broken only by the group metadata between groups
+      let prevEnd = -1;
+      for (const e of extents) {
+        if (prevEnd >= 0) expect(e.diskOffset - prevEnd).toBeLessThan(4 * 1024 * 1024); // the next group's header, no more
+        prevEnd = e.diskOffset + e.length;
+      }
+      const tail = r.fs.readFile(big, 300 * 1024 * 1024 - 10, 17);
+      expect(tail.equals(Buffer.concat([chunkBytes('big', 299 * 1024 * 1024, CHUNK).subarray(CHUNK - 10), chunkBytes('big', 300 * 1024 * 1024, 7)]))).toBe(true);
+    } finally {
+      r.close();
+    }
+    const [ls] = debugfs(image, ['ls -p /many']);
+    expect(ls!.trim().split('\n').length).toBe(20_002);
+    fs.rmSync(image);
+  }, 300_000);
+
+  it('a 5 GiB sparse file (large_file, huge_file): the holes stay holes', async () => {
+    const size = 5 * 1024 * 1024 * 1024 + 12_345;
+    const ranges = [{ offset: 0, length: 3 * CHUNK }, { offset: 4 * 1024 * 1024 * 1024 + 100, length: 2 * CHUNK }, { offset: size - 5000, length: 5000 }];
+    const nodes = [node('', 'dir'), node('disk.img', 'file', { size, dataRanges: ranges })];
+    const image = path.join(dir, 'huge.img');
+    const { sizeBytes } = await writeImage({ tree: memTree(nodes, chunkBytes), seed: 'huge', timestamp: T0 }, image);
+    expect(sizeBytes).toBeLessThan(200 * 1024 * 1024);
+    expectFsckClean(image);
+    const [stat] = debugfs(image, ['stat /disk.img']);
+    expect(stat).toMatch(/Size: 5368721465\b/);
+    const lblk = (o: number): number => Math.floor(o / 4096);
+    expect(stat).toMatch(new RegExp(`\\(0-767\\):\\d+-\\d+, \\(${lblk(ranges[1]!.offset)}-${lblk(ranges[1]!.offset + 2 * CHUNK - 1)}\\):\\d+-\\d+, \\(${lblk(size - 5000)}-${lblk(size - 1)}\\):\\d+-\\d+`));
+    const r = readerOf(image);
+    try {
+      const ino = r.fs.lookup('/disk.img')!;
+      expect(ino.size).toBe(size);
+      for (const range of ranges) {
+        for (let at = range.offset; at < range.offset + range.length; at += CHUNK) {
+          const length = Math.min(CHUNK, range.offset + range.length - at);
+          expect(r.fs.readFile(ino, at, length).equals(chunkBytes('disk.img', at, length)), `at ${at}`).toBe(true);
+        }
+      }
+      expect(r.fs.readFile(ino, 3 * CHUNK, 4096).equals(Buffer.alloc(4096))).toBe(true);
+    } finally {
+      r.close();
+    }
+    fs.rmSync(image);
+  }, 120_000);
+
+  it('refuses a tree that does not fit in sizeBytes, naming what it needs, and that size works', async () => {
+    const nodes = [node('', 'dir'), node('blob', 'file', { size: 100 * 1024 * 1024 })];
+    const tree = memTree(nodes, chunkBytes);
+    let err: unknown;
+    try {
+      await planExt4({ tree, sizeBytes: 64 * 1024 * 1024, seed: 's', timestamp: T0 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ToolError);
+    expect((err as ToolError).code).toBe('ROOTFS_TOO_LARGE');
+    expect((err as ToolError).exitCode).toBe(22);
+    const m = /memtree does not fit in an ext4 filesystem of 67108864 bytes .*: it needs at least (\d+) bytes/.exec((err as Error).message);
+    expect(m, (err as Error).message).not.toBeNull();
+    const need = Number(m![1]);
+    expect(need).toBeGreaterThan(100 * 1024 * 1024);
+    const image = path.join(dir, 'exact.img');
+    const done = await writeImage({ tree, sizeBytes: need, seed: 's', timestamp: T0 }, image);
+    expect(done.sizeBytes).toBe(need);
+    expect(fs.statSync(image).size).toBe(need);
+    expectFsckClean(image);
+    await expect(planExt4({ tree, sizeBytes: need - 4096 * 64, seed: 's', timestamp: T0 })).rejects.toThrow(/does not fit/);
+    fs.rmSync(image);
+  }, 120_000);
+
+  it('an exact sizeBytes that is not a whole number of blocks or groups', async () => {
+    const nodes = [node('', 'dir'), node('a', 'file', { size: 10 })];
+    const image = path.join(dir, 'odd.img');
+    const sizeBytes = 300 * 1024 * 1024 + 1234;
+    const done = await writeImage({ tree: memTree(nodes, fileBytes), sizeBytes, seed: 'odd', timestamp: T0 }, image);
+    expect(done.sizeBytes).toBe(sizeBytes);
+    expectFsckClean(image);
+    fs.rmSync(image);
+  }, 60_000);
+});
+
+describe('ext4 writer refusals', () => {
+  const expectTreeError = async (nodes: TreeNode[], pattern: RegExp, bytes = fileBytes): Promise<void> => {
+    const plan = planExt4({ tree: memTree(nodes, bytes), seed: 'x', timestamp: T0 }).then(async (p) => {
+      for await (const e of p.extents()) void e;
+    });
+    await expect(plan).rejects.toThrow(ToolError);
+    await expect(plan).rejects.toMatchObject({ code: 'ROOTFS_TREE', exitCode: 28, message: expect.stringMatching(pattern) });
+  };
+  it('a name over 255 bytes', () => expectTreeError([node('', 'dir'), node('x'.repeat(256), 'file')], /memtree: \/x+: the name is 256 bytes long; ext4 names are at most 255/));
+  it('a hard link to a directory', () => expectTreeError([node('', 'dir'), node('d', 'dir'), node('l', 'file', { linkTo: 'd' })], /\/l: a hard link to a directory \(\/d\)/));
+  it('a node whose parent is missing', () => expectTreeError([node('', 'dir'), node('a/b', 'file')], /\/a\/b: its parent directory \/a is not in the tree before it/));
+  it('xattrs larger than a block', () => expectTreeError([node('', 'dir'), node('f', 'file', { xattrs: new Map([['user.x', Buffer.alloc(5000)]]) })], /\/f: its extended attributes take \d+ bytes/));
+  it('an xattr namespace Linux does not know', () => expectTreeError([node('', 'dir'), node('f', 'file', { xattrs: new Map([['foo.bar', Buffer.from('1')]]) })], /"foo\.bar" has no namespace/));
+  it('a long symlink target', () => expectTreeError([node('', 'dir'), node('s', 'symlink', { target: 'a'.repeat(4096) })], /\/s: the link target is 4096 bytes/));
+  it('a contents pass shorter than the tree said', () =>
+    expectTreeError([node('', 'dir'), node('f', 'file', { size: 10_000 })], /\/f: the contents pass gave 5000 bytes where the tree said 10000/, (p, o, l) => fileBytes(p, o, l).subarray(0, 5000)));
+  it('a label over 16 bytes', async () => {
+    await expect(planExt4({ tree: memTree([node('', 'dir')], fileBytes), label: 'a-label-that-is-too-long' })).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: expect.stringMatching(/label .* at most 16/) });
+  });
 });
