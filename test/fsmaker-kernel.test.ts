@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findDefaultBootAssets } from '../src/fsmaker/boot-assets.js';
 import { type BootForRequest, chooseBootFor } from '../src/fsmaker/boot-choice.js';
 import { bzImageRelease } from '../src/fsmaker/boot-files.js';
-import { parseCpioNewc } from '../src/fsmaker/cpio.js';
+import { cpioArchive, parseCpioNewc } from '../src/fsmaker/cpio.js';
+import { initrdMemberNames } from '../src/fsmaker/initrd-inspect.js';
 import { findRootKernel, resolveInside, versionedKernels } from '../src/fsmaker/kernel-find.js';
 import { decompressModule, indexModules } from '../src/fsmaker/kernel-modules.js';
 import { inspectRootfs, rootViewOfImage } from '../src/fsmaker/rootfs.js';
@@ -386,5 +387,34 @@ describe.skipIf(unavailable !== null)('the initramfs is built from the modules o
     } finally {
       rootfs.close();
     }
+  });
+
+  /** An initrd as initramfs-tools writes one: an uncompressed early cpio (microcode), then the main one compressed with zstd. */
+  function debianInitrd(release: string, members: string[]): Buffer {
+    const early = cpioArchive([{ type: 'dir', path: 'kernel' }, { type: 'file', path: 'kernel/x86/microcode/GenuineIntel.bin', data: Buffer.alloc(100, 1) }]);
+    const main = cpioArchive([
+      { type: 'file', path: 'init', data: Buffer.from('#!/bin/sh\n'), mode: 0o755 },
+      ...members.map((m) => ({ type: 'file' as const, path: m.replace('VERSION', release), data: Buffer.from(m) })),
+    ]);
+    return Buffer.concat([early, execFileSync('zstd', ['-c', '-q'], { input: main })]);
+  }
+
+  it("netboot: the rootfs's own initrd when it mounts NFS (initramfs-tools scripts/nfs and nfs.ko), else a generated one, each saying why", async () => {
+    const withNfs = debianInitrd(OLD, ['scripts/nfs', 'scripts/local', 'usr/lib/modules/VERSION/kernel/fs/nfs/nfs.ko']);
+    const listed = initrdMemberNames(withNfs);
+    expect(listed).toEqual({ names: ['kernel', 'kernel/x86/microcode/GenuineIntel.bin', 'init', 'scripts/nfs', 'scripts/local', `usr/lib/modules/${OLD}/kernel/fs/nfs/nfs.ko`] });
+    const base = { [`/boot/vmlinuz-${OLD}`]: file(kernelOf(OLD)), ...rootModules(OLD, { all: true }) };
+    const own = await chooseBootFor(request({ netboot: true }), memoryRoot('ROOT', { ...base, [`/boot/initrd.img-${OLD}`]: file(withNfs) }));
+    expect(own.initrd.from).toBe(`/boot/initrd.img-${OLD} in ROOT`);
+    expect(own.initrd.why).toBe(`the rootfs's initrd for /boot/vmlinuz-${OLD}; it mounts an NFS root: it has initramfs-tools scripts/nfs and nfs.ko`);
+
+    const depOnly = debianInitrd(OLD, ['scripts/nfs', 'scripts/local', 'usr/lib/modules/VERSION/kernel/drivers/block/virtio_blk.ko']);
+    const generated = await chooseBootFor(request({ netboot: true }), memoryRoot('ROOT', { ...base, [`/boot/initrd.img-${OLD}`]: file(depOnly) }));
+    expect(generated.initrd.from).toMatch(/^generated \(busybox, \d+ modules from \/usr\/lib\/modules\//);
+    expect(generated.initrd.why).toMatch(new RegExp(`^generated: the rootfs's initrd /boot/initrd.img-${OLD} cannot mount an NFS root: it has initramfs-tools scripts/nfs but no nfs.ko`));
+    // Without netboot, the rootfs's initrd is taken as it is.
+    expect((await chooseBootFor(request(), memoryRoot('ROOT', { ...base, [`/boot/initrd.img-${OLD}`]: file(depOnly) }))).initrd.from).toBe(`/boot/initrd.img-${OLD} in ROOT`);
+    // An initrd that cannot be listed is not trusted with an NFS root.
+    expect(initrdMemberNames(Buffer.concat([withNfs.subarray(0, 200), Buffer.from('garbage')]))).toMatchObject({ problem: expect.stringMatching(/^a cpio archive at byte 0 cannot be read|byte \d+ starts neither/) });
   });
 });

@@ -15,6 +15,7 @@ import { defaultBootCacheDir, findDefaultBootAssets } from './boot-assets.js';
 import { BOOT_FILE_HEAD_BYTES, bzImageRelease, initrdFormat, kernelProblem } from './boot-files.js';
 import type { Inode } from './ext4.js';
 import { UDHCPC_SCRIPT, buildInitramfs, initScript } from './initramfs.js';
+import { INITRD_INSPECT_LIMIT, initrdMemberNames, initrdNfsSupport } from './initrd-inspect.js';
 import { checkNamedRelease, findRootKernel, moduleReleases, modulesDirOf } from './kernel-find.js';
 import {
   DEFAULT_ROOT_MODULES,
@@ -301,13 +302,18 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
     const initrd = { ...givenBootFile(request.initrd, 'initrd'), why: 'given with -i' };
     return { kernel, initrd, kernelVersion: release, modules: 'none read: the initrd was given', warnings };
   }
+  let why = found ? `generated: ${found.foundAs} has no initrd next to it` : request.kernel !== undefined ? 'generated: no -i given' : `generated: the default kernel's (${noKernel})`;
   if (found?.initrd && root) {
     const initrd = await rootBootFile(root, found.initrd, found.initrdFoundAs!, 'initrd', `the rootfs's initrd for ${found.foundAs}`);
-    return { kernel, initrd, kernelVersion: release, modules: "none read: the rootfs's own initrd loads them", warnings };
+    const nfs = request.netboot ? nfsSupportOf(initrd) : null;
+    if (!nfs || nfs.nfs) {
+      if (nfs) initrd.why = `${initrd.why}; it mounts an NFS root: ${nfs.why}`;
+      return { kernel, initrd, kernelVersion: release, modules: "none read: the rootfs's own initrd loads them", warnings };
+    }
+    why = `generated: the rootfs's initrd ${found.initrdFoundAs} cannot mount an NFS root: ${nfs.why}`;
   }
 
   // A generated initramfs: from the modules of this kernel's release.
-  const why = found ? `generated: ${found.foundAs} has no initrd next to it` : request.kernel !== undefined ? 'generated: no -i given' : `generated: the default kernel's (${noKernel})`;
   if (release === null) {
     throw new ToolError('KERNEL_MODULES_MISSING', `${kernel.from}: the kernel's header names no release (kernel_version at 0x20E) and its name none either: fsmaker cannot tell which modules its initramfs needs; give its initrd with -i`);
   }
@@ -331,6 +337,14 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
     read: (offset, length) => image.image.subarray(offset, offset + length),
   };
   return { kernel, initrd, kernelVersion: release, modules: source.name, warnings };
+}
+
+/** Whether a rootfs's initrd mounts an NFS root (initrd-inspect.ts), judged from its member names. */
+function nfsSupportOf(initrd: BootFile): { nfs: boolean; why: string } {
+  if (initrd.size > INITRD_INSPECT_LIMIT) return { nfs: false, why: `it is ${initrd.size} bytes, more than fsmaker inspects` };
+  const listed = initrdMemberNames(initrd.read(0, initrd.size));
+  if ('problem' in listed) return { nfs: false, why: `its contents cannot be listed: ${listed.problem}` };
+  return initrdNfsSupport(listed.names);
 }
 
 /**
