@@ -17,8 +17,9 @@
  * Debian kernels have neither CONFIG_ROOT_NFS nor CONFIG_IP_PNP:
  *   ip=dhcp|on|any|bootp|both (or absent): DHCP with busybox udhcpc on the device named in ip=,
  *     else the first interface that is not lo; ip=off|none: none (the interface must be up some
- *     other way); ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF: static, unless AUTOCONF
- *     asks for DHCP.
+ *     other way); ip=CLIENT:SERVER:GW:NETMASK:HOSTNAME:DEVICE:AUTOCONF: static when CLIENT is
+ *     given and AUTOCONF is empty, on, any, off or none; DHCP when AUTOCONF is dhcp, bootp, both
+ *     or rarp, or empty/on/any without CLIENT.
  *   nfsroot=[SERVER:]DIR[,OPTIONS]: SERVER defaults to ip='s server, then the DHCP server (siaddr,
  *     else the server identifier); DIR defaults to DHCP's root path (option 17), then
  *     /tftpboot/%s; %s is the client's address. OPTIONS go to mount as they are; vers=4* mounts
@@ -136,7 +137,7 @@ exit 0
  * Shell functions of /init for root=/dev/nfs (see the file comment): net_up brings the interface
  * up as ip= says, mount_nfs_root mounts nfsroot= at /newroot and sets nfs_what.
  */
-function nfsShellFunctions(): string {
+export function nfsShellFunctions(): string {
 	return `# net_up: configures the interface ip= names (DHCP by default); sets net_ip, net_server, net_rootpath
 net_up() {
 	_c=\${ipconf:-dhcp}
@@ -150,7 +151,13 @@ net_up() {
 			eval "$_f=\\\${_rest%%:*}"
 			case "$_rest" in *:*) _rest=\${_rest#*:} ;; *) _rest= ;; esac
 		done
-		case "$_auto" in ''|off|none) [ -n "$_client" ] && _auto=static || _auto=dhcp ;; on|any|dhcp|bootp|both|rarp) _auto=dhcp ;; esac ;;
+		# nfsroot.rst: autoconf defaults to any, which a given client address makes unnecessary.
+		case "$_auto" in
+		off|none) [ -n "$_client" ] && _auto=static || _auto=none ;;
+		''|on|any) [ -n "$_client" ] && _auto=static || _auto=dhcp ;;
+		dhcp|bootp|both|rarp) _auto=dhcp ;;
+		*) fail "ip=$_c: unknown autoconf method $_auto" ;;
+		esac ;;
 	esac
 	i=0
 	while :; do
