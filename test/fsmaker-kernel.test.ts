@@ -18,10 +18,10 @@ import { initrdMemberNames } from '../src/fsmaker/initrd-inspect.js';
 import { findRootKernel, resolveInside, versionedKernels } from '../src/fsmaker/kernel-find.js';
 import { decompressModule, indexModules } from '../src/fsmaker/kernel-modules.js';
 import { inspectRootfs, rootViewOfImage } from '../src/fsmaker/rootfs.js';
-import type { RootView, TreeNodeType } from '../src/fsmaker/tree.js';
 import { fileVersionCompare, versionSortCompare } from '../src/fsmaker/version-sort.js';
 import { ToolError } from '../src/errors.js';
 import { fakeInitrd, fakeKernel } from './fsmaker-fixtures.js';
+import { type Entry, file, kernelOf, link, memoryRoot } from './fsmaker-kernel-fixtures.js';
 import { ROOT, makeTempDir, prng } from './helpers.js';
 
 /** Real version strings of Debian, Ubuntu, Fedora and upstream kernels and packages. */
@@ -34,62 +34,6 @@ const VERSIONS = [
   '6.10', '6.9.12', '2.6.32-5-686', '3.16.0-4-amd64', '10.0', '9.99', '0.0~1', '~', '', 'a~b', '1.0.tar.gz', '1.0.gz', '1.0~beta.xz',
 ];
 
-/** A stand-in RootView over paths -> entries (what tree-view.ts will give for an archive or a directory). */
-type Entry = { type: 'file'; data: Buffer } | { type: 'dir' } | { type: 'symlink'; target: string };
-function memoryRoot(name: string, entries: Record<string, Entry>): RootView & { reads: string[] } {
-  const all = new Map<string, Entry>([['/', { type: 'dir' }]]);
-  for (const [p, e] of Object.entries(entries)) {
-    const parts = p.split('/').filter(Boolean);
-    for (let i = 1; i < parts.length; i++) {
-      const d = `/${parts.slice(0, i).join('/')}`;
-      if (!all.has(d)) all.set(d, { type: 'dir' });
-    }
-    all.set(`/${parts.join('/')}`, e);
-  }
-  const reads: string[] = [];
-  return {
-    name,
-    reads,
-    stat(p) {
-      const e = all.get(p);
-      if (!e) return null;
-      return { type: e.type as TreeNodeType, size: e.type === 'file' ? e.data.length : 0, target: e.type === 'symlink' ? e.target : undefined };
-    },
-    list(p) {
-      if (all.get(p)?.type !== 'dir') return null;
-      const prefix = p === '/' ? '/' : `${p}/`;
-      return [...all.keys()].filter((k) => k !== '/' && k.startsWith(prefix) && !k.slice(prefix.length).includes('/')).map((k) => k.slice(prefix.length));
-    },
-    async readFiles(paths, maxBytes) {
-      const out = new Map<string, Buffer>();
-      let total = 0;
-      for (const p of paths) {
-        const e = all.get(p);
-        if (e?.type !== 'file') throw new ToolError('ROOTFS_UNKNOWN', `${name}: ${p} is not a regular file`);
-        total += e.data.length;
-        if (total > maxBytes) throw new ToolError('ROOTFS_UNKNOWN', `${name}: more than ${maxBytes} bytes`);
-        reads.push(p);
-        out.set(p, e.data);
-      }
-      return out;
-    },
-  };
-}
-
-/** A stand-in bzImage whose header announces `release` (kernel_version at 0x20E), as a real one does. */
-function kernelOf(release: string | null, seed = 3): Buffer {
-  const k = fakeKernel(200_000, seed);
-  if (release === null) {
-    k.writeUInt16LE(0, 0x20e);
-    return k;
-  }
-  k.writeUInt16LE(0x300, 0x20e);
-  k.write(`${release} (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3\0`, 0x500, 'latin1');
-  return k;
-}
-
-const file = (data: Buffer): Entry => ({ type: 'file', data });
-const link = (target: string): Entry => ({ type: 'symlink', target });
 
 describe('version order (grub-mkconfig: sort -V)', () => {
   it('sorts real kernel and package versions exactly as sort -V does', () => {

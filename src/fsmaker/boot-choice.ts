@@ -221,7 +221,7 @@ export interface RangedRootView extends RootView {
 }
 
 /** Kernels and initrds read whole from a RootView without ranges (an archive), at most. */
-const WHOLE_BOOT_FILES_LIMIT = 1024 * 1024 * 1024;
+const WHOLE_BOOT_FILES_LIMIT = 512 * 1024 * 1024;
 
 async function rootBootFile(root: RangedRootView, p: string, foundAs: string, role: Role, why: string): Promise<BootFile> {
   const size = root.stat(p)!.size;

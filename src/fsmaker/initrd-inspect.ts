@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { parseCpioNewc } from './cpio.js';
 
 /** The most an initrd may decompress to for inspection (Debian's: about 100 MB). */
-export const INITRD_INSPECT_LIMIT = 1024 * 1024 * 1024;
+export const INITRD_INSPECT_LIMIT = 512 * 1024 * 1024;
 
 const DECODERS: Array<{ magic: number[]; tool: string[] }> = [
   { magic: [0x1f, 0x8b], tool: ['gzip', '-dc'] },
