@@ -67,7 +67,7 @@ beforeAll(async () => {
     const tree = path.join(dir, 'export');
     exportTree(tree);
     try {
-      server = await startNfsServer(tree, PORT);
+      server = await startNfsServer(tree, { port: PORT, versions: [3, 4] });
     } catch (err) {
       unavailable = `no NFS server: ${(err as Error).message}`;
     }
@@ -79,22 +79,28 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** A disk with the default kernel, the generated netboot initramfs and `append` on its command line. */
+async function netbootDisk(append: string, name: string): Promise<string> {
+  const choice = await chooseBootFor({ repoRoot: ROOT, netboot: true }, null);
+  expect(choice.kernel.from).toBe(kernel);
+  const initrd = path.join(dir, 'initrd.img');
+  fs.writeFileSync(initrd, choice.initrd.read(0, choice.initrd.size));
+  const placeholder = path.join(dir, 'placeholder.ext4');
+  if (!fs.existsSync(placeholder)) {
+    const placeholderTree = path.join(dir, 'placeholder');
+    fs.mkdirSync(placeholderTree);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-d', placeholderTree, placeholder, '4M']);
+  }
+  const disk = path.join(dir, `netboot-${name}.img`);
+  const r = runCli(FSMAKER, ['--seed', 'netboot', '--firmware', 'bios', '-k', kernel, '-i', initrd, '--append', append, placeholder, disk]);
+  expect(r.status, r.stderr).toBe(0);
+  return disk;
+}
+
 describe('netboot: an NFS root', () => {
   it('boots to the NFS root\'s marker with fsmaker\'s generated initramfs (DHCP by udhcpc, nfs4 mount)', async (ctx) => {
     if (unavailable) ctx.skip();
-    const choice = await chooseBootFor({ repoRoot: ROOT, netboot: true }, null);
-    expect(choice.kernel.from).toBe(kernel);
-    const initrd = path.join(dir, 'initrd.img');
-    fs.writeFileSync(initrd, choice.initrd.read(0, choice.initrd.size));
-
-    const placeholderTree = path.join(dir, 'placeholder');
-    fs.mkdirSync(placeholderTree);
-    const placeholder = path.join(dir, 'placeholder.ext4');
-    execFileSync('mkfs.ext4', ['-q', '-F', '-d', placeholderTree, placeholder, '4M']);
-    const disk = path.join(dir, 'netboot.img');
-    const append = `root=/dev/nfs nfsroot=10.0.2.2:${server!.pseudo},vers=4.1,port=${PORT} ip=dhcp rw rd.timeout=60`;
-    const r = runCli(FSMAKER, ['--seed', 'netboot', '--firmware', 'bios', '-k', kernel, '-i', initrd, '--append', append, placeholder, disk]);
-    expect(r.status, r.stderr).toBe(0);
+    const disk = await netbootDisk(`root=/dev/nfs nfsroot=10.0.2.2:${server!.pseudo},vers=4.1,port=${PORT} ip=dhcp rw rd.timeout=60`, 'v4');
 
     const boot = await bootAndWaitFor({ image: disk, firmware: 'bios', disk: 'virtio', nic: 'virtio-net-pci', marker: new RegExp(`${MARKER}|NFSROOT-NOT-NFS|INITRD-FAIL`), timeoutMs: 300_000 });
     const context = `${boot.serial.slice(-3000)}\n[ganesha] ${server!.log().slice(-1500)}`;
@@ -102,5 +108,14 @@ describe('netboot: an NFS root', () => {
     expect(boot.serial).toMatch(/INITRD-NET: eth0 10\.0\.2\.15 \(dhcp\), server 10\.0\.2\.2/);
     expect(boot.serial).toContain(`INITRD-OK: root 10.0.2.2:${server!.pseudo} is mounted over NFS`);
     expect(boot.serial).toMatch(new RegExp(`ROOT-MOUNT: 10\\.0\\.2\\.2:${server!.pseudo} on / type nfs4 \\(rw,`));
+  }, 420_000);
+
+  it('boots the same root over NFSv3 (nfsroot= without vers=: busybox mount -t nfs, nolock, vers=3; mountd found through rpcbind)', async (ctx) => {
+    if (unavailable) ctx.skip();
+    const disk = await netbootDisk(`root=/dev/nfs nfsroot=10.0.2.2:${server!.pseudo} ip=dhcp rw rd.timeout=60`, 'v3');
+    const boot = await bootAndWaitFor({ image: disk, firmware: 'bios', disk: 'virtio', nic: 'virtio-net-pci', marker: new RegExp(`${MARKER}|NFSROOT-NOT-NFS|INITRD-FAIL`), timeoutMs: 300_000 });
+    const context = `${boot.serial.slice(-3000)}\n[ganesha] ${server!.log().slice(-1500)}`;
+    expect(boot.serial, context).toContain(MARKER);
+    expect(boot.serial).toMatch(new RegExp(`ROOT-MOUNT: 10\\.0\\.2\\.2:${server!.pseudo} on / type nfs \\(rw,.*vers=3.*nolock`));
   }, 420_000);
 });
