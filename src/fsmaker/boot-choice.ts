@@ -1,6 +1,10 @@
 /**
- * Which kernel and initrd a disk boots, and why: -k/-i, else the rootfs's own /boot/vmlinuz and
- * /boot/initrd.img (ext2/3/4), else the default kernel and a generated busybox initramfs. Each is
+ * Which kernel and initrd a disk boots, and why. chooseBootFor (any rootfs, through a RootView):
+ * -k/-i, else the rootfs's kernel as grub-mkconfig finds it (kernel-find.ts) and its initrd, else
+ * the default kernel; with no initrd to go with the kernel, a busybox initramfs generated from the
+ * modules of that kernel's release (kernel-modules.ts), or a refusal (34) when there are none.
+ * chooseBoot, the v0.05 rule (ext2/3/4 only: /boot/vmlinuz and /boot/initrd.img, else the default
+ * kernel with the default modules), stays until the command line has switched. Each file is
  * checked before anything is written (boot-files.ts): a file that cannot boot is refused (27),
  * never read without bound; a rootfs that cannot be read is refused (21), never taken for one
  * without a kernel.

@@ -12,8 +12,10 @@
  * virtio_pci_legacy_dev virtio_pci_modern_dev virtio_ring virtio virtio_pci virtio_blk
  * scsi_common scsi_mod virtio_scsi libata ata_piix sd_mod.
  *
- * Compressed modules (.ko.xz, .ko.zst, .ko.gz) are refused with a message naming the
- * compression: busybox insmod loads plain ELF only.
+ * busybox insmod loads plain ELF only: resolveModuleOrder refuses compressed modules (.ko.xz,
+ * .ko.zst, .ko.gz) naming the compression; gatherModules (a ModuleSource: the cached default
+ * modules or a rootfs's /lib/modules/RELEASE) decompresses them with the host's xz, zstd or gzip,
+ * or refuses them naming the missing tool.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
