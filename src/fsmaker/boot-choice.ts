@@ -322,6 +322,7 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
     throw new ToolError('KERNEL_MODULES_MISSING', `${kernel.from}: the kernel's header names no release (kernel_version at 0x20E) and its name none either: fsmaker cannot tell which modules its initramfs needs; give its initrd with -i`);
   }
   let source: ModuleSource;
+  let cacheable = false;
   const ownDir = root ? modulesDirOf(root, release) : null;
   if (ownDir && root && !isDefault) {
     const builtinPath = `${ownDir}/modules.builtin`;
@@ -329,11 +330,12 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
     source = rootModuleSource(root, ownDir, builtinText);
   } else if (release === assets().version) {
     source = hostModuleSource(assets().modules);
+    cacheable = true;
   } else {
     const where = root ? `${root.name} has no /lib/modules/${release} (nor /usr/lib/modules/${release})${ownReleases.length ? `, only ${ownReleases.join(', ')}` : ''}` : 'there is no rootfs to take them from';
     throw new ToolError('KERNEL_MODULES_MISSING', `${kernel.from}: no modules for release ${release}: ${where}, and fsmaker's default modules are ${assets().version}'s; an initramfs built from them could not load the disk drivers (give the initrd with -i, or the kernel whose modules the rootfs has)`);
   }
-  const image = await generatedInitramfs(request, assets().busybox, source, kernel.from);
+  const image = await generatedInitramfs(request, assets().busybox, source, kernel.from, cacheable);
   const initrd: BootFile = {
     size: image.image.length,
     from: `generated (busybox, ${image.moduleCount} modules from ${source.name})`,
@@ -352,10 +354,12 @@ function nfsSupportOf(initrd: BootFile): { nfs: boolean; why: string } {
 }
 
 /**
- * The generated initramfs for `source`'s modules, cached next to the default kernel like
- * cachedInitramfs (same reasons), keyed also by the modules' bytes and whether it netboots.
+ * The generated initramfs for `source`'s modules. With the default modules (`cacheable`) it is
+ * cached next to the default kernel like cachedInitramfs (same reasons), keyed also by the
+ * modules' bytes and whether it netboots; one from a rootfs's modules is built each time, so that
+ * the cache does not fill with one image per rootfs.
  */
-async function generatedInitramfs(request: BootForRequest, busybox: string, source: ModuleSource, kernelFrom: string): Promise<{ image: Buffer; moduleCount: number }> {
+async function generatedInitramfs(request: BootForRequest, busybox: string, source: ModuleSource, kernelFrom: string, cacheable: boolean): Promise<{ image: Buffer; moduleCount: number }> {
   let gathered: GatheredModules;
   try {
     gathered = await gatherModules(source, request.netboot ? [...DISK_MODULES, ...NFS_MODULES] : DISK_MODULES, request.netboot ? [...NIC_MODULES, ...NFS_OPTIONAL_MODULES] : []);
@@ -372,9 +376,9 @@ async function generatedInitramfs(request: BootForRequest, busybox: string, sour
   for (const m of gathered.modules) key.update(`${m.name}\0${m.data.length}\0`).update(m.data);
   const st = fs.statSync(busybox);
   key.update(`${busybox}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0`);
-  const cached = path.join(path.dirname(busybox), `initramfs-${key.digest('hex').slice(0, 16)}.img`);
+  const cached = cacheable ? path.join(path.dirname(busybox), `initramfs-${key.digest('hex').slice(0, 16)}.img`) : null;
   try {
-    return { image: fs.readFileSync(cached), moduleCount: names.length };
+    if (cached) return { image: fs.readFileSync(cached), moduleCount: names.length };
   } catch {
     // not cached yet
   }
@@ -385,12 +389,14 @@ async function generatedInitramfs(request: BootForRequest, busybox: string, sour
     if (err instanceof ToolError || !(err instanceof Error)) throw err;
     throw new ToolError('BOOT_FILE_UNUSABLE', `${source.name}: ${err.message}; cannot build the initramfs`, { cause: err });
   }
-  const tmp = `${cached}.${process.pid}.tmp`;
-  try {
-    fs.writeFileSync(tmp, image);
-    fs.renameSync(tmp, cached);
-  } catch {
-    fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
+  if (cached) {
+    const tmp = `${cached}.${process.pid}.tmp`;
+    try {
+      fs.writeFileSync(tmp, image);
+      fs.renameSync(tmp, cached);
+    } catch {
+      fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
+    }
   }
   return { image, moduleCount: names.length };
 }
