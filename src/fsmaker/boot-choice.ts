@@ -235,7 +235,8 @@ async function rootBootFile(root: RangedRootView, p: string, foundAs: string, ro
     const ranged = root.readRange.bind(root);
     read = (offset, length) => ranged(p, offset, length);
   } else {
-    const whole = (await root.readFiles([p], WHOLE_BOOT_FILES_LIMIT)).get(p)!;
+    const whole = (await root.readFiles([p], WHOLE_BOOT_FILES_LIMIT)).get(p);
+    if (!whole) throw new ToolError('KERNEL_MISSING', `${from}: the ${role} could not be read`);
     read = (offset, length) => whole.subarray(offset, offset + length);
   }
   refuseUnusable(role, from, read(0, Math.min(size, BOOT_FILE_HEAD_BYTES)), size);
@@ -326,7 +327,7 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
   const ownDir = root ? modulesDirOf(root, release) : null;
   if (ownDir && root && !isDefault) {
     const builtinPath = `${ownDir}/modules.builtin`;
-    const builtinText = root.stat(builtinPath)?.type === 'file' ? (await root.readFiles([builtinPath], 16 * 1024 * 1024)).get(builtinPath)!.toString('utf8') : null;
+    const builtinText = root.stat(builtinPath)?.type === 'file' ? ((await root.readFiles([builtinPath], 16 * 1024 * 1024)).get(builtinPath)?.toString('utf8') ?? null) : null;
     source = rootModuleSource(root, ownDir, builtinText);
   } else if (release === assets().version) {
     source = hostModuleSource(assets().modules);

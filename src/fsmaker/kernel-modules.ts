@@ -322,7 +322,8 @@ export async function gatherModules(source: ModuleSource, roots: readonly string
     const read = await source.read(paths);
     const next: string[] = [];
     for (const [i, name] of round.entries()) {
-      const stored = read.get(paths[i]!)!;
+      const stored = read.get(paths[i]!);
+      if (!stored) throw new Error(`kernel module ${paths[i]} could not be read from ${source.name}`);
       const elf = decompressModule(paths[i]!, stored);
       total += elf.length;
       if (total > MODULE_READ_LIMIT) throw new Error(`the modules for ${roots.join(' ')} hold more than ${MODULE_READ_LIMIT} bytes in ${source.name}`);
