@@ -18,6 +18,8 @@ import { initrdMemberNames } from '../src/fsmaker/initrd-inspect.js';
 import { findRootKernel, resolveInside, versionedKernels } from '../src/fsmaker/kernel-find.js';
 import { decompressModule, indexModules } from '../src/fsmaker/kernel-modules.js';
 import { inspectRootfs, rootViewOfImage } from '../src/fsmaker/rootfs.js';
+import { openTree } from '../src/fsmaker/tree-open.js';
+import { rootViewOfTree } from '../src/fsmaker/tree-view.js';
 import { fileVersionCompare, versionSortCompare } from '../src/fsmaker/version-sort.js';
 import { ToolError } from '../src/errors.js';
 import { fakeInitrd, fakeKernel } from './fsmaker-fixtures.js';
@@ -305,9 +307,9 @@ describe.skipIf(unavailable !== null)('the initramfs is built from the modules o
     expect(r.message).toMatch(/none of the network drivers virtio_net, e1000, e1000e/);
   });
 
-  it('an ext4 image through rootViewOfImage: the same discovery, links inside the image, modules read from it', async () => {
-    const tree = path.join(dir, 'img.d');
-    const entries = { [`/boot/vmlinuz-${OLD}`]: file(kernelOf(OLD)), [`/boot/vmlinuz-6.1.0-9-cloud-amd64`]: file(kernelOf('6.1.0-9-cloud-amd64')), ...rootModules(OLD) };
+  /** The entries as a directory on the host, with a /vmlinuz link to the older kernel (which must not win). */
+  function hostTree(name: string, entries: Record<string, Entry>): string {
+    const tree = path.join(dir, name);
     for (const [p, e] of Object.entries(entries)) {
       const host = path.join(tree, p);
       fs.mkdirSync(path.dirname(host), { recursive: true });
@@ -315,6 +317,32 @@ describe.skipIf(unavailable !== null)('the initramfs is built from the modules o
       else if (e.type === 'symlink') fs.symlinkSync(e.target, host);
     }
     fs.symlinkSync(`vmlinuz-6.1.0-9-cloud-amd64`, path.join(tree, 'vmlinuz'));
+    return tree;
+  }
+  const treeEntries = () => ({ [`/boot/vmlinuz-${OLD}`]: file(kernelOf(OLD)), [`/boot/vmlinuz-6.1.0-9-cloud-amd64`]: file(kernelOf('6.1.0-9-cloud-amd64')), ...rootModules(OLD, { compress: 'zst' }) });
+
+  it('a directory and a tar.zst archive through rootViewOfTree (tree-view.ts): the same discovery and modules', async () => {
+    const tree = hostTree('tree.d', treeEntries());
+    const archive = path.join(dir, 'tree.tar.zst');
+    execFileSync('tar', ['--zstd', '-cf', archive, '-C', tree, '.']);
+    for (const source of [tree, archive]) {
+      const opened = await openTree(source);
+      try {
+        const choice = await chooseBootFor(request(), rootViewOfTree(opened));
+        expect(choice.kernel.from).toBe(`/boot/vmlinuz-${OLD} in ${opened.name}`);
+        expect(choice.modules).toBe(`/usr/lib/modules/${OLD} in ${opened.name}`);
+        const mods = initramfsModules(choice.initrd.read(0, choice.initrd.size));
+        expect(mods.size, source).toBe(12);
+        for (const data of mods.values()) expect(data.subarray(-ROOTFS_MARK.length).equals(ROOTFS_MARK)).toBe(true);
+      } finally {
+        opened.close();
+      }
+    }
+  });
+
+  it('an ext4 image through rootViewOfImage: the same discovery, links inside the image, modules read from it', async () => {
+    const entries = { [`/boot/vmlinuz-${OLD}`]: file(kernelOf(OLD)), [`/boot/vmlinuz-6.1.0-9-cloud-amd64`]: file(kernelOf('6.1.0-9-cloud-amd64')), ...rootModules(OLD) };
+    const tree = hostTree('img.d', entries);
     const image = path.join(dir, 'img.ext4');
     execFileSync('mkfs.ext4', ['-q', '-F', '-d', tree, image, '64M']);
     const rootfs = inspectRootfs(image);
