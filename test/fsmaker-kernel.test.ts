@@ -208,6 +208,14 @@ describe.skipIf(unavailable !== null)('the initramfs is built from the modules o
     expect(r.message).toMatch(new RegExp(`^/boot/vmlinuz-${OLD} in ROOT: no modules for release ${OLD}: ROOT has no /lib/modules/${OLD}.*only 6\\.1\\.0-49-cloud-amd64`));
   });
 
+  it('a kernel known by its name only (vmlinuz-RELEASE.old, no release in its header) uses the modules of RELEASE', async () => {
+    const root = memoryRoot('ROOT', { [`/boot/vmlinuz-${OLD}.old`]: file(kernelOf(null)), ...rootModules(OLD) });
+    const choice = await chooseBootFor(request(), root);
+    expect(choice.kernelVersion).toBe(OLD);
+    expect(choice.kernel.why).toBe(`the rootfs's kernel /boot/vmlinuz-${OLD}.old; release ${OLD} (its name)`);
+    expect(choice.modules).toBe(`/usr/lib/modules/${OLD} in ROOT`);
+  });
+
   it('refuses a kernel whose header release disagrees with its file name, by name', async () => {
     const root = memoryRoot('ROOT', { [`/boot/vmlinuz-${OLD}`]: file(kernelOf('6.1.0-51-cloud-amd64')), [`/boot/initrd.img-${OLD}`]: file(fakeInitrd()) });
     const r = await refusal(chooseBootFor(request(), root));

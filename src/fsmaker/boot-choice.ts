@@ -291,7 +291,7 @@ export async function chooseBootFor(request: BootForRequest, root: RangedRootVie
   }
   const headerRelease = releaseOf(kernel);
   checkNamedRelease(kernel.from, nameVersion, headerRelease);
-  const release = headerRelease ?? (nameVersion !== null && /^[0-9]/.test(nameVersion) ? nameVersion : null);
+  const release = headerRelease ?? (nameVersion !== null && /^[0-9]/.test(nameVersion) ? nameVersion.replace(/\.old$/, '') : null);
   if (release) kernel.why = `${kernel.why}; release ${release}${headerRelease ? ' (its header)' : ' (its name)'}`;
 
   // A rootfs with modules for other kernels only: its systemd-modules-load and udev will not find theirs.
