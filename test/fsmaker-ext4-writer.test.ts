@@ -48,11 +48,14 @@ function memTree(nodes: TreeNode[], bytes: (p: string, offset: number, length: n
   };
 }
 
-/** A file's bytes: a pattern seeded by its path (so every file differs), at any offset. */
+/**
+ * A chunk's bytes: a pattern seeded by the file's path and the chunk's offset, so every file and
+ * chunk differs. Tests ask for the same (offset, length) pieces as memTree yields: whole data
+ * ranges below 1 MiB, 1 MiB chunks of bigger ones.
+ */
 const seedOf = (p: string): number => createHash('md5').update(p).digest().readUInt32LE(0);
-const fileBytes = (p: string, offset: number, length: number): Buffer => patternBytes(offset + length, seedOf(p)).subarray(offset);
-/** Big sparse files: a pattern per 1 MiB chunk (patternBytes from 0 to 5 GiB would be slow). */
-const chunkBytes = (p: string, offset: number, length: number): Buffer => patternBytes(length, seedOf(p) ^ offset);
+const chunkBytes = (p: string, offset: number, length: number): Buffer => patternBytes(length, (seedOf(p) ^ offset) >>> 0);
+const fileBytes = chunkBytes;
 
 async function writeImage(options: Ext4WriterOptions, file: string): Promise<{ sizeBytes: number; uuid: string; extents: number }> {
   const plan = await planExt4(options);
@@ -157,6 +160,10 @@ function richNodes(): TreeNode[] {
     node('var', 'dir'),
     node('var/sparse', 'file', { size: 1_000_000, dataRanges: [{ offset: 0, length: 100 }, { offset: 200, length: 50 }, { offset: 409_600, length: 10_000 }, { offset: 999_000, length: 1000 }] }),
     node('var/holes-only', 'file', { size: 3 * 1024 * 1024, dataRanges: [] }),
+    // 2000 one-block extents: six leaf blocks under an index block (a depth-2 tree).
+    node('var/fragmented', 'file', { size: 2000 * 8192, dataRanges: Array.from({ length: 2000 }, (_, i) => ({ offset: i * 8192, length: 4096 })) }),
+    // 500: two leaves straight under the inode (depth 1).
+    node('var/fragmented-less', 'file', { size: 500 * 8192 - 4000, dataRanges: Array.from({ length: 500 }, (_, i) => ({ offset: i * 8192 + (i === 499 ? 100 : 0), length: i === 499 ? 92 : 4096 })) }),
     node(`var/${LONG_NAME}`, 'file', { size: 1 }),
     node('var/empty-dir', 'dir', { mode: 0o700 }),
   ];
@@ -342,6 +349,14 @@ describe.skipIf(!haveTools)('ext4 writer', () => {
     // Three extents, blocks 0, 100-102 and 243-244 of the file: the holes between are not allocated.
     expect(stat).toMatch(/EXTENTS:\n\(0\):\d+, \(100-102\):\d+-\d+, \(243-244\):\d+-\d+/);
     expect(stat).toMatch(/Blockcount: 48\b/);
+    // Extent trees deeper than the inode's four slots (their node checksums are e2fsck's to judge).
+    const [deep, less, lf] = debugfs(image, ['ex /var/fragmented', 'ex /var/fragmented-less', 'stat /lost+found']);
+    expect(deep).toMatch(/^ 0\/ 2 {3}1\/ {2}1 /m); // level 0 of depth 2: one index entry
+    expect(deep!.match(/^ 2\/ 2 /gm)!.length).toBe(2000);
+    expect(less).toMatch(/^ 0\/ 1 {3}1\/ {2}2 /m);
+    expect(less!.match(/^ 1\/ 1 /gm)!.length).toBe(500);
+    expect(lf).toMatch(/Size: 16384\b/); // mke2fs's four pre-allocated blocks
+    expect(lf).toMatch(/Blockcount: 32\b/);
   });
 
   it.skipIf(!isRoot)('mounts in the kernel (loop, read-only) with every node as in the tree', async () => {
