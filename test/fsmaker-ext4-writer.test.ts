@@ -531,7 +531,7 @@ describe('ext4 writer refusals', () => {
       for await (const e of p.extents()) void e;
     });
     await expect(plan).rejects.toThrow(ToolError);
-    await expect(plan).rejects.toMatchObject({ code: 'ROOTFS_TREE', exitCode: 28, message: expect.stringMatching(pattern) });
+    await expect(plan).rejects.toMatchObject({ code: 'ROOTFS_TREE', exitCode: 31, message: expect.stringMatching(pattern) });
   };
   it('a name over 255 bytes', () => expectTreeError([node('', 'dir'), node('x'.repeat(256), 'file')], /memtree: \/x+: the name is 256 bytes long; ext4 names are at most 255/));
   it('a hard link to a directory', () => expectTreeError([node('', 'dir'), node('d', 'dir'), node('l', 'file', { linkTo: 'd' })], /\/l: a hard link to a directory \(\/d\)/));
