@@ -136,6 +136,8 @@ function richNodes(): TreeNode[] {
     node('etc', 'dir', { mode: 0o755 }),
     node('etc/hello', 'file', { size: 5000, uid: 1000, gid: 100, mtime: T0 + 0.125, atime: T0 + 3.5, ctime: T0 + 4.0625, xattrs: new Map([['user.note', Buffer.from('hi')]]) }),
     node('etc/empty', 'file', { size: 0, mode: 0o600 }),
+    node('etc/after-2038', 'file', { size: 0, mtime: 2 ** 31 + 100.25, atime: 2 ** 33 + 1, ctime: 2 ** 32 - 1 }), // the epoch bits
+    node('etc/before-1970', 'file', { size: 0, mtime: -1000.5, atime: -(2 ** 31), ctime: 0 }),
     node('etc/exact-block', 'file', { size: 8192 }),
     node('etc/big-xattrs', 'file', { size: 10, xattrs: new Map([['user.big', patternBytes(1500, 9)], ['security.selinux', Buffer.from('system_u:object_r:etc_t:s0\0')], ['trusted.t', Buffer.from('x')]]) }),
     node('etc/acl', 'file', { size: 3, xattrs: new Map([['system.posix_acl_access', vfsAcl()]]) }),
@@ -219,9 +221,11 @@ function parseStat(text: string): Record<string, string> {
   return out;
 }
 
+/** debugfs's "0xLO:EXTRA": the low word is signed, the extra word's two low bits extend it (inodes.rst). */
 const timeOf = (field: string): number => {
   const [lo, extra] = field.split(':');
-  return Number(lo) + (parseInt(extra!, 16) >>> 2) / 1e9;
+  const e = parseInt(extra!, 16);
+  return (Number(lo) | 0) + (e & 3) * 2 ** 32 + (e >>> 2) / 1e9;
 };
 
 const TYPE_NAME: Record<TreeNode['type'], string> = { file: 'regular', dir: 'directory', symlink: 'symlink', char: 'character', block: 'block', fifo: 'FIFO', socket: 'socket' };
