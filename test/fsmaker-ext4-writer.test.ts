@@ -545,6 +545,10 @@ describe('ext4 writer refusals', () => {
   it('a long symlink target', () => expectTreeError([node('', 'dir'), node('s', 'symlink', { target: 'a'.repeat(4096) })], /\/s: the link target is 4096 bytes/));
   it('a contents pass shorter than the tree said', () =>
     expectTreeError([node('', 'dir'), node('f', 'file', { size: 10_000 })], /\/f: the contents pass gave 5000 bytes where the tree said 10000/, (p, o, l) => fileBytes(p, o, l).subarray(0, 5000)));
+  it('a path twice', () => expectTreeError([node('', 'dir'), node('a', 'file'), node('a', 'dir')], /memtree: \/a: the path is in the tree twice/));
+  it('a lost+found that is not a directory', () => expectTreeError([node('', 'dir'), node('lost+found', 'file')], /\/lost\+found is a file; ext4 keeps a directory there/));
+  it('more than 65000 hard links to one file', () =>
+    expectTreeError([node('', 'dir'), node('f', 'file'), ...Array.from({ length: 65000 }, (_, i) => node(`l${i}`, 'file', { linkTo: 'f' }))], /\/l64999: more than 65000 hard links to \/f/));
   it('a label over 16 bytes', async () => {
     await expect(planExt4({ tree: memTree([node('', 'dir')], fileBytes), label: 'a-label-that-is-too-long' })).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: expect.stringMatching(/label .* at most 16/) });
   });

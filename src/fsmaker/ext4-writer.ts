@@ -230,7 +230,10 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
   const rootIndex = tree.nodes.findIndex((n) => n.path === '');
   if (rootIndex >= 0 && tree.nodes[rootIndex]!.type !== 'dir') throw new ToolError('ROOTFS_TREE', `${tree.name}: the root is a ${tree.nodes[rootIndex]!.type}, not a directory`);
   add(ROOT_INO, rootIndex >= 0 ? tree.nodes[rootIndex]! : fsDir('', 0o755), rootIndex);
-  const lfIndex = tree.nodes.findIndex((n) => n.path === 'lost+found' && n.type === 'dir' && !n.linkTo);
+  const lfIndex = tree.nodes.findIndex((n) => n.path === 'lost+found');
+  if (lfIndex >= 0 && (tree.nodes[lfIndex]!.type !== 'dir' || tree.nodes[lfIndex]!.linkTo !== undefined)) {
+    throw new ToolError('ROOTFS_TREE', `${tree.name}: /lost+found is a ${tree.nodes[lfIndex]!.linkTo !== undefined ? 'hard link' : tree.nodes[lfIndex]!.type}; ext4 keeps a directory there (inode 11, for e2fsck)`);
+  }
   add(LOST_FOUND_INO, lfIndex >= 0 ? tree.nodes[lfIndex]! : fsDir('lost+found', 0o700), lfIndex);
   if (lfIndex < 0) {
     // The tree has none: make it as mke2fs does (root's, 0700).
@@ -241,6 +244,7 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
   let nextIno = FIRST_INO + 1;
   tree.nodes.forEach((node, index) => {
     if (node.path === '') return;
+    if (byPath.has(node.path) && index !== lfIndex) throw new ToolError('ROOTFS_TREE', `${where(node)}: the path is in the tree twice`);
     const name = Buffer.from(basename(node.path));
     if (name.length > 255) throw new ToolError('ROOTFS_TREE', `${where(node)}: the name is ${name.length} bytes long; ext4 names are at most 255`);
     const parent = byPath.get(parentOf(node.path));
@@ -249,7 +253,8 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
     if (node.linkTo !== undefined) {
       const target = byPath.get(node.linkTo);
       if (!target || target.node.type === 'dir') throw new ToolError('ROOTFS_TREE', `${where(node)}: a hard link to ${target ? 'a directory' : 'nothing earlier in the tree'} (/${node.linkTo})`);
-      target.links++;
+      // Linux's EXT4_LINK_MAX: link() refuses more, and i_links_count is 16 bits.
+      if (++target.links > 65000) throw new ToolError('ROOTFS_TREE', `${where(node)}: more than 65000 hard links to /${target.node.path}`);
       rec = target;
       byIndex[index] = target.ino;
       byPath.set(node.path, target);
