@@ -19,6 +19,8 @@ import { makeTempDir, patternBytes, withLoop } from './helpers.js';
 const haveTools = spawnSync('sh', ['-c', 'command -v e2fsck && command -v debugfs && command -v dumpe2fs'], { stdio: 'ignore' }).status === 0;
 if (!haveTools) console.log('skipping ext4 writer tests: e2fsprogs (e2fsck, debugfs, dumpe2fs) is not installed');
 const isRoot = process.getuid?.() === 0;
+const haveGrubFstest = spawnSync('sh', ['-c', 'command -v grub-fstest'], { stdio: 'ignore' }).status === 0;
+if (!haveGrubFstest) console.log('skipping the GRUB read-back: grub-fstest (grub-common) is not installed');
 
 const dir = makeTempDir('ext4w-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -409,6 +411,20 @@ describe.skipIf(!haveTools)('ext4 writer', () => {
     // The kernel mounted it read-only: nothing to replay, nothing changed.
     expectFsckClean(image);
   }, 60_000);
+
+  it.skipIf(!haveGrubFstest)('is read by GRUB (grub-fstest: ls, cmp, a depth-2 extent tree)', () => {
+    const ls = execFileSync('grub-fstest', [image, 'ls', '/usr/bin'], { encoding: 'utf8' });
+    expect(ls.trim().split(/\s+/).sort()).toEqual(['ping', 'pong', 'su', 'wall']);
+    for (const [p, size] of [['usr/bin/ping', 70000], ['var/sparse', 1_000_000], ['var/fragmented', 2000 * 8192]] as const) {
+      const want = path.join(dir, 'grub-want');
+      const t = inodeNodes(nodes).get(p)!;
+      const bytes = Buffer.alloc(size);
+      for (const r of t.dataRanges ?? [{ offset: 0, length: t.size }]) fileBytes(t.path, r.offset, r.length).copy(bytes, r.offset);
+      fs.writeFileSync(want, bytes);
+      const r = spawnSync('grub-fstest', [image, 'cmp', `/${p}`, want], { encoding: 'utf8' });
+      expect(r.status, `${p}: ${r.stdout}${r.stderr}`).toBe(0);
+    }
+  });
 
   it('gives the same bytes for the same tree, seed and timestamp; another seed, another UUID', async () => {
     const again = path.join(dir, 'again.img');

@@ -362,7 +362,7 @@ interface Layout {
   journalNodeBlocks: number;
 }
 
-function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer[]>, fsSeed: number, times: { now: number }): Layout {
+function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer[]>, fsSeed: number, now: number): Layout {
   const alloc = new Allocator(geo);
   const metaBlocks: Layout['metaBlocks'] = [];
   const runs = (n: number): Array<{ pblk: number; count: number }> => {
@@ -396,7 +396,7 @@ function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer
       atime: n.atime ?? n.mtime,
       ctime: n.ctime ?? n.mtime,
       mtime: n.mtime,
-      crtime: times.now,
+      crtime: now,
       fileAcl: 0,
     };
     if (rec.xattrInBlock) {
@@ -566,7 +566,7 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
 
   let layout: Layout;
   try {
-    layout = allocate(geo, recs, dirBlocks, fsSeed, { now });
+    layout = allocate(geo, recs, dirBlocks, fsSeed, now);
   } catch (err) {
     if (err instanceof Full) throw new ToolError('ROOTFS_TOO_LARGE', `${tree.name} does not fit in an ext4 filesystem of ${geo.blocks * BLOCK} bytes`);
     throw err;
