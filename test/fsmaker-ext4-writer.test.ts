@@ -480,6 +480,18 @@ describe.skipIf(!haveTools)('ext4 writer at scale', () => {
     fs.rmSync(image);
   }, 300_000);
 
+  it('a directory with more than 65 000 subdirectories (dir_nlink: its link count is 1)', async () => {
+    const nodes: TreeNode[] = [node('', 'dir'), node('wide', 'dir')];
+    for (let i = 0; i < 65_100; i++) nodes.push(node(`wide/${i}`, 'dir'));
+    const image = path.join(dir, 'wide.img');
+    await writeImage({ tree: memTree(nodes, fileBytes), seed: 'wide', timestamp: T0 }, image);
+    expectFsckClean(image);
+    const [wide, one] = debugfs(image, ['stat /wide', 'stat /wide/65099']);
+    expect(parseStat(wide!).links).toBe('1');
+    expect(parseStat(one!).links).toBe('2');
+    fs.rmSync(image);
+  }, 300_000);
+
   it('a 5 GiB sparse file (large_file, huge_file): the holes stay holes', async () => {
     const size = 5 * 1024 * 1024 * 1024 + 12_345;
     const ranges = [{ offset: 0, length: 3 * CHUNK }, { offset: 4 * 1024 * 1024 * 1024 + 100, length: 2 * CHUNK }, { offset: size - 5000, length: 5000 }];
