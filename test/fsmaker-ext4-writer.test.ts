@@ -577,6 +577,20 @@ describe('ext4 writer refusals', () => {
   it('a lost+found that is not a directory', () => expectTreeError([node('', 'dir'), node('lost+found', 'file')], /\/lost\+found is a file; ext4 keeps a directory there/));
   it('more than 65000 hard links to one file', () =>
     expectTreeError([node('', 'dir'), node('f', 'file'), ...Array.from({ length: 65000 }, (_, i) => node(`l${i}`, 'file', { linkTo: 'f' }))], /\/l64999: more than 65000 hard links to \/f/));
+  it('a contents pass that gives a file\'s bytes out of order', async () => {
+    const nodes = [node('', 'dir'), node('f', 'file', { size: 20_000 })];
+    const tree: FileTree = {
+      ...memTree(nodes, fileBytes),
+      async *contents() {
+        yield { node: 1, offset: 10_000, data: Buffer.alloc(10_000, 1) };
+        yield { node: 1, offset: 0, data: Buffer.alloc(10_000, 2) };
+      },
+    };
+    const run = planExt4({ tree, seed: 'x', timestamp: T0 }).then(async (p) => {
+      for await (const e of p.extents()) void e;
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: 'memtree: /f: the contents pass gave bytes at 0 after bytes up to 20000 (chunks out of order)' });
+  });
   it('a label over 16 bytes', async () => {
     await expect(planExt4({ tree: memTree([node('', 'dir')], fileBytes), label: 'a-label-that-is-too-long' })).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: expect.stringMatching(/label .* at most 16/) });
   });

@@ -759,6 +759,7 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
     let rec: InodeRec | undefined;
     let k = 0;
     let bytes = 0;
+    let fileEnd = 0; // where the file's previous chunk ended
     const finishFile = (): void => {
       if (rec && bytes !== expectedBytes(rec)) throw new ToolError('ROOTFS_TREE', `${tree.name}: /${rec.node.path}: the contents pass gave ${bytes} bytes where the tree said ${expectedBytes(rec)}`);
     };
@@ -772,10 +773,13 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
         current = chunk.node;
         k = 0;
         bytes = 0;
+        fileEnd = 0;
       }
       const ext = rec!.extents!;
       let offset = chunk.offset;
       let data = chunk.data;
+      if (offset < fileEnd) throw new ToolError('ROOTFS_TREE', `${tree.name}: /${rec!.node.path}: the contents pass gave bytes at ${offset} after bytes up to ${fileEnd} (chunks out of order)`);
+      fileEnd = offset + data.length;
       bytes += data.length;
       while (data.length > 0) {
         const lblk = Math.floor(offset / BLOCK);
