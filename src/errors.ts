@@ -54,6 +54,7 @@ export const FSMAKER_EXIT_CODES = {
   CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
   SPARE_MKFS: 26, // formatting the spare partition failed
   BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, the initrd not an initramfs Linux unpacks, or the default modules are damaged
+  LAYOUT_INVALID: 33, // a --layout file that cannot be read or has problems (each named FILE:LINE)
 } as const;
 
 export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES | keyof typeof FSMAKER_EXIT_CODES;
