@@ -13,6 +13,7 @@ import { findGrubDirs } from '../fsmaker/grub-images.js';
 import { readLayoutFile } from '../fsmaker/layout-file.js';
 import type { LayoutSpec } from '../fsmaker/layout-model.js';
 import { layoutYaml } from '../fsmaker/layout-print.js';
+import { refuseOutputAmongInputs } from '../fsmaker/preflight.js';
 import { handleInterrupts } from './interrupt.js';
 import { imageNameOf, outputFormatNamed } from '../format/output-formats.js';
 import { programLine, runMain } from './run.js';
@@ -206,7 +207,9 @@ function layoutOf(command: Command, raw: Raw, args: string[]): { layout: LayoutS
     if (given.length > 0) throw new ToolError('USAGE', `${given.join(', ')} with --layout: the layout file describes the disk (put it there)`);
     if (args.length > 1) throw new ToolError('USAGE', `--layout takes one OUTPUTIMAGE at most, not ${args.length} arguments (ROOTIMAGE goes in the file)`);
     const layout = readLayoutFile(raw.layout);
-    return { layout, output: args[0] ?? layout.output?.path };
+    const output = args[0] ?? layout.output?.path;
+    if (output !== undefined) refuseOutputAmongInputs(output, [{ role: 'the layout file', path: raw.layout }]);
+    return { layout, output };
   }
   const [rootImage, output] = args;
   if (rootImage === undefined) throw new ToolError('USAGE', 'missing ROOTIMAGE (see --help)');

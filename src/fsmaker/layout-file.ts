@@ -77,6 +77,13 @@ class Reader {
   /** Where the node at `at` (or the nearest one above it) starts. */
   offsetOf(at: FieldPath): number | undefined {
     for (let n = at.length; n >= 0; n--) {
+      const last = at[n - 1];
+      // A field is blamed on its key's line ('partitions:', not its first item's).
+      if (typeof last === 'string') {
+        const parent = n === 1 ? this.doc.contents : this.doc.getIn(at.slice(0, n - 1), true);
+        const pair = isMap(parent) ? parent.items.find((item) => isScalar(item.key) && item.key.value === last) : undefined;
+        if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0];
+      }
       const node = (n === 0 ? this.doc.contents : this.doc.getIn(at.slice(0, n), true)) as Node | undefined;
       if (node && typeof node === 'object' && 'range' in node && node.range) return node.range[0];
     }

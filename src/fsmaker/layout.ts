@@ -137,7 +137,7 @@ export function planLayout(spec: LayoutSpec, input: PlanInput): DiskLayout {
   const minimumSectors = alignUp(firstLba + fixedSum + tailSectors, ALIGN_SECTORS);
   const requestedSectors = spec.size === undefined ? minimumSectors : Math.floor(spec.size / 4096) * (4096 / SECTOR);
   if (requestedSectors < minimumSectors) {
-    throw new ToolError('ROOTFS_TOO_LARGE', `the partitions (${spec.partitions.map((p, i) => `${partitionName(p, i)}: ${fixedSectors[i]! * SECTOR}`).join(', ')} bytes) need a disk of ${minimumSectors * SECTOR} bytes; the disk's --size allows ${requestedSectors * SECTOR}`);
+    throw new ToolError('ROOTFS_TOO_LARGE', `the partitions (${spec.partitions.flatMap((p, i) => (fixedSectors[i] === null ? [] : [`${partitionName(p, i)}: ${fixedSectors[i]! * SECTOR}`])).join(', ')} bytes) need a disk of ${minimumSectors * SECTOR} bytes; the disk's --size allows ${requestedSectors * SECTOR}`);
   }
   const pad = input.padBytes ?? 0;
   const diskSectors = pad > 0 ? alignUp(requestedSectors * SECTOR, pad) / SECTOR : requestedSectors;
