@@ -184,6 +184,43 @@ describe('fsmaker --layout', () => {
     expect(tool('sfdisk', ['-V', v005]).status).toBe(0);
   }, 120_000);
 
+  it('a netboot disk: no root partition, root=/dev/nfs replacing the PARTUUID, the kernel and initrd on /boot', () => {
+    const layout = write(
+      at('nfs.yaml'),
+      `label: mbr\nbootloader: bios\nkernel: vmlinuz\ninitrd: initrd.img\ncmdline: { root: /dev/nfs, append: "nfsroot=10.0.2.2:/srv/root ip=dhcp" }\npartitions:\n  - { size: 32M, bootable: true, mount: /boot, contents: fat }\n  - { type: home, contents: { kind: ext4, from: hometree } }\n`,
+    );
+    const image = at('nfs.img');
+    const r = fsmaker(['--layout', layout, image]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/MBR disk of \d+ bytes, no root partition/);
+    const boot = partition(image, 1);
+    expect(tool('fsck.fat', ['-n', boot]).status).toBe(0);
+    const cfg = execFileSync('mtype', ['-i', boot, '::/grub/grub.cfg'], { encoding: 'utf8' });
+    expect(cfg).toMatch(/linux \/vmlinuz root=\/dev\/nfs ro rootwait console=tty0 console=ttyS0,115200 panic=-1 nfsroot=10\.0\.2\.2:\/srv\/root ip=dhcp$/m);
+    expect(cfg).not.toContain('PARTUUID');
+    expect(execFileSync('mtype', ['-i', boot, '::/vmlinuz']).equals(fs.readFileSync(at('vmlinuz')))).toBe(true);
+    expect(tool('e2fsck', ['-fn', partition(image, 2)]).status).toBe(0);
+  }, 120_000);
+
+  it("v0.05's command line from a directory: ext4 built from it as partition 1, --rootfs-size its size", () => {
+    const image = at('dir-root.img');
+    const r = fsmaker(['-q', '-k', at('vmlinuz'), '-i', at('initrd.img'), '--rootfs-size', '40M', at('roottree'), image]);
+    expect(r.status, r.stderr).toBe(0);
+    const parts = (JSON.parse(tool('sfdisk', ['-J', image]).stdout) as { partitiontable: { partitions: { node: string; size: number }[] } }).partitiontable.partitions;
+    expect(parts.find((p) => p.node.endsWith('1'))!.size).toBe(40 * 2048);
+    const root = partition(image, 1);
+    expect(fs.statSync(root).size).toBe(40 * MiB);
+    expect(tool('e2fsck', ['-fn', root]).status).toBe(0);
+    expect(tool('debugfs', ['-R', 'cat /etc/hostname', root]).stdout).toBe('lab\n');
+    // An archive needs the tree reader (openTree), not in this build: refused, nothing written.
+    const tarball = at('root.tar');
+    execFileSync('tar', ['-cf', tarball, '-C', at('roottree'), '.']);
+    const refused = fsmaker(['-q', '-k', at('vmlinuz'), '-i', at('initrd.img'), tarball, at('never-tar.img')]);
+    expect(refused.status).toBe(21);
+    expect(refused.stderr).toMatch(/root\.tar: a tar archive: building ext4 from an archive needs fsmaker's tree reader/);
+    expect(fs.existsSync(at('never-tar.img'))).toBe(false);
+  }, 120_000);
+
   it('refuses before anything is written: sizes that do not fit (22), a bad layout (33, FILE:LINE), v0.05 options with --layout (1)', () => {
     const out = at('never.img');
     const small = write(at('small.yaml'), GPT.replace('contents: { kind: image, path: data.ext4 }', 'size: 4M, contents: { kind: image, path: data.ext4 }'));

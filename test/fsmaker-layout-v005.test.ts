@@ -53,4 +53,16 @@ describe('fsmaker v0.05 command line', () => {
       fs.rmSync(out);
     }, 120_000);
   }
+
+  it('an image root whose /etc/fstab does not mount / gets `rw` on the command line (systemd would leave it read-only)', () => {
+    const bare = path.join(dir, 'nofstab.ext4');
+    execFileSync('mkfs.ext4', ['-q', '-F', bare, '16M']);
+    const out = path.join(dir, 'rw.img');
+    const r = runCli(FSMAKER, [...stand, bare, out]);
+    expect(r.status, r.stderr).toBe(0);
+    const boot = path.join(dir, 'rw.boot');
+    expect(runCli(path.join(ROOT, 'dist/bin/sparsecopy.mjs'), ['-q', '--from-partition', '3', out, boot]).status).toBe(0);
+    const cfg = execFileSync('mtype', ['-i', boot, '::/grub/grub.cfg'], { encoding: 'utf8' });
+    expect(cfg).toMatch(/root=PARTUUID=[0-9a-f]{8}-01 rw rootwait/);
+  }, 120_000);
 });
