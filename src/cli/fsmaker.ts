@@ -146,7 +146,16 @@ async function main(argv: string[]): Promise<number> {
   }
   const raw = command.opts<Raw>();
   const args = command.args as string[];
-  const { layout, output } = layoutOf(command, raw, args);
+  let chosen: ReturnType<typeof layoutOf>;
+  try {
+    chosen = layoutOf(command, raw, args);
+  } catch (err) {
+    // A layout file's problems, one per line: each line is an error line of its own.
+    if (!(err instanceof ToolError) || err.code !== 'LAYOUT_INVALID') throw err;
+    for (const line of err.message.split('\n')) process.stderr.write(programLine('fsmaker', line));
+    return err.exitCode;
+  }
+  const { layout, output } = chosen;
   const pad = bytes(raw.pad, 'pad size') ?? layout.output?.pad;
   const run: LayoutRun = { layout, output: output ?? '', grubDir: raw.grubheader, padBytes: pad };
   if (raw.printConfig) {
