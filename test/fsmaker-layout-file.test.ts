@@ -13,7 +13,7 @@ import { type LayoutSpec, checkLayout } from '../src/fsmaker/layout-model.js';
 import { layoutYaml } from '../src/fsmaker/layout-print.js';
 import { swapHeader } from '../src/fsmaker/layout-swap.js';
 import { COMPLETE } from './fsmaker-layout-fixtures.js';
-import { makeTempDir } from './helpers.js';
+import { ROOT, makeTempDir } from './helpers.js';
 
 let dir: string;
 beforeAll(() => {
@@ -46,6 +46,15 @@ describe('layout files', () => {
     expect(spec.partitions[0]).toMatchObject({ size: 256 * 1024 * 1024, mount: '/boot', contents: { from: '/base/bootfiles', label: 'BOOT' } });
     expect(spec.partitions[2]).toMatchObject({ legacyBiosBootable: true, mount: '/', contents: { kind: 'ext4', from: '/base/rootfs' } });
     expect(spec.partitions[4]).toMatchObject({ number: 9, size: 'rest', type: 'home', contents: { kind: 'image', path: '/srv/home.ext4' } });
+  });
+
+  it("reads the README's complete example, and prints it back equal", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const example = /### Layout files[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toBeDefined();
+    const spec = parse(example!);
+    expect(spec.partitions.map((p) => p.contents.kind)).toEqual(['fat', 'empty', 'ext4', 'swap', 'image', 'mkfs']);
+    expect(parseLayout(layoutYaml(spec), 'p.yaml', '/x')).toEqual(spec);
   });
 
   it('prints a layout that reads back equal (YAML round trip), also from another directory', () => {
