@@ -210,6 +210,13 @@ describe('fsmaker --layout', () => {
     expect(parts.find((p) => p.node.endsWith('1'))!.size).toBe(40 * 2048);
     const root = partition(image, 1);
     expect(fs.statSync(root).size).toBe(40 * MiB);
+    // The tree has no fstab: `rw`; given one that mounts /, `ro` as before.
+    const cfgOf = (disk: string) => execFileSync('mtype', ['-i', partition(disk, 3), '::/grub/grub.cfg'], { encoding: 'utf8' });
+    expect(cfgOf(image)).toMatch(/root=PARTUUID=[0-9a-f]{8}-01 rw rootwait/);
+    write(at('fstabtree/etc/fstab'), '# <file system> <mount point> <type>\nLABEL=root / ext4 defaults 0 1\n');
+    const withFstab = at('fstab-root.img');
+    expect(fsmaker(['-q', '-k', at('vmlinuz'), '-i', at('initrd.img'), at('fstabtree'), withFstab]).status).toBe(0);
+    expect(cfgOf(withFstab)).toMatch(/root=PARTUUID=[0-9a-f]{8}-01 ro rootwait/);
     expect(tool('e2fsck', ['-fn', root]).status).toBe(0);
     expect(tool('debugfs', ['-R', 'cat /etc/hostname', root]).stdout).toBe('lab\n');
     // An archive needs the tree reader (openTree), not in this build: refused, nothing written.
@@ -240,6 +247,10 @@ describe('fsmaker --layout', () => {
     r = fsmaker(['--layout', write(at('gpt.yaml'), GPT), '-s', '1G', out]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/-s with --layout/);
+    r = fsmaker(['--layout', at('gpt.yaml'), at('roottree/disk.img')]);
+    expect(r.status).toBe(13);
+    expect(r.stderr).toMatch(/disk\.img: the output lies inside the rootfs tree .*roottree: nothing written/);
+    expect(fs.existsSync(at('roottree/disk.img'))).toBe(false);
     r = fsmaker(['--layout', at('gpt.yaml'), at('gpt.yaml')]);
     expect(r.status).toBe(13);
     expect(fs.readFileSync(at('gpt.yaml'), 'utf8')).toBe(GPT);

@@ -31,10 +31,10 @@ import { patchBootSector, patchCoreImage } from './grub-bios.js';
 import { grubConfig } from './grub-config.js';
 import { type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
 import { buildExt4Tree, imageBytes, isTreeSource, rootHasFstabEntry } from './layout-contents.js';
-import { type Bootloader, type LayoutSpec, checkLayout, isEspPartition } from './layout-model.js';
+import { type Bootloader, type LayoutSpec, checkLayout, isEspPartition, numberOf } from './layout-model.js';
 import { swapHeader } from './layout-swap.js';
 import { type DiskLayout, type PlacedPartition, fatSerialOf, partitionName, planLayout, seededGuid, v005Layout } from './layout.js';
-import { bootDirFiles, checkOptions, refuseOutputAmongInputs } from './preflight.js';
+import { bootDirFiles, checkOptions, refuseOutputAmongInputs, refuseOutputInside } from './preflight.js';
 import { type Rootfs, inspectRootfs } from './rootfs.js';
 
 export type { BootChoice, BootFile } from './boot-choice.js';
@@ -189,6 +189,9 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
   for (const p of spec.partitions) if (p.contents.kind === 'mkfs') checkOptions({ spareType: p.contents.fs });
   checkOptions({ append: spec.cmdline.append, timeoutSeconds: spec.timeout, firmware: spec.bootloader === 'none' ? 'both' : spec.bootloader });
   refuseOutputAmongInputs(run.output, layoutInputs(spec));
+  spec.partitions.forEach((p, i) => {
+    if (p.contents.kind === 'ext4' && isDirectory(p.contents.from)) refuseOutputInside(run.output, p.contents.from, p.mount === '/' ? 'the rootfs tree' : `${partitionName(p, i)}'s tree`);
+  });
   const filled: Filled[] = spec.partitions.map((p) => (p.contents.kind === 'fat' ? { fatFiles: bootDirFiles(p.contents.from, run.output) } : {}));
   const rootIndex = spec.partitions.findIndex((p) => p.mount === '/');
   // The root image is judged first, as v0.05 did: a corrupt rootfs is refused before anything is built.
@@ -202,7 +205,7 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
     for (const [i, p] of spec.partitions.entries()) {
       const c = p.contents;
       if (c.kind !== 'ext4') continue;
-      const file = await buildExt4Tree({ from: c.from, sizeBytes: typeof p.size === 'number' ? Math.floor(p.size / 4096) * 4096 : undefined, label: c.label, seed: spec.seed!, number: p.number ?? i + 1, workDir: work.dir, signal: work.signal });
+      const file = await buildExt4Tree({ from: c.from, sizeBytes: typeof p.size === 'number' ? Math.floor(p.size / 4096) * 4096 : undefined, label: c.label, seed: spec.seed!, number: numberOf(p, i), workDir: work.dir, signal: work.signal });
       filled[i] = { bytes: fs.statSync(file).size, file };
       if (i === rootIndex) rootfs = { ...inspectRootfs(file), path: c.from };
     }
@@ -277,8 +280,11 @@ async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root
   // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
   // a partition formatted.
   refuseOutputUpFront({ ...run.copy, source: sourceName(spec), destination: run.output }, layout.totalBytes);
-  // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only: the kernel mounts it `rw` then.
-  const readWrite = rootfs !== null && rootHasFstabEntry(rootfs) === false;
+  // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only: the kernel mounts
+  // a root fsmaker built from a tree `rw` then. An image root keeps v0.05's `ro`: it is as its
+  // maker made it (and a disk qemu cannot write, a streamOptimized VMDK, still boots).
+  const rootKind = spec.partitions.find((p) => p.mount === '/')?.contents.kind;
+  const readWrite = rootfs !== null && rootKind === 'ext4' && rootHasFstabEntry(rootfs) === false;
   const planned: Planned = { spec, layout, plan, boot, readWrite, filled, inAnyOrder, grubDirs };
   for (const part of layout.parts) if (part.spec.contents.kind === 'fat') fatOf(planned, part, null); // refuses files that do not fit
   if (planOnly) return { layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs: rootfsSummary(rootfs), boot };
@@ -286,6 +292,14 @@ async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root
 }
 
 const rootfsSummary = (rootfs: Rootfs | null): PlannedDisk['rootfs'] => (rootfs ? { type: rootfs.type, uuid: rootfs.uuid, label: rootfs.label } : null);
+
+const isDirectory = (p: string): boolean => {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
 
 const sourceName = (spec: LayoutSpec): string => {
   const root = spec.partitions.find((p) => p.mount === '/')?.contents;
