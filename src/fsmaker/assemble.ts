@@ -25,17 +25,21 @@ import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
-import { type BootChoice, chooseBoot } from './boot-choice.js';
+import { type BootForChoice, chooseBootFor } from './boot-choice.js';
+import type { Ext4Plan } from './ext4-writer.js';
 import { planFat, type FatFile } from './fat.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
 import { grubConfig } from './grub-config.js';
 import { type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
-import { buildExt4Tree, imageBytes, isTreeSource, rootHasFstabEntry } from './layout-contents.js';
+import { imageBytes, isTreeSource, planTreeExt4, rootHasFstabEntry } from './layout-contents.js';
 import { type Bootloader, type LayoutSpec, checkLayout, isEspPartition, numberOf } from './layout-model.js';
 import { swapHeader } from './layout-swap.js';
 import { type DiskLayout, type PlacedPartition, fatSerialOf, partitionName, planLayout, seededGuid, v005Layout } from './layout.js';
 import { bootDirFiles, checkOptions, refuseOutputAmongInputs, refuseOutputInside } from './preflight.js';
-import { type Rootfs, inspectRootfs } from './rootfs.js';
+import { type Rootfs, inspectRootfs, rootViewOfImage } from './rootfs.js';
+import type { FileTree, RootView } from './tree.js';
+import { openTree } from './tree-open.js';
+import { rootViewOfTree } from './tree-view.js';
 
 export type { BootChoice, BootFile } from './boot-choice.js';
 export { inspectRootfs } from './rootfs.js';
@@ -92,20 +96,13 @@ export interface PlannedDisk {
   resolved: LayoutSpec;
   /** The root filesystem; null when the root is elsewhere (root: /dev/nfs). */
   rootfs: { type: string; uuid?: string; label?: string } | null;
-  boot: BootChoice | null;
+  boot: BootForChoice | null;
 }
 
 export type FsmakerResult = CopySummary & PlannedDisk;
 
 const repoRoot = (): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** -k/-i, else the rootfs's own /boot/vmlinuz and /boot/initrd.img (ext2/3/4), else the default; each checked. */
-export function chooseBootFiles(options: Pick<FsmakerOptions, 'kernel' | 'initrd'>, rootfs: Rootfs): BootChoice {
-  return chooseBoot({ kernel: options.kernel, initrd: options.initrd, repoRoot: repoRoot() }, rootfs);
-}
-
-/** A root that is not on the disk (NFS): the kernel and initrd are -k/-i or the default. */
-const NO_ROOT: Rootfs = { path: 'the layout (no root partition)', type: 'none', size: 0, read: () => Buffer.alloc(0), ext: null, close: () => undefined };
 
 /** fsmaker v0.05's command line as a layout (the seed made once, so that every GUID and serial agrees). */
 export function layoutOfOptions(options: FsmakerOptions): LayoutSpec {
@@ -158,8 +155,10 @@ function layoutInputs(layout: LayoutSpec): { role: string; path: string }[] {
 interface Filled {
   /** Bytes the contents need (undefined: none of their own). */
   bytes?: number;
-  /** An image file to stream (an image, a built ext4, a formatted mkfs partition later). */
+  /** An image file to stream. */
   file?: string;
+  /** An ext4 filesystem planned from a tree, streamed from it. */
+  ext4?: Ext4Plan;
   /** A FAT's own files (a directory's). */
   fatFiles?: FatFile[];
 }
@@ -196,7 +195,9 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
   const rootIndex = spec.partitions.findIndex((p) => p.mount === '/');
   // The root image is judged first, as v0.05 did: a corrupt rootfs is refused before anything is built.
   const rootContents = rootIndex >= 0 ? spec.partitions[rootIndex]!.contents : null;
-  let rootfs: Rootfs | null = rootContents?.kind === 'image' ? inspectRootfs(rootContents.path) : null;
+  const rootfs: Rootfs | null = rootContents?.kind === 'image' ? inspectRootfs(rootContents.path) : null;
+  const trees: FileTree[] = [];
+  let rootView: RootView | null = rootfs ? rootViewOfImage(rootfs) : null;
   const work = openWorkDir(run.signal);
   try {
     spec.partitions.forEach((p, i) => {
@@ -205,15 +206,25 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
     for (const [i, p] of spec.partitions.entries()) {
       const c = p.contents;
       if (c.kind !== 'ext4') continue;
-      const file = await buildExt4Tree({ from: c.from, sizeBytes: typeof p.size === 'number' ? Math.floor(p.size / 4096) * 4096 : undefined, label: c.label, seed: spec.seed!, number: numberOf(p, i), workDir: work.dir, signal: work.signal });
-      filled[i] = { bytes: fs.statSync(file).size, file };
-      if (i === rootIndex) rootfs = { ...inspectRootfs(file), path: c.from };
+      const tree = await openTree(c.from);
+      trees.push(tree);
+      const ext4 = await planTreeExt4({ tree, sizeBytes: typeof p.size === 'number' ? p.size : undefined, label: c.label, seed: spec.seed!, number: numberOf(p, i) });
+      filled[i] = { bytes: ext4.sizeBytes, ext4 };
+      if (i === rootIndex) rootView = rootViewOfTree(tree);
     }
-    return await assemble(run, spec, filled, rootfs, inAnyOrder, work, planOnly);
+    return await assemble(run, spec, filled, { rootfs, rootView, fromTree: rootContents?.kind === 'ext4' }, inAnyOrder, work, planOnly);
   } finally {
+    for (const tree of trees) tree.close();
     rootfs?.close();
     await closeWorkDir(work);
   }
+}
+
+/** The root: its image (null for a tree or none), what kernel discovery reads, whether fsmaker builds it from a tree. */
+interface Root {
+  rootfs: Rootfs | null;
+  rootView: RootView | null;
+  fromTree: boolean;
 }
 
 function openWorkDir(outer: AbortSignal | undefined): WorkDir {
@@ -253,21 +264,24 @@ interface Planned {
   spec: LayoutSpec;
   layout: DiskLayout;
   plan: (coreSectors: number) => DiskLayout;
-  boot: BootChoice | null;
+  boot: BootForChoice | null;
   readWrite: boolean;
   filled: Filled[];
   inAnyOrder: boolean;
   grubDirs: ReturnType<typeof findGrubDirs>;
 }
 
-async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], rootfs: Rootfs | null, inAnyOrder: boolean, work: WorkDir, planOnly: boolean): Promise<FsmakerResult | PlannedDisk> {
+async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root: Root, inAnyOrder: boolean, work: WorkDir, planOnly: boolean): Promise<FsmakerResult | PlannedDisk> {
   const firmware = spec.bootloader;
   const grubDirs = findGrubDirs(run.grubDir);
   const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware === 'bios' || firmware === 'both' : firmware === 'uefi' || firmware === 'both'));
   if (needed.length > 0 && !planOnly) {
     throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
   }
-  const boot = firmware === 'none' && spec.kernel === undefined && spec.initrd === undefined ? null : chooseBootFiles(spec, rootfs ?? NO_ROOT);
+  const boot =
+    firmware === 'none' && spec.kernel === undefined && spec.initrd === undefined
+      ? null
+      : await chooseBootFor({ kernel: spec.kernel, initrd: spec.initrd, repoRoot: repoRoot(), netboot: spec.cmdline.root === '/dev/nfs', warn: run.copy?.onWarning }, root.rootView);
   const plan = (coreSectors: number): DiskLayout => {
     const layout = planLayout(spec, { contentBytes: (i) => filled[i]!.bytes, coreSectors, padBytes: run.padBytes });
     serializeTable(layout.table); // refuses a table its format cannot hold (MBR's 32-bit fields)
@@ -283,15 +297,21 @@ async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root
   // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only: the kernel mounts
   // a root fsmaker built from a tree `rw` then. An image root keeps v0.05's `ro`: it is as its
   // maker made it (and a disk qemu cannot write, a streamOptimized VMDK, still boots).
-  const rootKind = spec.partitions.find((p) => p.mount === '/')?.contents.kind;
-  const readWrite = rootfs !== null && rootKind === 'ext4' && rootHasFstabEntry(rootfs) === false;
+  const readWrite = root.fromTree && root.rootView !== null && !(await rootHasFstabEntry(root.rootView));
   const planned: Planned = { spec, layout, plan, boot, readWrite, filled, inAnyOrder, grubDirs };
   for (const part of layout.parts) if (part.spec.contents.kind === 'fat') fatOf(planned, part, null); // refuses files that do not fit
-  if (planOnly) return { layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs: rootfsSummary(rootfs), boot };
-  return await writeDisk(run, planned, rootfs, work);
+  const summary = rootSummary(root, layout, filled);
+  if (planOnly) return { layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs: summary, boot };
+  return await writeDisk(run, planned, summary, work);
 }
 
-const rootfsSummary = (rootfs: Rootfs | null): PlannedDisk['rootfs'] => (rootfs ? { type: rootfs.type, uuid: rootfs.uuid, label: rootfs.label } : null);
+function rootSummary(root: Root, layout: DiskLayout, filled: Filled[]): PlannedDisk['rootfs'] {
+  if (root.rootfs) return { type: root.rootfs.type, uuid: root.rootfs.uuid, label: root.rootfs.label };
+  const placed = layout.parts.find((p) => p.spec.mount === '/');
+  const c = placed?.spec.contents;
+  if (!placed || c?.kind !== 'ext4') return null;
+  return { type: 'ext4', uuid: filled[placed.index]!.ext4?.uuid, ...(c.label !== undefined ? { label: c.label } : {}) };
+}
 
 const isDirectory = (p: string): boolean => {
   try {
@@ -307,7 +327,7 @@ const sourceName = (spec: LayoutSpec): string => {
 };
 
 /** Builds GRUB, formats mkfs partitions and streams the disk. */
-async function writeDisk(run: LayoutRun, d: Planned, rootfs: Rootfs | null, work: WorkDir): Promise<FsmakerResult> {
+async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs'], work: WorkDir): Promise<FsmakerResult> {
   const { layout, inAnyOrder, spec } = d;
   const { signal } = work;
   const firmware = spec.bootloader;
@@ -353,7 +373,7 @@ async function writeDisk(run: LayoutRun, d: Planned, rootfs: Rootfs | null, work
       { name: sourceName(spec), length: total, extents, anyOrder: split },
       { ...run.copy, ...ovaFirmwareOf(firmware), destination: run.output, blockSize: 4096, signal },
     );
-    return { ...summary, layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs: rootfsSummary(rootfs), boot: d.boot };
+    return { ...summary, layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs, boot: d.boot };
   } finally {
     for (const input of inputs) input.close();
     if (!signal.aborted) work.stop.abort(new Error('fsmaker: the run ended'));
@@ -405,6 +425,8 @@ function partitionPiece(d: Planned, part: PlacedPartition, streams: Map<number, 
   const c = part.spec.contents;
   const input = streams.get(part.index);
   if (input) return { name, offset, length, source: sourceExtents(input, { chunkBytes: DEFAULT_CHUNK_BYTES }) };
+  const ext4 = d.filled[part.index]!.ext4;
+  if (ext4) return { name, offset, length, source: ext4.extents() };
   if (c.kind === 'fat') return { name, offset, length, source: fatOf(d, part, efiImg).extents() };
   if (c.kind === 'swap') {
     const uuid = c.uuid ?? seededGuid(d.spec.seed, `swap-${part.number}`);

@@ -1,29 +1,21 @@
 /**
  * What a layout's partitions are filled from, before the disk is planned: an image's size, an
- * ext4 filesystem built from a tree (into the run's work directory), a FAT's files, whether the
- * root's /etc/fstab mounts / (the kernel command line says `rw` when it does not).
- *
- * The ext4 build is a stand-in until planExt4 (ext4-writer.ts) and openTree (tree-open.ts) land:
- * mke2fs -d on a sparse temporary file, from a directory only (mke2fs 1.47.0 reads no archives),
- * reproducible with the seed and SOURCE_DATE_EPOCH. Switching to planExt4 replaces buildExt4Tree
- * and nothing else: its result is an image file the assembly streams like any other.
+ * ext4 filesystem planned from a tree (a directory or an archive: openTree, planExt4; streamed
+ * as extents, never written to a temporary file), and whether the root's /etc/fstab mounts /
+ * (the kernel command line says `rw` when it does not).
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { ToolError, describeSystemError } from '../errors.js';
 import { openInput } from '../io/target.js';
-import { seededGuid } from './layout.js';
-import type { Rootfs } from './rootfs.js';
+import { type Ext4Plan, planExt4 } from './ext4-writer.js';
+import { detectFilesystem } from './fs-detect.js';
+import { readAt } from './read-range.js';
+import { archiveKind } from './tree-open.js';
+import type { FileTree, RootView } from './tree.js';
 
-const execFileAsync = promisify(execFile);
-const MiB = 1024 * 1024;
-const BLOCK = 4096;
-/** Inode table and directory room per node, and a fixed headroom (journal, group metadata). */
-const PER_NODE_BYTES = 512 + BLOCK;
-const HEADROOM_BYTES = 16 * MiB;
-const MAX_FSTAB_BYTES = 1 * MiB;
+const MAX_FSTAB_BYTES = 1024 * 1024;
+/** Enough of a file to tell an archive from a filesystem image (tar's header, the compressions' magics). */
+const ARCHIVE_HEAD_BYTES = 4096;
 
 /** Bytes of an image file or block device, or a ToolError naming it (ROOTFS_OPEN). */
 export function imageBytes(file: string, role: string): number {
@@ -41,90 +33,59 @@ export function imageBytes(file: string, role: string): number {
   }
 }
 
-/** What ROOTFS is: a directory or an archive is a tree to build ext4 from, anything else an image. */
+/**
+ * What ROOTFS is: a directory, or a file that holds no filesystem fsmaker knows and whose first
+ * bytes are an archive's (not its name), is a tree to build ext4 from; anything else is an image
+ * (inspectRootfs says what is wrong with it). The filesystem is looked for first: an image's
+ * first 4 KiB are often zeros, which is also what an empty tar archive is.
+ */
 export function isTreeSource(file: string): boolean {
+  let st: fs.Stats;
   try {
-    if (fs.statSync(file).isDirectory()) return true;
+    st = fs.statSync(file);
   } catch {
-    return false; // inspectRootfs says why it cannot be opened
+    return false;
   }
-  return archiveKind(file) !== null;
-}
-
-/** An archive by its first bytes (tar's "ustar" at 257, gzip, xz, zstd, bzip2), not by its name. */
-export function archiveKind(file: string): string | null {
-  const head = Buffer.alloc(264);
+  if (st.isDirectory()) return true;
+  if (!st.isFile()) return false;
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
   } catch {
-    return null;
+    return false;
   }
   try {
+    if (detectFilesystem((offset, length) => readAt(fd, offset, length)) !== null) return false;
+    const head = Buffer.alloc(Math.min(ARCHIVE_HEAD_BYTES, st.size));
     fs.readSync(fd, head, 0, head.length, 0);
+    return typeof archiveKind(head) === 'string';
   } catch {
-    return null;
+    return false;
   } finally {
     fs.closeSync(fd);
   }
-  if (head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
-  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-  if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
-  if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-  if (head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
-  return null;
-}
-
-/** An automatic size for a tree: its blocks, a block and an inode per node, headroom; 1 MiB aligned. */
-export function treeExt4Bytes(dir: string): number {
-  let bytes = 0;
-  const walk = (d: string): void => {
-    for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
-      const full = path.join(d, entry.name);
-      bytes += PER_NODE_BYTES;
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile()) bytes += Math.ceil(fs.lstatSync(full).size / BLOCK) * BLOCK;
-    }
-  };
-  try {
-    walk(dir);
-  } catch (err) {
-    throw new ToolError('ROOTFS_OPEN', `${dir}: cannot read the tree: ${describeSystemError(err)}`);
-  }
-  return Math.ceil((bytes * 1.2 + HEADROOM_BYTES) / MiB) * MiB;
 }
 
 export interface Ext4TreeRequest {
-  from: string;
-  /** Filesystem size (absent: treeExt4Bytes). */
+  tree: FileTree;
+  /** Filesystem size (absent: what the tree needs plus headroom). */
   sizeBytes?: number;
   label?: string;
   seed: string;
-  /** Partition number, for the seeded UUID. */
+  /** Partition number: each partition's filesystem gets its own UUID from the seed. */
   number: number;
-  workDir: string;
-  signal: AbortSignal;
 }
 
-/** Builds the ext4 filesystem of a tree in the work directory; returns its image file. */
-export async function buildExt4Tree(r: Ext4TreeRequest): Promise<string> {
-  const kind = fs.statSync(r.from).isDirectory() ? null : archiveKind(r.from);
-  if (kind !== null) throw new ToolError('ROOTFS_UNKNOWN', `${r.from}: a ${kind} archive: building ext4 from an archive needs fsmaker's tree reader, not in this build (unpack it and give the directory)`);
-  const sizeBytes = r.sizeBytes ?? treeExt4Bytes(r.from);
-  const file = path.join(r.workDir, `partition-${r.number}.ext4`);
-  fs.writeFileSync(file, '');
-  fs.truncateSync(file, sizeBytes);
+/** Plans the ext4 filesystem of a tree (reproducible with the seed and SOURCE_DATE_EPOCH). */
+export function planTreeExt4(r: Ext4TreeRequest): Promise<Ext4Plan> {
   const epoch = process.env.SOURCE_DATE_EPOCH;
-  const args = ['-q', '-F', '-t', 'ext4', '-U', seededGuid(r.seed, `ext4-uuid-${r.number}`).toLowerCase(), '-E', `hash_seed=${seededGuid(r.seed, `ext4-hash-${r.number}`).toLowerCase()}`, ...(r.label ? ['-L', r.label] : []), '-d', r.from, file];
-  try {
-    await execFileAsync('mke2fs', args, { signal: r.signal, env: { ...process.env, ...(epoch !== undefined ? { E2FSPROGS_FAKE_TIME: epoch } : {}) } });
-  } catch (err) {
-    if (r.signal.aborted) throw r.signal.reason;
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    const why = e.code === 'ENOENT' ? 'mke2fs not found' : (e.stderr ?? '').trim().split('\n').pop() || describeSystemError(err);
-    throw new ToolError('SPARE_MKFS', `${r.from}: building its ${sizeBytes}-byte ext4 filesystem failed: ${why}`);
-  }
-  return file;
+  return planExt4({
+    tree: r.tree,
+    ...(r.sizeBytes !== undefined ? { sizeBytes: r.sizeBytes } : {}),
+    seed: `${r.seed}\0ext4-${r.number}`,
+    ...(r.label !== undefined ? { label: r.label } : {}),
+    ...(epoch !== undefined ? { timestamp: Number(epoch) } : {}),
+  });
 }
 
 /** Whether an fstab's text has an entry for / (the second field of a line that is no comment). */
@@ -135,14 +96,10 @@ export function fstabMountsRoot(text: string): boolean {
   });
 }
 
-/**
- * Whether the root filesystem's /etc/fstab mounts /; null when fsmaker cannot read it (not
- * ext2/3/4). Without an entry, systemd leaves a root the kernel mounted `ro` read-only.
- */
-export function rootHasFstabEntry(rootfs: Rootfs): boolean | null {
-  const ext = rootfs.ext;
-  if (!ext) return null;
-  const inode = ext.lookup('/etc/fstab', { follow: true });
-  if (!inode || inode.kind !== 'file') return false;
-  return fstabMountsRoot(ext.readFile(inode, 0, Math.min(inode.size, MAX_FSTAB_BYTES)).toString('utf8'));
+/** Whether the root's /etc/fstab mounts / (false without one: a placeholder or none at all). */
+export async function rootHasFstabEntry(root: RootView): Promise<boolean> {
+  const st = root.stat('/etc/fstab');
+  if (!st || st.type !== 'file' || st.size > MAX_FSTAB_BYTES) return false;
+  const text = (await root.readFiles(['/etc/fstab'], MAX_FSTAB_BYTES)).get('/etc/fstab');
+  return text !== undefined && fstabMountsRoot(text.toString('utf8'));
 }
