@@ -252,7 +252,7 @@ function configReport(planned: PlannedDisk, grubDir: string | undefined): string
   const r = planned.rootfs;
   const lines = [
     r ? `rootfs: ${rootFrom}: ${r.type}${r.uuid ? `, UUID ${r.uuid}` : ''}${r.label ? `, label ${r.label}` : ''}, ${planned.layout.root!.sectors * 512} bytes partition ${planned.layout.root!.number}` : 'rootfs: none on the disk',
-    ...(planned.boot ? [bootLine('kernel', planned.boot.kernel), bootLine('initrd', planned.boot.initrd), `initrd modules: ${planned.boot.modules}`] : ['kernel: none (bootloader none)']),
+    ...(planned.boot ? [bootLine('kernel', planned.boot.kernel), bootLine('initrd', planned.boot.initrd), ...(planned.boot.modules ? [`initrd modules: ${planned.boot.modules}`] : [])] : ['kernel: none (bootloader none)']),
     `grub i386-pc: ${grub.i386Pc ?? 'missing (install grub-pc-bin)'}`,
     `grub x86_64-efi: ${grub.x86_64Efi ?? 'missing (install grub-efi-amd64-bin)'}`,
   ];

@@ -1,11 +1,11 @@
 /**
  * fsmaker's assembly: a layout (layout-model.ts; v0.05's command line is one) becomes a bootable
  * partitioned disk, streamed as one composite extent source (table sectors, GRUB's core.img, the
- * FAT filesystems fsmaker writes, image files, swap signatures, the backup GPT; holes between)
- * into any sparsecopy sink. No root privileges, loop devices or mounts; the only programs run are
- * grub-mkimage (GRUB's images), mkfs for a partition of contents `mkfs` (on a sparse temporary
- * file), mke2fs -d for an ext4 built from a directory (the stand-in for fsmaker's own ext4
- * writer: layout-contents.ts) and, once, scripts/fetch-kernel.sh for the default kernel.
+ * FAT filesystems fsmaker writes, ext4 filesystems written from trees, image files, swap
+ * signatures, the backup GPT; holes between) into any sparsecopy sink. No root privileges, loop
+ * devices or mounts; the only programs run are grub-mkimage (GRUB's images), mkfs for a partition
+ * of contents `mkfs` (on a sparse temporary file) and, once, scripts/fetch-kernel.sh for the
+ * default kernel.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +25,7 @@ import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
-import { type BootForChoice, chooseBootFor } from './boot-choice.js';
+import { type BootChoice, chooseBoot, chooseBootFor } from './boot-choice.js';
 import type { Ext4Plan } from './ext4-writer.js';
 import { planFat, type FatFile } from './fat.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
@@ -96,7 +96,8 @@ export interface PlannedDisk {
   resolved: LayoutSpec;
   /** The root filesystem; null when the root is elsewhere (root: /dev/nfs). */
   rootfs: { type: string; uuid?: string; label?: string } | null;
-  boot: BootForChoice | null;
+  /** The kernel and initrd (with where a generated initramfs's modules come from, when chooseBootFor chose). */
+  boot: (BootChoice & { modules?: string }) | null;
 }
 
 export type FsmakerResult = CopySummary & PlannedDisk;
@@ -220,6 +221,18 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
   }
 }
 
+/**
+ * The kernel and initrd. An image root keeps v0.05's chooseBoot for now: switching it to
+ * chooseBootFor changes what test/fsmaker-hardening.test.ts pins (a rootfs symlink loop is 34
+ * there, not 21; an empty /boot/vmlinuz is named by its versioned target), which is the kernel
+ * code's to settle. A tree root, or none (netboot), has only chooseBootFor.
+ */
+async function chooseBootFiles(spec: LayoutSpec, root: Root, run: LayoutRun): Promise<PlannedDisk['boot']> {
+  const request = { kernel: spec.kernel, initrd: spec.initrd, repoRoot: repoRoot() };
+  if (root.rootfs) return chooseBoot(request, root.rootfs);
+  return chooseBootFor({ ...request, netboot: spec.cmdline.root === '/dev/nfs', warn: run.copy?.onWarning }, root.rootView);
+}
+
 /** The root: its image (null for a tree or none), what kernel discovery reads, whether fsmaker builds it from a tree. */
 interface Root {
   rootfs: Rootfs | null;
@@ -264,7 +277,7 @@ interface Planned {
   spec: LayoutSpec;
   layout: DiskLayout;
   plan: (coreSectors: number) => DiskLayout;
-  boot: BootForChoice | null;
+  boot: PlannedDisk['boot'];
   readWrite: boolean;
   filled: Filled[];
   inAnyOrder: boolean;
@@ -278,10 +291,7 @@ async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root
   if (needed.length > 0 && !planOnly) {
     throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
   }
-  const boot =
-    firmware === 'none' && spec.kernel === undefined && spec.initrd === undefined
-      ? null
-      : await chooseBootFor({ kernel: spec.kernel, initrd: spec.initrd, repoRoot: repoRoot(), netboot: spec.cmdline.root === '/dev/nfs', warn: run.copy?.onWarning }, root.rootView);
+  const boot = firmware === 'none' && spec.kernel === undefined && spec.initrd === undefined ? null : await chooseBootFiles(spec, root, run);
   const plan = (coreSectors: number): DiskLayout => {
     const layout = planLayout(spec, { contentBytes: (i) => filled[i]!.bytes, coreSectors, padBytes: run.padBytes });
     serializeTable(layout.table); // refuses a table its format cannot hold (MBR's 32-bit fields)
