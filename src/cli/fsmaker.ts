@@ -98,11 +98,11 @@ function bootLine(role: string, file: BootFile): string {
 function buildCommand(): Command {
   const command = new Command('fsmaker')
     .usage('[options] ROOTIMAGE OUTPUTIMAGE  |  --layout FILE [options] [OUTPUTIMAGE]')
-    .description('Wrap a bare root filesystem image (or a directory) into a bootable partitioned disk (GRUB for BIOS and UEFI), or build the disk a layout file describes.')
+    .description('Wrap a bare root filesystem image, a directory or a tar archive into a bootable partitioned disk (GRUB for BIOS and UEFI), or build the disk a layout file describes.')
     .argument('[ROOTIMAGE]')
     .argument('[OUTPUTIMAGE]')
     .option('--layout <FILE>', 'build the disk this YAML layout describes (see the README)')
-    .option('--rootfs-size <SIZE>', 'root partition size (a directory: its ext4 size; default automatic)')
+    .option('--rootfs-size <SIZE>', 'root partition size (a directory or archive: its ext4 size; default automatic)')
     .option('--pad <SIZE>', 'round the disk up to a multiple of SIZE (the backup GPT at the new end), as sparsecopy --pad')
     .option('-k, --kernel <KERNEL>', 'kernel image (default: the rootfs /boot/vmlinuz, else the cached Debian cloud kernel)')
     .option('-i, --initrd <INITRD>', 'initrd (default: the rootfs /boot/initrd.img, else a generated busybox initramfs)')
