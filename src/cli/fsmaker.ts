@@ -1,7 +1,7 @@
 /**
- * fsmaker: a bootable disk from a bare root filesystem image (or a directory), without root
- * privileges. Command line compatible with fsmaker v0.05: fsmaker [options] ROOTIMAGE OUTPUTIMAGE,
- * which is one layout; fsmaker --layout FILE [OUTPUTIMAGE] builds any other.
+ * fsmaker: a bootable disk from a bare root filesystem image, a directory or a tar archive,
+ * without root privileges. Command line compatible with fsmaker v0.05: fsmaker [options]
+ * ROOTIMAGE OUTPUTIMAGE, which is one layout; fsmaker --layout FILE [OUTPUTIMAGE] builds any other.
  */
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
