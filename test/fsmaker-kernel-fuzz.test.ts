@@ -6,6 +6,7 @@
  */
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { ToolError } from '../src/errors.js';
 import { bzImageRelease } from '../src/fsmaker/boot-files.js';
 import { cpioArchive } from '../src/fsmaker/cpio.js';
 import { initrdMemberNames } from '../src/fsmaker/initrd-inspect.js';
@@ -29,12 +30,13 @@ describe('kernel discovery fuzz', () => {
     expect(releases).toBeGreaterThan(100); // most mutants leave the string intact
   });
 
-  it('findRootKernel on 2000 random link graphs: terminates, and any answer is a regular file of the rootfs', () => {
+  it('findRootKernel on 2000 random link graphs: terminates, refuses loops by name (21), and any answer is a regular file of the rootfs', () => {
     const rand = prng(77);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const names = ['/vmlinuz', '/boot/vmlinuz', '/boot/vmlinuz-6.1.0-9-amd64', '/boot/vmlinuz-6.1.0-10-amd64', '/initrd.img', '/boot/initrd.img', '/boot/initrd.img-6.1.0-10-amd64', '/boot/a', '/b', '/boot/sub/c', '/lib', '/usr/lib/modules/6.1.0-10-amd64/x.ko'];
     const targets = ['vmlinuz', '/boot/a', '../b', '../../../../boot/vmlinuz-6.1.0-10-amd64', 'sub/c', '/', '.', '..', '', '/etc/passwd', 'vmlinuz-6.1.0-9-amd64', '/vmlinuz', 'a/../a', '/boot/sub/../a', 'usr/lib'];
     let found = 0;
+    let loops = 0;
     for (let i = 0; i < 2000; i++) {
       const entries: Record<string, Entry> = {};
       for (const n of names) {
@@ -48,18 +50,34 @@ describe('kernel discovery fuzz', () => {
       } catch {
         continue; // a file that is also a directory's parent: not a tree
       }
-      const k = findRootKernel(root);
+      let k;
+      try {
+        k = findRootKernel(root);
+      } catch (err) {
+        // A loop is a broken rootfs: refused by name (21), nothing else.
+        expect(err).toBeInstanceOf(ToolError);
+        expect((err as ToolError).exitCode).toBe(21);
+        expect((err as Error).message).toMatch(new RegExp(`^R${i}: too many levels of symbolic links resolving /`));
+        loops++;
+        continue;
+      }
       if (k) {
         found++;
         expect(root.stat(k.path)?.type, JSON.stringify(entries, (key, v) => (key === 'data' ? undefined : v))).toBe('file');
         if (k.initrd) expect(root.stat(k.initrd)?.type).toBe('file');
       }
       for (const n of names) {
-        const p = resolveInside(root, n);
+        let p: string | null = null;
+        try {
+          p = resolveInside(root, n);
+        } catch (err) {
+          expect((err as ToolError).exitCode).toBe(21);
+        }
         if (p !== null) expect(p.startsWith('/') && !p.split('/').includes('..')).toBe(true);
       }
     }
     expect(found).toBeGreaterThan(200);
+    expect(loops).toBeGreaterThan(0);
   });
 
   it('initrdMemberNames on 2000 corrupted archives (and 20 compressed ones): names or a problem, never a throw', () => {

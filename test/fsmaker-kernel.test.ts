@@ -88,7 +88,12 @@ describe('kernels found as grub-mkconfig finds them', () => {
     const escape = memoryRoot('R', { '/boot/vmlinuz': link('/etc/passwd') });
     expect(findRootKernel(escape)).toBeNull(); // the host's /etc/passwd is never looked at
     const loop = memoryRoot('R', { '/boot/vmlinuz': link('a'), '/boot/a': link('vmlinuz') });
-    expect(findRootKernel(loop)).toBeNull();
+    expect(() => findRootKernel(loop)).toThrow('R: too many levels of symbolic links resolving /boot/vmlinuz');
+    // A versioned kernel without a versioned initrd takes the initrd.img link paired with a vmlinuz link to it.
+    const paired = memoryRoot('R', { '/boot/vmlinuz': link('vmlinuz-1.0'), '/boot/vmlinuz-1.0': file(kernelOf(null)), '/boot/initrd.img': file(fakeInitrd()) });
+    expect(findRootKernel(paired)).toMatchObject({ path: '/boot/vmlinuz-1.0', initrd: '/boot/initrd.img', initrdFoundAs: '/boot/initrd.img' });
+    const unpaired = memoryRoot('R', { '/boot/vmlinuz': link('vmlinuz-0.9'), '/boot/vmlinuz-0.9': file(kernelOf(null)), '/boot/vmlinuz-1.0': file(kernelOf(null)), '/boot/initrd.img': file(fakeInitrd()) });
+    expect(findRootKernel(unpaired)).toMatchObject({ path: '/boot/vmlinuz-1.0', initrd: null });
     expect(resolveInside(memoryRoot('R', { '/lib': link('usr/lib'), '/usr/lib/modules/x': { type: 'dir' } }), '/lib/modules/x')).toBe('/usr/lib/modules/x');
   });
 

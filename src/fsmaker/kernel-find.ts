@@ -16,8 +16,9 @@ import { versionSortCompare } from './version-sort.js';
 const MAX_LINKS = 40;
 
 /**
- * `p` with every symlink resolved inside the rootfs, or null when a component is missing (or the
- * links loop or run deeper than Linux follows).
+ * `p` with every symlink resolved inside the rootfs, or null when a component is missing. Links
+ * that loop or run deeper than Linux follows are a broken rootfs (ELOOP): refused (21), as the
+ * ext reader refuses them, never taken for a missing kernel.
  */
 export function resolveInside(root: RootView, p: string): string | null {
   let links = 0;
@@ -35,7 +36,8 @@ export function resolveInside(root: RootView, p: string): string | null {
       const st = root.stat(here);
       if (!st) return null;
       if (st.type === 'symlink') {
-        if (++links > MAX_LINKS || st.target === undefined || st.target === '') return null;
+        if (++links > MAX_LINKS) throw new ToolError('ROOTFS_UNKNOWN', `${root.name}: too many levels of symbolic links resolving ${p}`);
+        if (st.target === undefined || st.target === '') return null; // an empty target names nothing (ENOENT)
         const target = st.target.split('/');
         if (st.target.startsWith('/')) done.length = 0;
         todo.unshift(...target);
@@ -105,13 +107,24 @@ export function versionedKernels(root: RootView): Array<{ foundAs: string; versi
   return found.sort((a, b) => versionSortCompare(key(b.version), key(a.version)) || Number(a.version.endsWith('.old')) - Number(b.version.endsWith('.old')) || (a.foundAs < b.foundAs ? -1 : 1));
 }
 
+/** The links Debian keeps to the default kernel and its initrd. */
+const LINK_PAIRS = [['/boot/vmlinuz', '/boot/initrd.img'], ['/vmlinuz', '/initrd.img']] as const;
+
 /** The kernel the rootfs boots and its initrd, or null when it has none. */
 export function findRootKernel(root: RootView): FoundKernel | null {
   const versioned = versionedKernels(root);
   if (versioned.length > 0) {
     const best = versioned[0]!;
     const p = regularFile(root, best.foundAs)!;
-    const initrd = initrdFor(root, dirOf(best.foundAs), best.version);
+    // No versioned initrd: the initrd.img link kept beside a vmlinuz link to this very kernel (Debian keeps them in pairs).
+    const paired = (): { path: string; foundAs: string } | null => {
+      for (const [kernelLink, initrdLink] of LINK_PAIRS) {
+        const initrdPath = regularFile(root, initrdLink);
+        if (initrdPath && regularFile(root, kernelLink) === p) return { path: initrdPath, foundAs: initrdLink };
+      }
+      return null;
+    };
+    const initrd = initrdFor(root, dirOf(best.foundAs), best.version) ?? paired();
     const others = versioned.length > 1 ? ` (newest of ${versioned.map((v) => baseOf(v.foundAs)).join(', ')} by version order, as grub-mkconfig takes it)` : '';
     return {
       path: p,
@@ -122,7 +135,7 @@ export function findRootKernel(root: RootView): FoundKernel | null {
       why: `the rootfs's kernel ${best.foundAs}${others}`,
     };
   }
-  for (const [link, initrdLink] of [['/boot/vmlinuz', '/boot/initrd.img'], ['/vmlinuz', '/initrd.img']] as const) {
+  for (const [link, initrdLink] of LINK_PAIRS) {
     const p = regularFile(root, link);
     if (!p) continue;
     const m = /^vmlinuz-(.+)$/.exec(baseOf(p));
