@@ -44,8 +44,8 @@ const seconds = (ns: bigint): number => Number(ns / 1_000_000_000n) + Number(ns 
 
 /** Linux's dev_t encoding (glibc's gnu_dev_major/minor). */
 function deviceNumbers(rdev: bigint): { major: number; minor: number } {
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n));
+  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n));
   return { major, minor };
 }
 
