@@ -30,7 +30,7 @@ import {
 } from '../format/tar.js';
 import type { DataRange, FileChunk, FileTree, TreeNode, TreeNodeType } from './tree.js';
 import { type ArchiveCompression, ForwardReader, checkDecoderInstalled, decodedPieces } from './tree-stream.js';
-import { filesToRead } from './tree-view.js';
+import { readWholeFiles } from './tree-view.js';
 
 /** Bounds: an archive is input, and none of these is needed by any real tree. */
 export const TAR_LIMITS = {
@@ -577,18 +577,8 @@ export async function openTarTree(name: string, fd: number, compression: Archive
     name,
     nodes,
     contents: () => storedBytesOf(withContents),
-    async readFiles(paths, maxBytes) {
-      const targets = filesToRead(name, nodes, paths, maxBytes);
-      const byNode = new Map<TreeNode, string[]>();
-      for (const [path, node] of targets) byNode.set(node, [...(byNode.get(node) ?? []), path]);
-      const wanted = nodes.flatMap((n, i) => (byNode.has(n) && stored.has(n) ? [i] : []));
-      const buffers = new Map<TreeNode, Buffer>();
-      for (const node of byNode.keys()) buffers.set(node, Buffer.alloc(node.size));
-      for await (const chunk of storedBytesOf(wanted)) chunk.data.copy(buffers.get(nodes[chunk.node]!)!, chunk.offset);
-      const out = new Map<string, Buffer>();
-      for (const [node, names] of byNode) for (const p of names) out.set(p, buffers.get(node)!);
-      return out;
-    },
+    // A file whose bytes are all holes has no stored bytes: left out of the pass, read as zeros.
+    readFiles: (paths, maxBytes) => readWholeFiles(name, nodes, paths, maxBytes, (wanted) => storedBytesOf(wanted.filter((i) => stored.has(nodes[i]!)))),
     close() {
       if (closed) return;
       closed = true;
