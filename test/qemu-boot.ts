@@ -21,6 +21,8 @@ export interface BootOptions {
   memoryMiB?: number;
   /** The image's format as qemu names it (default raw): never probed, so a raw image is never taken for another format. */
   format?: 'raw' | 'qcow2' | 'vmdk';
+  /** A NIC on qemu's user network (slirp: the host is 10.0.2.2, DHCP gives 10.0.2.15); default none. */
+  nic?: 'virtio-net-pci' | 'e1000' | 'e1000e';
 }
 
 export interface BootResult {
@@ -105,6 +107,7 @@ export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> 
     }
   }
   args.push(...diskArgs(image, disk, options.format ?? 'raw'));
+  if (options.nic) args.push('-nic', `user,model=${options.nic}`);
 
   const started = Date.now();
   const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });
