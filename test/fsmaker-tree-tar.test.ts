@@ -274,6 +274,27 @@ describe('refusals: one line naming the archive, the header offset and the probl
     expect(tree.nodes.map((n) => n.path)).toEqual(['', 'cd.iso']);
   });
 
+  it('entries after a lone zero block, or a second archive appended, are refused, not dropped', async () => {
+    const first = archive(member({ name: 'a', data: 'x' }));
+    const lone = await refusal(Buffer.concat([member({ name: 'a', data: 'x' }), Buffer.alloc(512), member({ name: 'b', data: 'y' }), Buffer.alloc(1024)]));
+    expect(lone.error.message).toBe(`${lone.file}: tar header at byte 1024: data after the end-of-archive block, at byte 1536`);
+    const appended = await refusal(Buffer.concat([first, archive(member({ name: 'b', data: 'y' }))]));
+    expect(appended.error.message).toBe(`${appended.file}: tar header at byte 1024: data after the end-of-archive block, at byte 2048`);
+    // Zeros after the end (GNU tar pads to 10 KiB records) are fine.
+    const padded = await open(Buffer.concat([first, Buffer.alloc(8192)]));
+    expect(padded.nodes.map((n) => n.path)).toEqual(['', 'a']);
+  });
+
+  it('an empty archive is zeros to its end; zeros then data (an ext4 image) is not an archive', async () => {
+    const empty = path.join(work, 'empty.tar');
+    execFileSync('tar', ['-cf', empty, '--files-from', '/dev/null']);
+    expect((await openTree(empty)).nodes.map((n) => n.path)).toEqual(['']);
+    const image = path.join(work, 'fs.img');
+    fs.writeFileSync(image, Buffer.alloc(8 << 20));
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    await expect(openTree(image)).rejects.toThrow(`${image}: not a tar archive: its first block is zeros and data follows (a filesystem image?)`);
+  });
+
   it('not an archive, a pipe, standard input', async () => {
     const notTar = path.join(work, 'not.tar');
     fs.writeFileSync(notTar, Buffer.alloc(4096, 0x41));
@@ -293,7 +314,7 @@ describe('refusals: one line naming the archive, the header offset and the probl
     gz[gz.length - 6] ^= 0xff; // the CRC
     const { file, error } = await refusal(gz);
     expect(error.message).toMatch(new RegExp(`^${file}: corrupt gzip data: `));
-    const xz = execFileSync('xz', ['-c'], { input: Buffer.concat([good(), patternBytes(100000, 5)]) });
+    const xz = execFileSync('xz', ['-c'], { input: archive(member({ name: 'big', data: patternBytes(100000, 5) })) });
     const cut = await refusal(xz.subarray(0, xz.length - 40));
     expect(cut.error.message).toMatch(new RegExp(`^${cut.file}: corrupt xz data: `));
   });

@@ -110,9 +110,13 @@ export async function* tarEntries(reader: ForwardReader, name: string): AsyncGen
     if (block.length === 0) fail(name, headerOffset, 'the archive ends without its end-of-archive blocks (truncated?)');
     if (block.length < TAR_BLOCK) fail(name, headerOffset, `cut short: ${block.length} of ${TAR_BLOCK} bytes`);
     if (isZeroBlock(block)) {
-      // What follows the end (zeros up to a record) is read too: a compressed stream's own
-      // check (gzip's CRC, xz's) comes at its very end, and bytes before it are not trusted without it.
-      await reader.skip(Number.MAX_SAFE_INTEGER);
+      // What follows the end is read too, and must be zeros (a record's padding): a compressed
+      // stream's own check (gzip's CRC, xz's) comes at its very end, and entries after a lone
+      // zero block (or a second archive appended) would otherwise be dropped without a word.
+      for await (const view of reader.views(Number.MAX_SAFE_INTEGER)) {
+        const at = view.findIndex((b) => b !== 0);
+        if (at >= 0) fail(name, headerOffset, `data after the end-of-archive block, at byte ${reader.position - view.length + at}`);
+      }
       return;
     }
     const fields = readingTar(name, () => parseTarHeaderFields(block, headerOffset), members === 0 ? 'not a tar archive: ' : '');
