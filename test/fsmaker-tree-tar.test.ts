@@ -116,6 +116,29 @@ describe('paths and replacements, as tar x', () => {
     expect(parent.error.message).toBe(`${parent.file}: tar header at byte 1024: 'f/g': its parent 'f' is a file, not a directory`);
   });
 
+  it("mmdebstrap's tarball: its hand-made old-GNU ./dev entries first, then GNU tar's pax stream with the root after them", async () => {
+    const dir = path.join(work, 'mmdebstrap-root');
+    fs.mkdirSync(path.join(dir, 'etc'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'etc/hostname'), 'debian\n');
+    // The entries as mmdebstrap packs them (its @devfiles and pack template, shortened).
+    const devtar = execFileSync('perl', ['-e', `
+      for my $f (["", 0755, 5, "", undef, undef], ["null", 0666, 3, "", 1, 3], ["fd", 0777, 2, "/proc/self/fd", undef, undef], ["pts/", 0755, 5, "", undef, undef]) {
+        my ($fname, $mode, $type, $linkname, $devmajor, $devminor) = @{$f};
+        my $entry = pack('a100 a8 a8 a8 a12 a12 A8 a1 a100 a8 a32 a32 a8 a8 a155 x12', "./dev/$fname", sprintf('%07o', $mode), sprintf('%07o', 0), sprintf('%07o', 0), sprintf('%011o', 0), sprintf('%011o', 1700000000), '', $type, $linkname, "ustar  ", '', '', defined($devmajor) ? sprintf('%07o', $devmajor) : '', defined($devminor) ? sprintf('%07o', $devminor) : '', '');
+        substr($entry, 148, 7) = sprintf("%06o\\0", unpack("%16C*", $entry));
+        print $entry;
+      }`]);
+    expect(devtar.length).toBe(4 * 512);
+    const rest = execFileSync('tar', ['--sort=name', '--mtime=@1700000000', '--clamp-mtime', '--numeric-owner', '--one-file-system', '--format=pax', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-c', '--exclude=./dev', '--xattrs', '-C', dir, '.']);
+    const tree = await open(Buffer.concat([devtar, rest]));
+    expect(tree.nodes.map((n) => n.path)).toEqual(['', 'dev', 'dev/null', 'dev/fd', 'dev/pts', 'etc', 'etc/hostname']);
+    expect(tree.nodes.find((n) => n.path === 'dev/null')).toMatchObject({ type: 'char', mode: 0o666, rdev: { major: 1, minor: 3 }, uid: 0 });
+    expect(tree.nodes.find((n) => n.path === 'dev/fd')).toMatchObject({ type: 'symlink', target: '/proc/self/fd' });
+    // The root's own entry came after ./dev's: its metadata is the directory's, not a made-up one.
+    expect(tree.nodes[0]!.mode).toBe(fs.statSync(dir).mode & 0o7777);
+    expect(await contentsOf(tree)).toEqual(new Map([['etc/hostname', 'debian\n']]));
+  });
+
   it('refuses a docker save / OCI image layout by name, saying to use docker export', async () => {
     const { file, error } = await refusal(archive(member({ name: 'oci-layout', data: '{}' }), member({ name: 'index.json', data: '{}' }), member({ name: 'manifest.json', data: '[]' }), member({ name: 'blobs/', type: '5' })));
     expect(error.message).toBe(`${file}: a container image (docker save / OCI image layout: manifest.json, oci-layout), not a root filesystem; use 'docker export' of a container for one`);
@@ -251,6 +274,27 @@ describe('refusals: one line naming the archive, the header offset and the probl
     expect(tree.nodes.map((n) => n.path)).toEqual(['', 'cd.iso']);
   });
 
+  it('entries after a lone zero block, or a second archive appended, are refused, not dropped', async () => {
+    const first = archive(member({ name: 'a', data: 'x' }));
+    const lone = await refusal(Buffer.concat([member({ name: 'a', data: 'x' }), Buffer.alloc(512), member({ name: 'b', data: 'y' }), Buffer.alloc(1024)]));
+    expect(lone.error.message).toBe(`${lone.file}: tar header at byte 1024: data after the end-of-archive block, at byte 1536`);
+    const appended = await refusal(Buffer.concat([first, archive(member({ name: 'b', data: 'y' }))]));
+    expect(appended.error.message).toBe(`${appended.file}: tar header at byte 1024: data after the end-of-archive block, at byte 2048`);
+    // Zeros after the end (GNU tar pads to 10 KiB records) are fine.
+    const padded = await open(Buffer.concat([first, Buffer.alloc(8192)]));
+    expect(padded.nodes.map((n) => n.path)).toEqual(['', 'a']);
+  });
+
+  it('an empty archive is zeros to its end; zeros then data (an ext4 image) is not an archive', async () => {
+    const empty = path.join(work, 'empty.tar');
+    execFileSync('tar', ['-cf', empty, '--files-from', '/dev/null']);
+    expect((await openTree(empty)).nodes.map((n) => n.path)).toEqual(['']);
+    const image = path.join(work, 'fs.img');
+    fs.writeFileSync(image, Buffer.alloc(8 << 20));
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    await expect(openTree(image)).rejects.toThrow(`${image}: not a tar archive: its first block is zeros and data follows (a filesystem image?)`);
+  });
+
   it('not an archive, a pipe, standard input', async () => {
     const notTar = path.join(work, 'not.tar');
     fs.writeFileSync(notTar, Buffer.alloc(4096, 0x41));
@@ -270,7 +314,7 @@ describe('refusals: one line naming the archive, the header offset and the probl
     gz[gz.length - 6] ^= 0xff; // the CRC
     const { file, error } = await refusal(gz);
     expect(error.message).toMatch(new RegExp(`^${file}: corrupt gzip data: `));
-    const xz = execFileSync('xz', ['-c'], { input: Buffer.concat([good(), patternBytes(100000, 5)]) });
+    const xz = execFileSync('xz', ['-c'], { input: archive(member({ name: 'big', data: patternBytes(100000, 5) })) });
     const cut = await refusal(xz.subarray(0, xz.length - 40));
     expect(cut.error.message).toMatch(new RegExp(`^${cut.file}: corrupt xz data: `));
   });

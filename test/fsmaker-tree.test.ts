@@ -295,6 +295,20 @@ describe('a directory', () => {
     expect(tree.mountPoints).toEqual([]);
   });
 
+  it("device numbers up to the kernel's 12-bit major and 20-bit minor, as stat says", async () => {
+    if (!isRoot) return console.log('skipping: mknod needs root');
+    const dir = path.join(work, 'devices');
+    fs.mkdirSync(dir);
+    execFileSync('mknod', [path.join(dir, 'big'), 'c', '4000', '1048000']);
+    execFileSync('mknod', [path.join(dir, 'small'), 'b', '8', '17']);
+    const tree = await openTree(dir);
+    for (const name of ['big', 'small']) {
+      const [major, minor] = execFileSync('stat', ['-c', '%Hr %Lr', path.join(dir, name)], { encoding: 'utf8' }).trim().split(' ').map(Number);
+      expect(tree.nodes.find((n) => n.path === name)!.rdev, name).toEqual({ major, minor });
+    }
+    expect(tree.nodes.find((n) => n.path === 'big')!.rdev).toEqual({ major: 4000, minor: 1048000 });
+  });
+
   it('keeps sockets and fifos', async () => {
     const dir = path.join(work, 'sockets');
     fs.mkdirSync(dir);

@@ -17,7 +17,7 @@ import { ToolError, describeSystemError } from '../errors.js';
 import { readXattrs, seekData, seekHole } from '../io/ffi.js';
 import type { DataRange, FileChunk, FileTree, TreeNode, TreeNodeType } from './tree.js';
 import { TAR_LIMITS } from './tree-tar.js';
-import { filesToRead } from './tree-view.js';
+import { readWholeFiles } from './tree-view.js';
 
 export interface DirectoryTree extends FileTree {
   /** Directories below the root on another filesystem, kept empty (paths as in `nodes`). */
@@ -44,8 +44,8 @@ const seconds = (ns: bigint): number => Number(ns / 1_000_000_000n) + Number(ns 
 
 /** Linux's dev_t encoding (glibc's gnu_dev_major/minor). */
 function deviceNumbers(rdev: bigint): { major: number; minor: number } {
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n));
+  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n));
   return { major, minor };
 }
 
@@ -167,16 +167,7 @@ export function openDirectoryTree(root: string): DirectoryTree {
     nodes,
     mountPoints,
     contents: () => contentsOf(withContents),
-    async readFiles(paths, maxBytes) {
-      const targets = filesToRead(root, nodes, paths, maxBytes);
-      const indexOf = new Map(nodes.map((n, i) => [n, i]));
-      const buffers = new Map<TreeNode, Buffer>();
-      for (const node of targets.values()) buffers.set(node, Buffer.alloc(node.size));
-      const wanted = [...buffers.keys()].filter((n) => n.size > 0).map((n) => indexOf.get(n)!);
-      wanted.sort((a, b) => a - b);
-      for await (const chunk of contentsOf(wanted)) chunk.data.copy(buffers.get(nodes[chunk.node]!)!, chunk.offset);
-      return new Map([...targets].map(([p, node]) => [p, buffers.get(node)!]));
-    },
+    readFiles: (paths, maxBytes) => readWholeFiles(root, nodes, paths, maxBytes, contentsOf),
     close: () => undefined,
   };
 }

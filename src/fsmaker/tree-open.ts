@@ -28,7 +28,11 @@ export function archiveKind(head: Buffer): ArchiveCompression | { not: string } 
   if (head.length === 0) return { not: 'empty, not a tar archive' };
   // A tar before the other formats: one of its files' bytes can hold another format's magic
   // where identifyImage looks (ISO 9660's at byte 32769).
-  if (head.length >= TAR_BLOCK && head.subarray(0, TAR_BLOCK).every((b) => b === 0)) return 'none'; // an empty archive
+  if (head.length >= TAR_BLOCK && head.subarray(0, TAR_BLOCK).every((b) => b === 0)) {
+    // An empty archive is zeros to its end; zeros and then data is a filesystem's boot block.
+    if (head.every((b) => b === 0)) return 'none';
+    return { not: 'not a tar archive: its first block is zeros and data follows (a filesystem image?)' };
+  }
   // A ustar magic says tar: a header that is damaged past it is for the reader to describe.
   if (head.length >= TAR_BLOCK && head.toString('latin1', 257, 262) === 'ustar') return 'none';
   try {

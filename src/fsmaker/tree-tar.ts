@@ -30,7 +30,7 @@ import {
 } from '../format/tar.js';
 import type { DataRange, FileChunk, FileTree, TreeNode, TreeNodeType } from './tree.js';
 import { type ArchiveCompression, ForwardReader, checkDecoderInstalled, decodedPieces } from './tree-stream.js';
-import { filesToRead } from './tree-view.js';
+import { readWholeFiles } from './tree-view.js';
 
 /** Bounds: an archive is input, and none of these is needed by any real tree. */
 export const TAR_LIMITS = {
@@ -110,9 +110,13 @@ export async function* tarEntries(reader: ForwardReader, name: string): AsyncGen
     if (block.length === 0) fail(name, headerOffset, 'the archive ends without its end-of-archive blocks (truncated?)');
     if (block.length < TAR_BLOCK) fail(name, headerOffset, `cut short: ${block.length} of ${TAR_BLOCK} bytes`);
     if (isZeroBlock(block)) {
-      // What follows the end (zeros up to a record) is read too: a compressed stream's own
-      // check (gzip's CRC, xz's) comes at its very end, and bytes before it are not trusted without it.
-      await reader.skip(Number.MAX_SAFE_INTEGER);
+      // What follows the end is read too, and must be zeros (a record's padding): a compressed
+      // stream's own check (gzip's CRC, xz's) comes at its very end, and entries after a lone
+      // zero block (or a second archive appended) would otherwise be dropped without a word.
+      for await (const view of reader.views(Number.MAX_SAFE_INTEGER)) {
+        const at = view.findIndex((b) => b !== 0);
+        if (at >= 0) fail(name, headerOffset, `data after the end-of-archive block, at byte ${reader.position - view.length + at}`);
+      }
       return;
     }
     const fields = readingTar(name, () => parseTarHeaderFields(block, headerOffset), members === 0 ? 'not a tar archive: ' : '');
@@ -577,18 +581,8 @@ export async function openTarTree(name: string, fd: number, compression: Archive
     name,
     nodes,
     contents: () => storedBytesOf(withContents),
-    async readFiles(paths, maxBytes) {
-      const targets = filesToRead(name, nodes, paths, maxBytes);
-      const byNode = new Map<TreeNode, string[]>();
-      for (const [path, node] of targets) byNode.set(node, [...(byNode.get(node) ?? []), path]);
-      const wanted = nodes.flatMap((n, i) => (byNode.has(n) && stored.has(n) ? [i] : []));
-      const buffers = new Map<TreeNode, Buffer>();
-      for (const node of byNode.keys()) buffers.set(node, Buffer.alloc(node.size));
-      for await (const chunk of storedBytesOf(wanted)) chunk.data.copy(buffers.get(nodes[chunk.node]!)!, chunk.offset);
-      const out = new Map<string, Buffer>();
-      for (const [node, names] of byNode) for (const p of names) out.set(p, buffers.get(node)!);
-      return out;
-    },
+    // A file whose bytes are all holes has no stored bytes: left out of the pass, read as zeros.
+    readFiles: (paths, maxBytes) => readWholeFiles(name, nodes, paths, maxBytes, (wanted) => storedBytesOf(wanted.filter((i) => stored.has(nodes[i]!)))),
     close() {
       if (closed) return;
       closed = true;

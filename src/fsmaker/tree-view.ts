@@ -3,7 +3,7 @@
  * by path, directory listings, whole files read in one pass of the tree.
  */
 import { ToolError } from '../errors.js';
-import type { FileTree, RootView, TreeNode, TreeNodeType } from './tree.js';
+import type { FileChunk, FileTree, RootView, TreeNode, TreeNodeType } from './tree.js';
 
 /**
  * The regular files `paths` name (hard links resolved to the node whose bytes they share), by
@@ -26,6 +26,25 @@ export function filesToRead(name: string, nodes: readonly TreeNode[], paths: rea
     if (total > maxBytes) throw new ToolError('BOOT_FILE_UNUSABLE', `${name}: the files asked for (${paths.join(', ')}) hold more than ${maxBytes} bytes`);
   }
   return out;
+}
+
+/**
+ * FileTree.readFiles for a source whose passes can be limited to some nodes: `pass(indexes)`
+ * streams their bytes (indexes ascending) and is called once, for every file asked for.
+ */
+export async function readWholeFiles(
+  name: string,
+  nodes: readonly TreeNode[],
+  paths: readonly string[],
+  maxBytes: number,
+  pass: (indexes: number[]) => AsyncIterable<FileChunk>,
+): Promise<Map<string, Buffer>> {
+  const targets = filesToRead(name, nodes, paths, maxBytes);
+  const buffers = new Map<TreeNode, Buffer>();
+  for (const node of targets.values()) buffers.set(node, Buffer.alloc(node.size));
+  const wanted = nodes.flatMap((n, i) => (buffers.has(n) && n.size > 0 ? [i] : []));
+  for await (const chunk of pass(wanted)) chunk.data.copy(buffers.get(nodes[chunk.node]!)!, chunk.offset);
+  return new Map([...targets].map(([p, node]) => [p, buffers.get(node)!]));
 }
 
 const relative = (path: string): string => path.split('/').filter((p) => p !== '').join('/');
