@@ -21,7 +21,7 @@ let stand: string[];
 beforeAll(() => {
   dir = makeTempDir('fsm-v005-');
   rootfs = path.join(dir, 'root.ext4');
-  // An /etc/fstab that mounts / (an image root keeps `ro` anyway; a tree's without one gets `rw`).
+  // An /etc/fstab that mounts /: the root keeps v0.05's `ro` (a root without one gets `rw`).
   // debugfs writes it with mke2fs's fixed time (mke2fs -d would copy the file's ctime).
   const env = { ...process.env, E2FSPROGS_FAKE_TIME: '1700000000' };
   const fstab = path.join(dir, 'fstab');
@@ -54,15 +54,15 @@ describe('fsmaker v0.05 command line', () => {
     }, 120_000);
   }
 
-  it('an image root keeps `ro` even without an fstab entry for / (as v0.05: only a root built from a tree gets `rw`)', () => {
+  it('an ext image root without an fstab entry for / gets `rw` (systemd would leave it read-only), as a tree root does', () => {
     const bare = path.join(dir, 'nofstab.ext4');
     execFileSync('mkfs.ext4', ['-q', '-F', bare, '16M']);
-    const out = path.join(dir, 'ro.img');
+    const out = path.join(dir, 'rw.img');
     const r = runCli(FSMAKER, [...stand, bare, out]);
     expect(r.status, r.stderr).toBe(0);
-    const boot = path.join(dir, 'ro.boot');
+    const boot = path.join(dir, 'rw.boot');
     expect(runCli(path.join(ROOT, 'dist/bin/sparsecopy.mjs'), ['-q', '--from-partition', '3', out, boot]).status).toBe(0);
     const cfg = execFileSync('mtype', ['-i', boot, '::/grub/grub.cfg'], { encoding: 'utf8' });
-    expect(cfg).toMatch(/root=PARTUUID=[0-9a-f]{8}-01 ro rootwait/);
+    expect(cfg).toMatch(/root=PARTUUID=[0-9a-f]{8}-01 rw rootwait/);
   }, 120_000);
 });

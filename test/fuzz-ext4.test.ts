@@ -18,8 +18,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ToolError } from '../src/errors.js';
 import { ExtError, openExt } from '../src/fsmaker/ext4.js';
-import { ownBootFile } from '../src/fsmaker/boot-choice.js';
-import { recogniseRootfs } from '../src/fsmaker/rootfs.js';
+import { findRootKernel } from '../src/fsmaker/kernel-find.js';
+import { recogniseRootfs, rootViewOfImage } from '../src/fsmaker/rootfs.js';
 import { patternBytes, tempLeftovers, useTempDir } from './helpers.js';
 import { measured, mutants, runHostile } from './hostile.js';
 import { buildRootfs, fakeKernel } from './fsmaker-fixtures.js';
@@ -157,8 +157,13 @@ function runCase(what: string, outcome: Outcome): void {
     }
     try {
       const rootfs = { ...recogniseRootfs('fuzz.ext4', reader, img.length), close: () => undefined };
-      ownBootFile(rootfs, ['/boot/vmlinuz', '/vmlinuz'], 'kernel');
-      ownBootFile(rootfs, ['/boot/initrd.img'], 'initrd');
+      // What fsmaker does with a rootfs before writing: find its kernel and initrd, read their heads.
+      const view = rootViewOfImage(rootfs);
+      const found = view ? findRootKernel(view) : null;
+      if (view && found) {
+        view.readRange(found.path, 0, 4096);
+        if (found.initrd) view.readRange(found.initrd, 0, 4096);
+      }
     } catch (err) {
       if (!(err instanceof ToolError) || !['ROOTFS_UNKNOWN', 'BOOT_FILE_UNUSABLE'].includes(err.code)) throw Object.assign(err as Error, { message: `fsmaker: ${(err as Error).message}` });
     }

@@ -68,7 +68,8 @@ export function qemuUnavailableReason(firmware: 'bios' | 'uefi' | 'both' = 'both
 }
 
 function diskArgs(image: string, disk: BootOptions['disk'], format: NonNullable<BootOptions['format']>): string[] {
-  const file = `file=${image.replace(/,/g, ',,')},format=${format}`;
+  // qemu writes no streamOptimized VMDK: the guest's writes (a root mounted rw) go to a temporary overlay.
+  const file = `file=${image.replace(/,/g, ',,')},format=${format}${format === 'vmdk' ? ',snapshot=on' : ''}`;
   switch (disk) {
     case 'virtio':
       return ['-drive', `${file},if=virtio`];

@@ -25,7 +25,7 @@ import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
-import { type BootChoice, chooseBoot, chooseBootFor } from './boot-choice.js';
+import { type BootChoice, chooseBootFor } from './boot-choice.js';
 import type { Ext4Plan } from './ext4-writer.js';
 import { planFat, type FatFile } from './fat.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
@@ -213,7 +213,7 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
       filled[i] = { bytes: ext4.sizeBytes, ext4 };
       if (i === rootIndex) rootView = rootViewOfTree(tree);
     }
-    return await assemble(run, spec, filled, { rootfs, rootView, fromTree: rootContents?.kind === 'ext4' }, inAnyOrder, work, planOnly);
+    return await assemble(run, spec, filled, { rootfs, rootView }, inAnyOrder, work, planOnly);
   } finally {
     for (const tree of trees) tree.close();
     rootfs?.close();
@@ -221,23 +221,16 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
   }
 }
 
-/**
- * The kernel and initrd. An image root keeps v0.05's chooseBoot for now: switching it to
- * chooseBootFor changes what test/fsmaker-hardening.test.ts pins (a rootfs symlink loop is 34
- * there, not 21; an empty /boot/vmlinuz is named by its versioned target), which is the kernel
- * code's to settle. A tree root, or none (netboot), has only chooseBootFor.
- */
+/** The kernel and initrd, found in whatever holds the root (an image, a tree, or none for netboot), matched to their modules. */
 async function chooseBootFiles(spec: LayoutSpec, root: Root, run: LayoutRun): Promise<PlannedDisk['boot']> {
   const request = { kernel: spec.kernel, initrd: spec.initrd, repoRoot: repoRoot() };
-  if (root.rootfs) return chooseBoot(request, root.rootfs);
   return chooseBootFor({ ...request, netboot: spec.cmdline.root === '/dev/nfs', warn: run.copy?.onWarning }, root.rootView);
 }
 
-/** The root: its image (null for a tree or none), what kernel discovery reads, whether fsmaker builds it from a tree. */
+/** The root: its image (null for a tree or none) and what kernel discovery reads. */
 interface Root {
   rootfs: Rootfs | null;
   rootView: RootView | null;
-  fromTree: boolean;
 }
 
 function openWorkDir(outer: AbortSignal | undefined): WorkDir {
@@ -304,10 +297,11 @@ async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root
   // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
   // a partition formatted.
   refuseOutputUpFront({ ...run.copy, source: sourceName(spec), destination: run.output }, layout.totalBytes);
-  // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only: the kernel mounts
-  // a root fsmaker built from a tree `rw` then. An image root keeps v0.05's `ro`: it is as its
-  // maker made it (and a disk qemu cannot write, a streamOptimized VMDK, still boots).
-  const readWrite = root.fromTree && root.rootView !== null && !(await rootHasFstabEntry(root.rootView));
+  // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only (and says it is
+  // running): the kernel mounts such a root `rw` then, whether fsmaker built it from a tree or it
+  // is an ext image (`mkfs.ext4 -d` of an mmdebstrap tree has the same placeholder fstab). A root
+  // whose fstab fsmaker cannot read (not ext) keeps v0.05's `ro`.
+  const readWrite = root.rootView !== null && !(await rootHasFstabEntry(root.rootView));
   const planned: Planned = { spec, layout, plan, boot, readWrite, filled, inAnyOrder, grubDirs };
   for (const part of layout.parts) if (part.spec.contents.kind === 'fat') fatOf(planned, part, null); // refuses files that do not fit
   const summary = rootSummary(root, layout, filled);

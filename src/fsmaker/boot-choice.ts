@@ -3,9 +3,7 @@
  * -k/-i, else the rootfs's kernel as grub-mkconfig finds it (kernel-find.ts) and its initrd, else
  * the default kernel; with no initrd to go with the kernel, a busybox initramfs generated from the
  * modules of that kernel's release (kernel-modules.ts), or a refusal (34) when there are none.
- * chooseBoot, the v0.05 rule (ext2/3/4 only: /boot/vmlinuz and /boot/initrd.img, else the default
- * kernel with the default modules), stays until the command line has switched. Each file is
- * checked before anything is written (boot-files.ts): a file that cannot boot is refused (27),
+ * Each file is checked before anything is written (boot-files.ts): a file that cannot boot is refused (27),
  * never read without bound; a rootfs that cannot be read is refused (21), never taken for one
  * without a kernel.
  */
@@ -17,7 +15,6 @@ import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { defaultBootCacheDir, findDefaultBootAssets } from './boot-assets.js';
 import { BOOT_FILE_HEAD_BYTES, bzImageRelease, initrdFormat, kernelProblem } from './boot-files.js';
-import type { Inode } from './ext4.js';
 import { UDHCPC_SCRIPT, buildInitramfs, initScript } from './initramfs.js';
 import { INITRD_INSPECT_LIMIT, initrdMemberNames, initrdNfsSupport } from './initrd-inspect.js';
 import { checkNamedRelease, findRootKernel, moduleReleases, modulesDirOf } from './kernel-find.js';
@@ -27,12 +24,9 @@ import {
   type ModuleSource,
   gatherModules,
   hostModuleSource,
-  indexModules,
-  resolveModuleOrder,
   rootModuleSource,
 } from './kernel-modules.js';
 import { readAt, readFileRange } from './read-range.js';
-import { type Rootfs, readingRootfs } from './rootfs.js';
 import type { RootView } from './tree.js';
 
 /** A kernel or initrd: its size, where it comes from, and its bytes on demand (never all at once). */
@@ -90,62 +84,11 @@ export function givenBootFile(file: string, role: Role): BootFile {
   }
 }
 
-/**
- * The rootfs's own file at the first of `paths` that is a regular file, checked; null when there
- * is none (the rootfs has no kernel: a default is used). A rootfs that cannot be read throws 21.
- */
-export function ownBootFile(rootfs: Rootfs, paths: string[], role: Role): BootFile | null {
-  const ext = rootfs.ext;
-  if (!ext) return null;
-  return readingRootfs(rootfs.path, () => {
-    for (const p of paths) {
-      const inode = ext.lookup(p);
-      if (!inode || inode.kind !== 'file') continue;
-      const from = `${p} in ${rootfs.path}`;
-      ext.fileExtents(inode); // every block it maps is checked now, before anything is written
-      refuseUnusable(role, from, ext.readFile(inode, 0, BOOT_FILE_HEAD_BYTES), inode.size);
-      return { size: inode.size, from, read: inodeReader(rootfs, inode) };
-    }
-    return null;
-  });
-}
-
-function inodeReader(rootfs: Rootfs, inode: Inode): (offset: number, length: number) => Buffer {
-  return (offset, length) => readingRootfs(rootfs.path, () => rootfs.ext!.readFile(inode, offset, length));
-}
-
-const KERNEL_PATHS = ['/boot/vmlinuz', '/vmlinuz'];
-const INITRD_PATHS = ['/boot/initrd.img', '/initrd.img'];
-
-/** Why the rootfs cannot supply this role's file. */
-const noOwn = (rootfs: Rootfs, paths: string[]): string =>
-  rootfs.ext ? `${rootfs.path} has no ${paths.join(' or ')}` : `${rootfs.path} is ${rootfs.type}: fsmaker looks for kernels in ext2/3/4 only`;
-
 export interface BootRequest {
   kernel?: string;
   initrd?: string;
   /** Where the default kernel, modules and busybox are cached (scripts/fetch-kernel.sh fills it). */
   repoRoot: string;
-}
-
-/** -k/-i, else the rootfs's own files, else the default: each checked, each saying where it is from. */
-export function chooseBoot(request: BootRequest, rootfs: Rootfs): BootChoice {
-  let kernel = request.kernel !== undefined ? givenBootFile(request.kernel, 'kernel') : ownBootFile(rootfs, KERNEL_PATHS, 'kernel');
-  let initrd = request.initrd !== undefined ? givenBootFile(request.initrd, 'initrd') : ownBootFile(rootfs, INITRD_PATHS, 'initrd');
-  if (!kernel || !initrd) {
-    const assets = defaultBootAssets(request.repoRoot);
-    if (!kernel) kernel = { ...givenBootFile(assets.kernel, 'kernel'), why: `the default: ${noOwn(rootfs, KERNEL_PATHS)}` };
-    if (!initrd) {
-      const { image, moduleCount } = cachedInitramfs(assets.busybox, assets.modules, Number(process.env.SOURCE_DATE_EPOCH ?? 0));
-      initrd = {
-        size: image.length,
-        from: `generated (busybox, ${moduleCount} modules from ${assets.modules})`,
-        why: `the default: ${noOwn(rootfs, INITRD_PATHS)}`,
-        read: (offset, length) => image.subarray(offset, offset + length),
-      };
-    }
-  }
-  return { kernel, initrd };
 }
 
 /**
@@ -161,51 +104,6 @@ function defaultBootAssets(repoRoot: string): { kernel: string; modules: string;
   if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `no kernel given and the default one is not available: ${(r.stderr ?? '').trim().split('\n').pop()}`);
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '';
   return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX'), version: path.basename(value('MODULES')) };
-}
-
-/**
- * The generated initramfs, kept next to the cached kernel: building it (gzip -9 of busybox and the
- * modules) is most of a default run's fixed cost (0.8 s of 1.1 s here), and its inputs rarely
- * change. Even finding the modules and their dependencies costs 18 ms, so the cache is looked up
- * by what decides them: the /init script for the root modules asked for, the archive's mtime, and
- * the path, size and times of busybox and of the (extracted once, never modified) modules
- * directory. A change of any of them builds it again.
- */
-function cachedInitramfs(busybox: string, modulesDir: string, mtime: number): { image: Buffer; moduleCount: number } {
-  const key = createHash('sha256').update(initScript(60, [...DEFAULT_ROOT_MODULES])).update(String(mtime));
-  for (const file of [busybox, modulesDir]) {
-    const st = fs.statSync(file);
-    key.update(`${file}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0`);
-  }
-  const cached = path.join(path.dirname(busybox), `initramfs-${key.digest('hex').slice(0, 16)}`);
-  try {
-    const moduleCount = Number(fs.readFileSync(`${cached}.modules`, 'utf8'));
-    if (Number.isInteger(moduleCount)) return { image: fs.readFileSync(`${cached}.img`), moduleCount };
-  } catch {
-    // not cached yet
-  }
-  let order: ReturnType<typeof resolveModuleOrder>;
-  let image: Buffer;
-  try {
-    order = resolveModuleOrder(DEFAULT_ROOT_MODULES, indexModules(modulesDir));
-    image = buildInitramfs({ busybox, modules: order.map((m) => ({ name: m.name, path: m.path })), mtime });
-  } catch (err) {
-    // A cache that is not what the Debian packages unpacked (a module that is no ELF, a dependency
-    // missing, a compressed module, a busybox that is no binary): no initramfs can be built from it.
-    if (err instanceof ToolError || !(err instanceof Error)) throw err;
-    throw new ToolError('BOOT_FILE_UNUSABLE', `default boot files in ${path.dirname(busybox)}: ${err.message}; cannot build the initramfs (delete the directory to fetch them again)`, { cause: err });
-  }
-  const tmp = `${cached}.${process.pid}.tmp`;
-  try {
-    // The image first: a count without its image is never read as a hit.
-    fs.writeFileSync(tmp, image);
-    fs.renameSync(tmp, `${cached}.img`);
-    fs.writeFileSync(tmp, String(order.length));
-    fs.renameSync(tmp, `${cached}.modules`);
-  } catch {
-    fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
-  }
-  return { image, moduleCount: order.length };
 }
 
 /** The modules a generated initramfs loads for a local root (DEFAULT_ROOT_MODULES, required). */
@@ -355,9 +253,16 @@ function nfsSupportOf(initrd: BootFile): { nfs: boolean; why: string } {
 }
 
 /**
+ * The default kernel's cache is what scripts/fetch-kernel.sh unpacked: a module or busybox in it
+ * that cannot be used is damage to the cache (fetched again once deleted), not a missing module.
+ */
+const damagedDefaults = (busybox: string, err: Error): ToolError =>
+  new ToolError('BOOT_FILE_UNUSABLE', `default boot files in ${path.dirname(busybox)}: ${err.message}; cannot build the initramfs (delete the directory to fetch them again)`, { cause: err });
+
+/**
  * The generated initramfs for `source`'s modules. With the default modules (`cacheable`) it is
- * cached next to the default kernel like cachedInitramfs (same reasons), keyed also by the
- * modules' bytes and whether it netboots; one from a rootfs's modules is built each time, so that
+ * cached next to the default kernel (building it, gzip -9 of busybox and the modules, is most of
+ * a default run's fixed cost), keyed by the /init script, the modules' bytes and busybox; one from a rootfs's modules is built each time, so that
  * the cache does not fill with one image per rootfs.
  */
 async function generatedInitramfs(request: BootForRequest, busybox: string, source: ModuleSource, kernelFrom: string, cacheable: boolean): Promise<{ image: Buffer; moduleCount: number }> {
@@ -366,6 +271,7 @@ async function generatedInitramfs(request: BootForRequest, busybox: string, sour
     gathered = await gatherModules(source, request.netboot ? [...DISK_MODULES, ...NFS_MODULES] : DISK_MODULES, request.netboot ? [...NIC_MODULES, ...NFS_OPTIONAL_MODULES] : []);
   } catch (err) {
     if (err instanceof ToolError || !(err instanceof Error)) throw err;
+    if (cacheable) throw damagedDefaults(busybox, err);
     throw new ToolError('KERNEL_MODULES_MISSING', `${kernelFrom}: ${err.message}; an initramfs without it could not mount the root (give the initrd with -i)`, { cause: err });
   }
   if (request.netboot && NIC_MODULES.every((n) => gathered.absent.includes(n))) {
@@ -388,6 +294,7 @@ async function generatedInitramfs(request: BootForRequest, busybox: string, sour
     image = buildInitramfs({ busybox, modules: gathered.modules.map((m) => ({ name: m.name, data: m.data })), mtime });
   } catch (err) {
     if (err instanceof ToolError || !(err instanceof Error)) throw err;
+    if (cacheable) throw damagedDefaults(busybox, err);
     throw new ToolError('BOOT_FILE_UNUSABLE', `${source.name}: ${err.message}; cannot build the initramfs`, { cause: err });
   }
   if (cached) {
