@@ -10,7 +10,8 @@
 # Packages come from the Debian archive this machine's apt sources name.
 # Cache: $DEBIAN_ROOTFS_CACHE, default <repository>/.cache/debian, one tarball per hash of this
 # script and the sources: a rerun costs nothing, a changed recipe rebuilds, an interrupted build
-# leaves only a .partial file that the next run removes.
+# leaves no cache entry (its partial files are removed on exit, or by the next run if killed hard);
+# a new entry replaces the older ones.
 # Prints ROOTFS=<tarball path>. Exit status: 0 ok, 1 build failure, 2 cannot build here (not root,
 # mmdebstrap missing): the reason on stderr.
 set -eu
@@ -22,7 +23,7 @@ PACKAGES=systemd-sysv,udev,linux-image-cloud-amd64,initramfs-tools,iputils-ping,
 SOURCE_DATE_EPOCH=1700000000
 export SOURCE_DATE_EPOCH
 
-die() { echo "debian-rootfs: $*" >&2; exit "${2:-1}"; }
+die() { echo "debian-rootfs: $1" >&2; exit "${2:-1}"; }
 
 # The Debian sources of this machine, as one deb822 file (never third-party repositories).
 sources() {
@@ -62,4 +63,6 @@ mmdebstrap --quiet --mode=root --variant=apt --format=tar --include="$PACKAGES" 
   --customize-hook='mkdir -p "$1/srv/owners" && echo data > "$1/srv/owners/staff" && chown 1000:100 "$1/srv/owners/staff" && echo other > "$1/srv/owners/other" && chown 1234:5678 "$1/srv/owners/other" && chmod 4750 "$1/srv/owners/other"' \
   bookworm "$partial" "$src" >&2 || die "mmdebstrap failed"
 mv "$partial" "$tarball"
+# Older recipes' tarballs are a few hundred MB each and never used again.
+for old in "$cache"/debian12-*.tar; do [ "$old" = "$tarball" ] || rm -f "$old"; done
 echo "ROOTFS=$tarball"

@@ -32,6 +32,14 @@ if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   sh scripts/fetch-kernel.sh >/dev/null || echo "setup: the default kernel could not be fetched; fsmaker needs -k/-i then" >&2
 fi
 
+# The Debian 12 rootfs tarball the end-to-end boot tests and bench/fsmaker-tree.mjs use (mmdebstrap
+# in root mode): built once, cached in .cache/debian by a hash of its recipe.
+if [ "$(id -u)" = 0 ]; then
+  sh scripts/debian-rootfs.sh >/dev/null || echo "setup: the Debian rootfs tarball could not be built; test/fsmaker-debian.test.ts will fail" >&2
+else
+  echo "setup: not root: the Debian rootfs tarball (scripts/debian-rootfs.sh) is not built; its boot tests skip" >&2
+fi
+
 # npm packages: reinstall only when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
