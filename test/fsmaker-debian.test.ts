@@ -21,11 +21,18 @@ let tarball: string;
 let image: string;
 let tree: string;
 let unavailable: string | null = qemuUnavailableReason('both');
-/** Why fsmaker cannot take a tarball or a directory yet (null when it can): its own message. */
-let noTreeSource: string | null = null;
+/** Why fsmaker cannot take a tarball, or a directory, yet (null when it can): its own message. */
+let noTarballSource: string | null = null;
+let noDirectorySource: string | null = null;
 /** The unprivileged user the tarball route builds as, and a directory it owns. */
 const BUILD_UID = 65534;
 let buildDir: string;
+
+/** Until fsmaker takes trees (issue 13 item 1), those routes skip, saying so. */
+function cannotTake(source: string, what: string): string | null {
+  const probe = spawnSync('node', [FSMAKER, '--print-config', source], { encoding: 'utf8' });
+  return probe.status === 0 ? null : `fsmaker does not take ${what} yet: ${probe.stderr.trim()}`;
+}
 
 beforeAll(() => {
   dir = makeTempDir('fsm-debian-');
@@ -42,12 +49,12 @@ beforeAll(() => {
       buildDir = path.join(dir, 'build');
       fs.mkdirSync(buildDir);
       fs.chownSync(buildDir, BUILD_UID, BUILD_UID);
-      const probe = spawnSync('node', [FSMAKER, '--print-config', tarball], { encoding: 'utf8' });
-      if (probe.status !== 0) noTreeSource = `fsmaker does not take a tarball yet: ${probe.stderr.trim()}`;
+      noTarballSource = cannotTake(tarball, 'a tarball');
+      noDirectorySource = cannotTake(tree, 'a directory');
     }
   }
   if (unavailable) console.warn(`skipping Debian boot tests: ${unavailable}`);
-  else if (noTreeSource) console.warn(`skipping the tarball and directory routes: ${noTreeSource}`);
+  for (const reason of [noTarballSource, noDirectorySource]) if (!unavailable && reason) console.warn(`skipping a route: ${reason}`);
 }, 900_000);
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -111,13 +118,13 @@ const ROUTES: Route[] = [
   },
   {
     title: 'by fsmaker from the tarball, as an unprivileged user',
-    unavailable: () => unavailable ?? noTreeSource,
+    unavailable: () => unavailable ?? noTarballSource,
     makeDisk: (label, disk) => fsmakerAsUser(['-q', '--seed', 'debian', '--label', label, tarball, disk]),
     diskDir: () => buildDir,
   },
   {
     title: 'by fsmaker from the tree unpacked as root',
-    unavailable: () => unavailable ?? noTreeSource,
+    unavailable: () => unavailable ?? noDirectorySource,
     makeDisk: (label, disk) => runCli(FSMAKER, ['-q', '--seed', 'debian', '--label', label, tree, disk]),
     diskDir: () => dir,
   },
