@@ -64,6 +64,8 @@ export interface DebianChecks {
   systemState: string;
   failedUnits: string;
   rootOptions: string;
+  /** systemd's getty generator starts it from console=ttyS0: the login came through it. */
+  serialGetty: string;
   stat: string[];
   getcap: string;
   cmdline: string;
@@ -79,6 +81,7 @@ export async function collectDebianChecks(session: SerialSession, paths: string[
     systemState,
     failedUnits,
     rootOptions: await out('findmnt -no OPTIONS /'),
+    serialGetty: await out('systemctl is-active serial-getty@ttyS0.service'),
     stat: (await out(`stat -c '%u:%g %a %n' ${paths.join(' ')}`)).split('\n').map((l) => l.trim()),
     getcap: await out('getcap /usr/bin/ping'),
     cmdline: await out('cat /proc/cmdline'),

@@ -75,6 +75,7 @@ async function bootAndCheck(disk: string, firmware: 'bios' | 'uefi'): Promise<De
 function expectDebianChecks(checks: DebianChecks): void {
   expect(['running', 'degraded'], `systemctl is-system-running said ${checks.systemState}`).toContain(checks.systemState);
   if (checks.systemState === 'degraded') console.warn(`degraded: failed units:\n${checks.failedUnits}`);
+  expect(checks.serialGetty).toBe('active');
   expect(checks.stat).toEqual(expectedStat(tarball, OWNED_PATHS));
   expect(checks.getcap).toMatch(/^\/usr\/bin\/ping cap_net_raw=ep$/);
 }
