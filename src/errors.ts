@@ -54,6 +54,8 @@ export const FSMAKER_EXIT_CODES = {
   CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
   SPARE_MKFS: 26, // formatting the spare partition failed
   BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, the initrd not an initramfs Linux unpacks, or the default modules are damaged
+  ROOTFS_TREE: 28, // a file tree ext4 cannot hold as given (a name over 255 bytes, xattrs over a block, a hard link to a directory...)
+  KERNEL_MODULES_MISSING: 34, // no initrd goes with the kernel and no modules of its release exist to generate one (or its disk/NFS drivers are missing)
 } as const;
 
 export type ErrorCode = keyof typeof SPARSECOPY_EXIT_CODES | keyof typeof PTABLE_EXIT_CODES | keyof typeof FSMAKER_EXIT_CODES;

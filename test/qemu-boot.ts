@@ -21,6 +21,8 @@ export interface BootOptions {
   memoryMiB?: number;
   /** The image's format as qemu names it (default raw): never probed, so a raw image is never taken for another format. */
   format?: 'raw' | 'qcow2' | 'vmdk';
+  /** A NIC on qemu's user network (slirp: the host is 10.0.2.2, DHCP gives 10.0.2.15); default none. */
+  nic?: 'virtio-net-pci' | 'e1000' | 'e1000e';
 }
 
 export interface BootResult {
@@ -101,6 +103,7 @@ function machineArgs(options: Omit<BootOptions, 'marker' | 'timeoutMs'>, tmp: st
     }
   }
   args.push(...diskArgs(options.image, options.disk, options.format ?? 'raw'));
+  if (options.nic) args.push('-nic', `user,model=${options.nic}`);
   return args;
 }
 

@@ -74,7 +74,7 @@ rootfs, 21 unknown or corrupt rootfs (or one Linux would not mount), 22 the root
 --size, 23 kernel or initrd not found, 24 GRUB files missing or unusable, 25 core.img too large, 26 formatting
 the spare partition failed, 27 the kernel is not a bzImage, the initrd not an initramfs Linux
 unpacks, or the default kernel's modules are damaged, 28 an output format not written (or a qcow2
-to stdout or a device, a VMDK but streamOptimized to stdout or a device), 29 a program the output format needs is missing, 130/143 interrupted by
+to stdout or a device, a VMDK but streamOptimized to stdout or a device), 29 a program the output format needs is missing, 34 no initrd goes with the kernel and no modules of its release to generate one, 130/143 interrupted by
 SIGINT/SIGTERM (nothing left behind); other output failures keep sparsecopy's codes.
 `;
 

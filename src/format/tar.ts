@@ -307,3 +307,177 @@ function parsePax(body: Buffer, offset: number): { path?: string; size?: number 
   }
   return out;
 }
+
+/*
+ * Reading whole archives (a root filesystem's tarball): every field of a header, pax records as
+ * they are, and the old GNU sparse map. Each function refuses what is not what it says, with the
+ * offset of the header, so that a reader can turn any corruption into one line.
+ */
+
+/** The old GNU header's fields past the ustar ones ('ustar  \0' magic). */
+const GNU_FIELD = {
+  atime: [345, 12],
+  ctime: [357, 12],
+  sparse: [386, 4 * 24],
+  isExtended: [482, 1],
+  realSize: [483, 12],
+} as const satisfies Record<string, readonly [number, number]>;
+/** An old GNU sparse extension block: 21 (offset, numbytes) pairs, then its own isextended byte. */
+const GNU_EXTENSION_ENTRIES = 21;
+const GNU_EXTENSION_ISEXTENDED = 504;
+
+export type TarFormat = 'ustar' | 'gnu' | 'v7';
+
+/** Every field of one header, checked; names as bytes (the caller decides their encoding). */
+export interface TarHeaderFields {
+  format: TarFormat;
+  /** The name field (with the ustar prefix joined by '/'): NUL-terminated, or the whole field. */
+  name: Buffer;
+  linkname: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  /** The typeflag as a character; NUL is '0'. */
+  type: string;
+  devmajor: number;
+  devminor: number;
+  /** Old GNU: access and change times (0: not kept). */
+  atime?: number;
+  ctime?: number;
+  /** Old GNU sparse ('S'): the map's first entries, whether extension blocks follow, the file's size. */
+  sparse?: { map: { offset: number; length: number }[]; extended: boolean; realSize: number };
+}
+
+/** The whole of one header (see TarHeaderFields); a TarError naming `offset` when it is not one. */
+export function parseTarHeaderFields(block: Buffer, offset: number): TarHeaderFields {
+  if (block.length < TAR_BLOCK) throw new TarError(`tar header at byte ${offset} is cut short: ${block.length} of ${TAR_BLOCK} bytes`, offset);
+  const stored = parseOctal(block, FIELD.checksum, offset, 'checksum');
+  // Some old writers summed signed bytes: both sums are what tar itself accepts.
+  if (stored !== headerChecksum(block) && stored !== signedHeaderChecksum(block)) {
+    throw new TarError(`tar header at byte ${offset}: checksum mismatch: expected ${headerChecksum(block)}, found ${stored}`, offset + FIELD.checksum[0]);
+  }
+  const magic = block.toString('latin1', FIELD.magic[0], FIELD.magic[0] + FIELD.magic[1]);
+  const version = block.toString('latin1', FIELD.version[0], FIELD.version[0] + FIELD.version[1]);
+  const format: TarFormat = magic === USTAR_MAGIC ? 'ustar' : magic === GNU_MAGIC && version === ' \0' ? 'gnu' : 'v7';
+  if (format === 'v7' && block.subarray(FIELD.magic[0], FIELD.magic[0] + FIELD.magic[1]).some((b) => b !== 0)) {
+    throw new TarError(`tar header at byte ${offset}: unknown magic ${JSON.stringify(magic)}`, offset + FIELD.magic[0]);
+  }
+  const type = block[FIELD.typeflag[0]] === 0 ? '0' : String.fromCharCode(block[FIELD.typeflag[0]]!);
+  const number = (field: readonly [number, number], what: string, signed = false): number => parseTarNumber(block, field, offset, what, signed);
+  const device = (field: readonly [number, number], what: string): number => (isBlankField(block, field) ? 0 : number(field, what));
+  let name = fieldBytes(block, FIELD.name);
+  if (format === 'ustar') {
+    const prefix = fieldBytes(block, FIELD.prefix);
+    if (prefix.length > 0) name = Buffer.concat([prefix, Buffer.from('/'), name]);
+  }
+  const fields: TarHeaderFields = {
+    format,
+    name,
+    linkname: fieldBytes(block, FIELD.linkname),
+    mode: number(FIELD.mode, 'mode'),
+    uid: number(FIELD.uid, 'uid'),
+    gid: number(FIELD.gid, 'gid'),
+    size: number(FIELD.size, 'size'),
+    mtime: number(FIELD.mtime, 'mtime', true),
+    type,
+    devmajor: format === 'v7' ? 0 : device(FIELD.devmajor, 'devmajor'),
+    devminor: format === 'v7' ? 0 : device(FIELD.devminor, 'devminor'),
+  };
+  if (format === 'gnu') {
+    if (!isBlankField(block, GNU_FIELD.atime)) fields.atime = number(GNU_FIELD.atime, 'atime', true);
+    if (!isBlankField(block, GNU_FIELD.ctime)) fields.ctime = number(GNU_FIELD.ctime, 'ctime', true);
+    if (type === 'S') {
+      fields.sparse = {
+        map: parseSparseEntries(block, GNU_FIELD.sparse[0], 4, offset),
+        extended: block[GNU_FIELD.isExtended[0]] !== 0,
+        realSize: number(GNU_FIELD.realSize, 'realsize'),
+      };
+    }
+  }
+  return fields;
+}
+
+/** An old GNU sparse extension block: its entries and whether another block follows. */
+export function parseGnuSparseExtension(block: Buffer, offset: number): { map: { offset: number; length: number }[]; extended: boolean } {
+  if (block.length < TAR_BLOCK) throw new TarError(`tar sparse extension at byte ${offset} is cut short`, offset);
+  return { map: parseSparseEntries(block, 0, GNU_EXTENSION_ENTRIES, offset), extended: block[GNU_EXTENSION_ISEXTENDED] !== 0 };
+}
+
+function parseSparseEntries(block: Buffer, at: number, count: number, offset: number): { offset: number; length: number }[] {
+  const map: { offset: number; length: number }[] = [];
+  for (let i = 0; i < count; i++) {
+    const o: readonly [number, number] = [at + i * 24, 12];
+    const n: readonly [number, number] = [at + i * 24 + 12, 12];
+    if (isBlankField(block, o)) break; // the map ends at the first empty entry
+    map.push({ offset: parseTarNumber(block, o, offset, 'sparse offset'), length: parseTarNumber(block, n, offset, 'sparse length') });
+  }
+  return map;
+}
+
+export interface PaxRecord {
+  key: string;
+  /** Raw bytes: xattr values are binary. */
+  value: Buffer;
+}
+
+/**
+ * The records of a pax extended header body, in order (GNU.sparse.offset/numbytes repeat):
+ * "LEN key=value\n", LEN counting the whole record. Trailing NULs (padding some writers leave) end it.
+ */
+export function parsePaxRecords(body: Buffer, offset: number): PaxRecord[] {
+  const records: PaxRecord[] = [];
+  let at = 0;
+  while (at < body.length && body[at] !== 0) {
+    const space = body.indexOf(0x20, at);
+    const digits = space < 0 ? '' : body.toString('latin1', at, space);
+    const length = /^[1-9]\d{0,7}$/.test(digits) ? Number(digits) : NaN;
+    if (!Number.isInteger(length) || length <= space - at + 1 || at + length > body.length || body[at + length - 1] !== 0x0a) {
+      throw new TarError(`tar extended header at byte ${offset + at}: bad record`, offset + at);
+    }
+    const eq = body.indexOf(0x3d, space + 1);
+    if (eq < 0 || eq >= at + length - 1 || eq === space + 1) throw new TarError(`tar extended header at byte ${offset + at}: record without a key`, offset + at);
+    records.push({ key: body.toString('utf8', space + 1, eq), value: body.subarray(eq + 1, at + length - 1) });
+    at += length;
+  }
+  return records;
+}
+
+/** A field of bytes up to its first NUL, or the whole field (a 100-byte name has none). */
+function fieldBytes(block: Buffer, [at, length]: readonly [number, number]): Buffer {
+  const end = block.indexOf(0, at);
+  return Buffer.from(block.subarray(at, end < 0 || end > at + length ? at + length : end));
+}
+
+function isBlankField(block: Buffer, [at, length]: readonly [number, number]): boolean {
+  for (let i = at; i < at + length; i++) if (block[i] !== 0 && block[i] !== 0x20) return false;
+  return true;
+}
+
+/** Octal, or GNU base-256 (0x80 positive; 0xff a negative two's-complement number where `signed`). */
+function parseTarNumber(block: Buffer, field: readonly [number, number], offset: number, what: string, signed = false): number {
+  const [at, length] = field;
+  const first = block[at]!;
+  if (first === 0x80 || first === 0xff) {
+    if (first === 0xff && !signed) throw new TarError(`tar header at byte ${offset}: negative ${what}`, offset + at);
+    let value = BigInt(first & 0x7f);
+    for (let i = at + 1; i < at + length; i++) value = (value << 8n) | BigInt(block[i]!);
+    if (first === 0xff) value -= 1n << BigInt(8 * length - 1);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < -BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new TarError(`tar header at byte ${offset}: ${what} ${value} is too large`, offset + at);
+    }
+    return Number(value);
+  }
+  const text = block.toString('latin1', at, at + length).replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  if (text === '' && what !== 'checksum' && what !== 'size') return 0;
+  if (!/^[0-7]{1,12}$/.test(text)) throw new TarError(`tar header at byte ${offset}: ${what} field is not an octal number: ${JSON.stringify(text)}`, offset + at);
+  return parseInt(text, 8);
+}
+
+function signedHeaderChecksum(header: Buffer): number {
+  let sum = 0;
+  const [at, length] = FIELD.checksum;
+  for (let i = 0; i < TAR_BLOCK; i++) sum += i >= at && i < at + length ? 0x20 : (header[i]! << 24) >> 24;
+  return sum;
+}

@@ -1,6 +1,10 @@
 /**
- * Which kernel and initrd a disk boots, and why: -k/-i, else the rootfs's own /boot/vmlinuz and
- * /boot/initrd.img (ext2/3/4), else the default kernel and a generated busybox initramfs. Each is
+ * Which kernel and initrd a disk boots, and why. chooseBootFor (any rootfs, through a RootView):
+ * -k/-i, else the rootfs's kernel as grub-mkconfig finds it (kernel-find.ts) and its initrd, else
+ * the default kernel; with no initrd to go with the kernel, a busybox initramfs generated from the
+ * modules of that kernel's release (kernel-modules.ts), or a refusal (34) when there are none.
+ * chooseBoot, the v0.05 rule (ext2/3/4 only: /boot/vmlinuz and /boot/initrd.img, else the default
+ * kernel with the default modules), stays until the command line has switched. Each file is
  * checked before anything is written (boot-files.ts): a file that cannot boot is refused (27),
  * never read without bound; a rootfs that cannot be read is refused (21), never taken for one
  * without a kernel.
@@ -12,12 +16,24 @@ import path from 'node:path';
 import { ToolError, describeSystemError, systemErrorCode } from '../errors.js';
 import { type OpenedInput, openInput } from '../io/target.js';
 import { defaultBootCacheDir, findDefaultBootAssets } from './boot-assets.js';
-import { BOOT_FILE_HEAD_BYTES, initrdFormat, kernelProblem } from './boot-files.js';
+import { BOOT_FILE_HEAD_BYTES, bzImageRelease, initrdFormat, kernelProblem } from './boot-files.js';
 import type { Inode } from './ext4.js';
-import { buildInitramfs, initScript } from './initramfs.js';
-import { DEFAULT_ROOT_MODULES, indexModules, resolveModuleOrder } from './kernel-modules.js';
+import { UDHCPC_SCRIPT, buildInitramfs, initScript } from './initramfs.js';
+import { INITRD_INSPECT_LIMIT, initrdMemberNames, initrdNfsSupport } from './initrd-inspect.js';
+import { checkNamedRelease, findRootKernel, moduleReleases, modulesDirOf } from './kernel-find.js';
+import {
+  DEFAULT_ROOT_MODULES,
+  type GatheredModules,
+  type ModuleSource,
+  gatherModules,
+  hostModuleSource,
+  indexModules,
+  resolveModuleOrder,
+  rootModuleSource,
+} from './kernel-modules.js';
 import { readAt, readFileRange } from './read-range.js';
 import { type Rootfs, readingRootfs } from './rootfs.js';
+import type { RootView } from './tree.js';
 
 /** A kernel or initrd: its size, where it comes from, and its bytes on demand (never all at once). */
 export interface BootFile {
@@ -137,14 +153,14 @@ export function chooseBoot(request: BootRequest, rootfs: Rootfs): BootChoice {
  * filled it (the set-up does), else fetched by running it (13 ms even when there is nothing to
  * fetch: the cache is looked at first).
  */
-function defaultBootAssets(repoRoot: string): { kernel: string; modules: string; busybox: string } {
+function defaultBootAssets(repoRoot: string): { kernel: string; modules: string; busybox: string; version: string } {
   const cached = findDefaultBootAssets(defaultBootCacheDir(repoRoot));
-  if (cached.status === 'ok') return { kernel: cached.kernel, modules: cached.modulesDir, busybox: cached.busybox };
+  if (cached.status === 'ok') return { kernel: cached.kernel, modules: cached.modulesDir, busybox: cached.busybox, version: cached.kernelVersion };
   const script = path.join(repoRoot, 'scripts/fetch-kernel.sh');
   const r = spawnSync('sh', [script], { encoding: 'utf8' });
   if (r.status !== 0) throw new ToolError('KERNEL_MISSING', `no kernel given and the default one is not available: ${(r.stderr ?? '').trim().split('\n').pop()}`);
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(r.stdout)?.[1] ?? '';
-  return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX') };
+  return { kernel: value('KERNEL'), modules: value('MODULES'), busybox: value('BUSYBOX'), version: path.basename(value('MODULES')) };
 }
 
 /**
@@ -190,4 +206,198 @@ function cachedInitramfs(busybox: string, modulesDir: string, mtime: number): { 
     fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
   }
   return { image, moduleCount: order.length };
+}
+
+/** The modules a generated initramfs loads for a local root (DEFAULT_ROOT_MODULES, required). */
+const DISK_MODULES = DEFAULT_ROOT_MODULES;
+/** NIC drivers for an NFS root: whichever the kernel has (qemu's virtio-net, e1000 and VMware's e1000e); at least one. */
+export const NIC_MODULES: readonly string[] = ['virtio_net', 'e1000', 'e1000e'];
+/** The NFS client (sunrpc, lockd, grace... follow from depends=); af_packet for DHCP's raw socket when modular. */
+export const NFS_MODULES: readonly string[] = ['nfs', 'nfsv4'];
+const NFS_OPTIONAL_MODULES: readonly string[] = ['nfsv3', 'af_packet'];
+
+/** How many bytes of a kernel to read for its release string (the pointer at 0x20E is 16 bits, plus 0x200, plus the string). */
+const RELEASE_HEAD_BYTES = 0x10000 + 0x200 + 256;
+
+/** A RootView that can also read part of a file (an image's: a kernel need not be read whole). */
+export interface RangedRootView extends RootView {
+  readRange?(path: string, offset: number, length: number): Buffer;
+}
+
+/** Kernels and initrds read whole from a RootView without ranges (an archive), at most. */
+const WHOLE_BOOT_FILES_LIMIT = 512 * 1024 * 1024;
+
+async function rootBootFile(root: RangedRootView, p: string, foundAs: string, role: Role, why: string): Promise<BootFile> {
+  const size = root.stat(p)!.size;
+  const from = `${foundAs}${p !== foundAs ? ` (-> ${p})` : ''} in ${root.name}`;
+  let read: (offset: number, length: number) => Buffer;
+  if (root.readRange) {
+    const ranged = root.readRange.bind(root);
+    read = (offset, length) => ranged(p, offset, length);
+  } else {
+    const whole = (await root.readFiles([p], WHOLE_BOOT_FILES_LIMIT)).get(p);
+    if (!whole) throw new ToolError('KERNEL_MISSING', `${from}: the ${role} could not be read`);
+    read = (offset, length) => whole.subarray(offset, offset + length);
+  }
+  refuseUnusable(role, from, read(0, Math.min(size, BOOT_FILE_HEAD_BYTES)), size);
+  return { size, from, why, read };
+}
+
+const releaseOf = (file: BootFile): string | null => bzImageRelease(file.read(0, Math.min(file.size, RELEASE_HEAD_BYTES)));
+
+export interface BootForRequest extends BootRequest {
+  /** The disk boots an NFS root (root=/dev/nfs): a generated initramfs also gets the NIC and NFS client modules. */
+  netboot?: boolean;
+  /** Where warnings go (default: nowhere; they are also in the choice's `warnings` and why's). */
+  warn?: (message: string) => void;
+}
+
+export interface BootForChoice extends BootChoice {
+  /** The kernel's release (uname -r) when its header or name tells it. */
+  kernelVersion: string | null;
+  /** Where the generated initramfs's modules come from, or why none are read. */
+  modules: string;
+  warnings: string[];
+}
+
+/**
+ * -k/-i, else the rootfs's kernel as grub-mkconfig finds it (kernel-find.ts) with its initrd,
+ * else the default kernel; an initramfs is generated when there is no initrd to go with the
+ * kernel, from the modules of that kernel's release: the rootfs's /lib/modules/RELEASE, or the
+ * cached default modules for the default kernel's release only. No modules for the kernel's
+ * release is refused (KERNEL_MODULES_MISSING) rather than a disk whose initramfs cannot load its
+ * drivers. Each file says where it comes from and why.
+ */
+export async function chooseBootFor(request: BootForRequest, root: RangedRootView | null): Promise<BootForChoice> {
+  const warnings: string[] = [];
+  const found = request.kernel === undefined && root ? findRootKernel(root) : null;
+  let defaults: ReturnType<typeof defaultBootAssets> | undefined;
+  const assets = () => (defaults ??= defaultBootAssets(request.repoRoot));
+  const noKernel = root ? `${root.name} has no /boot/vmlinuz-VERSION, /vmlinuz-VERSION, /boot/vmlinuz or /vmlinuz` : 'the rootfs is not one fsmaker reads kernels from';
+
+  let kernel: BootFile;
+  let isDefault = false;
+  let nameVersion: string | null = null;
+  if (request.kernel !== undefined) {
+    kernel = { ...givenBootFile(request.kernel, 'kernel'), why: 'given with -k' };
+  } else if (found && root) {
+    kernel = await rootBootFile(root, found.path, found.foundAs, 'kernel', found.why);
+    nameVersion = found.nameVersion;
+  } else {
+    const a = assets();
+    kernel = { ...givenBootFile(a.kernel, 'kernel'), why: `the default: ${noKernel}` };
+    nameVersion = a.version;
+    isDefault = true;
+  }
+  const headerRelease = releaseOf(kernel);
+  checkNamedRelease(kernel.from, nameVersion, headerRelease);
+  const release = headerRelease ?? (nameVersion !== null && /^[0-9]/.test(nameVersion) ? nameVersion.replace(/\.old$/, '') : null);
+  if (release) kernel.why = `${kernel.why}; release ${release}${headerRelease ? ' (its header)' : ' (its name)'}`;
+
+  // A rootfs with modules for other kernels only: its systemd-modules-load and udev will not find theirs.
+  const ownReleases = root ? moduleReleases(root) : [];
+  if (!found && ownReleases.length > 0 && (release === null || !ownReleases.includes(release))) {
+    const w = `${root!.name} has modules for ${ownReleases.join(', ')} but no kernel of that release: it boots ${release ?? 'a kernel of unknown release'}, and systemd will miss its modules (give that kernel with -k)`;
+    warnings.push(w);
+    request.warn?.(w);
+    kernel.why = `${kernel.why}; warning: ${w}`;
+  }
+
+  if (request.initrd !== undefined) {
+    const initrd = { ...givenBootFile(request.initrd, 'initrd'), why: 'given with -i' };
+    return { kernel, initrd, kernelVersion: release, modules: 'none read: the initrd was given', warnings };
+  }
+  let why = found ? `generated: ${found.foundAs} has no initrd next to it` : request.kernel !== undefined ? 'generated: no -i given' : `generated: the default kernel's (${noKernel})`;
+  if (found?.initrd && root) {
+    const initrd = await rootBootFile(root, found.initrd, found.initrdFoundAs!, 'initrd', `the rootfs's initrd for ${found.foundAs}`);
+    const nfs = request.netboot ? nfsSupportOf(initrd) : null;
+    if (!nfs || nfs.nfs) {
+      if (nfs) initrd.why = `${initrd.why}; it mounts an NFS root: ${nfs.why}`;
+      return { kernel, initrd, kernelVersion: release, modules: "none read: the rootfs's own initrd loads them", warnings };
+    }
+    why = `generated: the rootfs's initrd ${found.initrdFoundAs} cannot mount an NFS root: ${nfs.why}`;
+  }
+
+  // A generated initramfs: from the modules of this kernel's release.
+  if (release === null) {
+    throw new ToolError('KERNEL_MODULES_MISSING', `${kernel.from}: the kernel's header names no release (kernel_version at 0x20E) and its name none either: fsmaker cannot tell which modules its initramfs needs; give its initrd with -i`);
+  }
+  let source: ModuleSource;
+  let cacheable = false;
+  const ownDir = root ? modulesDirOf(root, release) : null;
+  if (ownDir && root && !isDefault) {
+    const builtinPath = `${ownDir}/modules.builtin`;
+    const builtinText = root.stat(builtinPath)?.type === 'file' ? ((await root.readFiles([builtinPath], 16 * 1024 * 1024)).get(builtinPath)?.toString('utf8') ?? null) : null;
+    source = rootModuleSource(root, ownDir, builtinText);
+  } else if (release === assets().version) {
+    source = hostModuleSource(assets().modules);
+    cacheable = true;
+  } else {
+    const where = root ? `${root.name} has no /lib/modules/${release} (nor /usr/lib/modules/${release})${ownReleases.length ? `, only ${ownReleases.join(', ')}` : ''}` : 'there is no rootfs to take them from';
+    throw new ToolError('KERNEL_MODULES_MISSING', `${kernel.from}: no modules for release ${release}: ${where}, and fsmaker's default modules are ${assets().version}'s; an initramfs built from them could not load the disk drivers (give the initrd with -i, or the kernel whose modules the rootfs has)`);
+  }
+  const image = await generatedInitramfs(request, assets().busybox, source, kernel.from, cacheable);
+  const initrd: BootFile = {
+    size: image.image.length,
+    from: `generated (busybox, ${image.moduleCount} modules from ${source.name})`,
+    why: `${why}; modules of release ${release}${request.netboot ? ', with the NIC and NFS client modules for root=/dev/nfs' : ''}`,
+    read: (offset, length) => image.image.subarray(offset, offset + length),
+  };
+  return { kernel, initrd, kernelVersion: release, modules: source.name, warnings };
+}
+
+/** Whether a rootfs's initrd mounts an NFS root (initrd-inspect.ts), judged from its member names. */
+function nfsSupportOf(initrd: BootFile): { nfs: boolean; why: string } {
+  if (initrd.size > INITRD_INSPECT_LIMIT) return { nfs: false, why: `it is ${initrd.size} bytes, more than fsmaker inspects` };
+  const listed = initrdMemberNames(initrd.read(0, initrd.size));
+  if ('problem' in listed) return { nfs: false, why: `its contents cannot be listed: ${listed.problem}` };
+  return initrdNfsSupport(listed.names);
+}
+
+/**
+ * The generated initramfs for `source`'s modules. With the default modules (`cacheable`) it is
+ * cached next to the default kernel like cachedInitramfs (same reasons), keyed also by the
+ * modules' bytes and whether it netboots; one from a rootfs's modules is built each time, so that
+ * the cache does not fill with one image per rootfs.
+ */
+async function generatedInitramfs(request: BootForRequest, busybox: string, source: ModuleSource, kernelFrom: string, cacheable: boolean): Promise<{ image: Buffer; moduleCount: number }> {
+  let gathered: GatheredModules;
+  try {
+    gathered = await gatherModules(source, request.netboot ? [...DISK_MODULES, ...NFS_MODULES] : DISK_MODULES, request.netboot ? [...NIC_MODULES, ...NFS_OPTIONAL_MODULES] : []);
+  } catch (err) {
+    if (err instanceof ToolError || !(err instanceof Error)) throw err;
+    throw new ToolError('KERNEL_MODULES_MISSING', `${kernelFrom}: ${err.message}; an initramfs without it could not mount the root (give the initrd with -i)`, { cause: err });
+  }
+  if (request.netboot && NIC_MODULES.every((n) => gathered.absent.includes(n))) {
+    throw new ToolError('KERNEL_MODULES_MISSING', `${kernelFrom}: none of the network drivers ${NIC_MODULES.join(', ')} is in ${source.name} or built in: an NFS root cannot be reached (give the initrd with -i)`);
+  }
+  const mtime = Number(process.env.SOURCE_DATE_EPOCH ?? 0);
+  const names = gathered.modules.map((m) => m.name);
+  const key = createHash('sha256').update(initScript(60, names)).update(UDHCPC_SCRIPT).update(String(mtime));
+  for (const m of gathered.modules) key.update(`${m.name}\0${m.data.length}\0`).update(m.data);
+  const st = fs.statSync(busybox);
+  key.update(`${busybox}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0`);
+  const cached = cacheable ? path.join(path.dirname(busybox), `initramfs-${key.digest('hex').slice(0, 16)}.img`) : null;
+  try {
+    if (cached) return { image: fs.readFileSync(cached), moduleCount: names.length };
+  } catch {
+    // not cached yet
+  }
+  let image: Buffer;
+  try {
+    image = buildInitramfs({ busybox, modules: gathered.modules.map((m) => ({ name: m.name, data: m.data })), mtime });
+  } catch (err) {
+    if (err instanceof ToolError || !(err instanceof Error)) throw err;
+    throw new ToolError('BOOT_FILE_UNUSABLE', `${source.name}: ${err.message}; cannot build the initramfs`, { cause: err });
+  }
+  if (cached) {
+    const tmp = `${cached}.${process.pid}.tmp`;
+    try {
+      fs.writeFileSync(tmp, image);
+      fs.renameSync(tmp, cached);
+    } catch {
+      fs.rmSync(tmp, { force: true }); // a read-only cache still works, uncached
+    }
+  }
+  return { image, moduleCount: names.length };
 }

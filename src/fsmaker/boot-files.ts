@@ -93,3 +93,25 @@ export function initrdFormat(head: Buffer, size: number): { format: string } | {
   const limit = fatLimit(size);
   return limit ? { problem: limit } : { format: found.name };
 }
+
+const KERNEL_VERSION_PTR = 0x20e;
+
+/**
+ * The release a bzImage announces (`uname -r`), from the kernel_version string the setup header
+ * points at (boot.rst: a NUL-terminated string at kernel_version + 0x200, protocol 2.00 and later;
+ * "6.1.0-57-cloud-amd64 (debian-kernel@lists.debian.org) #1 SMP ..."), or null when the header
+ * has none or it is not text that starts with a release.
+ */
+export function bzImageRelease(head: Buffer): string | null {
+  if (head.length < HEADER_END || head.toString('latin1', HEADER, HEADER + 4) !== 'HdrS') return null;
+  const pointer = head.readUInt16LE(KERNEL_VERSION_PTR);
+  if (pointer === 0) return null;
+  const start = pointer + 0x200;
+  if (start >= head.length) return null;
+  const end = head.indexOf(0, start);
+  if (end < 0) return null;
+  const text = head.toString('latin1', start, end);
+  // A real kernel's string: the release, a space, then who built it.
+  const m = /^([0-9][0-9A-Za-z._+~-]*) [\x20-\x7e]*$/.exec(text);
+  return m ? m[1]! : null;
+}

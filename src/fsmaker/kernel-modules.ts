@@ -12,11 +12,15 @@
  * virtio_pci_legacy_dev virtio_pci_modern_dev virtio_ring virtio virtio_pci virtio_blk
  * scsi_common scsi_mod virtio_scsi libata ata_piix sd_mod.
  *
- * Compressed modules (.ko.xz, .ko.zst, .ko.gz) are refused with a message naming the
- * compression: busybox insmod loads plain ELF only.
+ * busybox insmod loads plain ELF only: resolveModuleOrder refuses compressed modules (.ko.xz,
+ * .ko.zst, .ko.gz) naming the compression; gatherModules (a ModuleSource: the cached default
+ * modules or a rootfs's /lib/modules/RELEASE) decompresses them with the host's xz, zstd or gzip,
+ * or refuses them naming the missing tool.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { RootView } from './tree.js';
 
 /** Module names: '-' and '_' are equivalent; the canonical form uses '_'. */
 export function normalizeModuleName(name: string): string {
@@ -238,3 +242,145 @@ export function resolveModuleOrder(
 
 /** The modules the default initramfs loads: virtio (PCI, blk, scsi), PIIX IDE and SCSI disks. */
 export const DEFAULT_ROOT_MODULES: readonly string[] = ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'ata_piix', 'sd_mod'];
+
+/**
+ * Where a kernel's modules are read from: fsmaker's cached default modules (a host directory) or
+ * a rootfs's /lib/modules/VERSION (through its RootView). `index` maps normalised names to paths
+ * within the source; `read` returns the files' bytes as stored (maybe compressed).
+ */
+export interface ModuleSource {
+  /** For messages and --print-config: "/lib/modules/6.1.0-50-cloud-amd64 in ROOT". */
+  name: string;
+  index: ReadonlyMap<string, string>;
+  /** Names the kernel has built in (modules.builtin), or null when the file is absent. */
+  builtin: ReadonlySet<string> | null;
+  read(paths: readonly string[]): Promise<Map<string, Buffer>>;
+}
+
+/** The normalised names in a modules.builtin file ("kernel/fs/ext4/ext4.ko" lines). */
+export function parseModulesBuiltin(text: string): Set<string> {
+  return new Set(text.split('\n').map((l) => l.trim()).filter((l) => l !== '').map(normalizeModuleName));
+}
+
+/** Everything modules read in total, at most: the Debian kernel's whole driver set is 90 MB, an initramfs's a few. */
+export const MODULE_READ_LIMIT = 64 * 1024 * 1024;
+
+/** A module's ELF bytes: as stored, or decompressed by the host's xz/zstd/gzip (busybox insmod loads plain ELF only). */
+export function decompressModule(file: string, stored: Buffer): Buffer {
+  let c = moduleCompression(file);
+  if (c === 'none') {
+    if (stored[0] === 0xfd && stored.subarray(1, 6).toString('latin1') === '7zXZ\0') c = 'xz';
+    else if (stored.length >= 4 && stored.readUInt32LE(0) === 0xfd2fb528) c = 'zst';
+    else if (stored[0] === 0x1f && stored[1] === 0x8b) c = 'gz';
+    else return stored;
+  }
+  const tool = c === 'xz' ? 'xz' : c === 'zst' ? 'zstd' : 'gzip';
+  const r = spawnSync(tool, ['-dc'], { input: stored, maxBuffer: MODULE_READ_LIMIT });
+  if (r.error) {
+    const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new Error(`kernel module ${file} is ${c}-compressed and ${missing ? `${tool} is not installed to decompress it (Debian package ${tool === 'zstd' ? 'zstd' : tool === 'xz' ? 'xz-utils' : 'gzip'})` : `${tool} failed: ${r.error.message}`}`);
+  }
+  if (r.status !== 0) throw new Error(`kernel module ${file}: ${tool} -d failed: ${r.stderr.toString().trim().split('\n')[0]}`);
+  return r.stdout;
+}
+
+export interface GatheredModules {
+  /** In load order, ELF bytes (decompressed). */
+  modules: Array<{ name: string; data: Buffer }>;
+  /** Roots the kernel has built in (nothing to load). */
+  builtin: string[];
+  /** Optional roots it has neither as a module nor built in. */
+  absent: string[];
+}
+
+/**
+ * The modules `roots` need from `source`, dependencies first (resolveModuleOrder's order), read
+ * in rounds (a module's `depends=` is known once it is read), decompressed, bounded in total.
+ * A root that is built in is left out; a required one that is neither there nor built in, or a
+ * dependency that is missing, throws (an initramfs without the root's driver cannot boot).
+ * `optional` roots (NIC drivers a kernel may not have) are skipped when absent.
+ */
+export async function gatherModules(source: ModuleSource, roots: readonly string[], optional: readonly string[] = []): Promise<GatheredModules> {
+  const builtin: string[] = [];
+  const absent: string[] = [];
+  const wanted: string[] = [];
+  for (const [list, required] of [[roots, true], [optional, false]] as const) {
+    for (const r of list.map(normalizeModuleName)) {
+      if (wanted.includes(r)) continue;
+      if (source.index.has(r)) wanted.push(r);
+      else if (source.builtin?.has(r)) builtin.push(r);
+      else if (required) throw new Error(`kernel module ${r} is neither in ${source.name} nor built into the kernel${source.builtin ? '' : ' (no modules.builtin to tell)'}`);
+      else absent.push(r);
+    }
+  }
+  const data = new Map<string, Buffer>();
+  const depends = new Map<string, string[]>();
+  let total = 0;
+  let round = wanted;
+  while (round.length > 0) {
+    const paths = round.map((n) => source.index.get(n)!);
+    const read = await source.read(paths);
+    const next: string[] = [];
+    for (const [i, name] of round.entries()) {
+      const stored = read.get(paths[i]!);
+      if (!stored) throw new Error(`kernel module ${paths[i]} could not be read from ${source.name}`);
+      const elf = decompressModule(paths[i]!, stored);
+      total += elf.length;
+      if (total > MODULE_READ_LIMIT) throw new Error(`the modules for ${roots.join(' ')} hold more than ${MODULE_READ_LIMIT} bytes in ${source.name}`);
+      data.set(name, elf);
+      const d = moduleDepends(elf, paths[i]!.replace(/\.(xz|zst|gz)$/, '')); // its ELF bytes, decompressed
+      depends.set(name, d);
+      for (const x of d) {
+        if (data.has(x) || next.includes(x) || round.includes(x)) continue;
+        if (!source.index.has(x)) {
+          if (source.builtin?.has(x)) continue;
+          throw new Error(`kernel module ${x} not found in ${source.name} (needed by ${name})`);
+        }
+        next.push(x);
+      }
+    }
+    round = next;
+  }
+  const order = resolveModuleOrder(wanted, (n) => (data.has(n) ? n : undefined), { readDepends: (_file, name) => (depends.get(name) ?? []).filter((d) => data.has(d)) });
+  return { modules: order.map((m) => ({ name: m.name, data: data.get(m.name)! })), builtin, absent };
+}
+
+/** The cached default modules (a host directory) as a ModuleSource. */
+export function hostModuleSource(modulesDir: string): ModuleSource {
+  let builtin: Set<string> | null = null;
+  try {
+    builtin = parseModulesBuiltin(fs.readFileSync(path.join(modulesDir, 'modules.builtin'), 'utf8'));
+  } catch {
+    // absent: nothing known to be built in
+  }
+  return {
+    name: modulesDir,
+    index: indexModules(modulesDir),
+    builtin,
+    read: async (paths) => new Map(paths.map((p) => [p, fs.readFileSync(p)])),
+  };
+}
+
+/** The modules under `dir` in a rootfs (recursively, links not followed) as a ModuleSource. */
+export function rootModuleSource(root: RootView, dir: string, builtinText: string | null): ModuleSource {
+  const index = new Map<string, string>();
+  const walk = (d: string, depth: number) => {
+    if (depth > 16) return;
+    for (const name of [...(root.list(d) ?? [])].sort()) {
+      const p = `${d}/${name}`;
+      const st = root.stat(p);
+      if (st?.type === 'dir') walk(p, depth + 1);
+      else if (st?.type === 'file' && /\.ko(\.(xz|zst|gz))?$/.test(name)) {
+        const n = normalizeModuleName(name);
+        if (!index.has(n)) index.set(n, p);
+      }
+    }
+  };
+  walk(dir, 0);
+  return {
+    name: `${dir} in ${root.name}`,
+    index,
+    builtin: builtinText === null ? null : parseModulesBuiltin(builtinText),
+    read: (paths) => root.readFiles(paths, MODULE_READ_LIMIT),
+  };
+}

@@ -6,9 +6,10 @@
  */
 import { ToolError, describeSystemError } from '../errors.js';
 import { type OpenedInput, openInput } from '../io/target.js';
-import { ExtError, type ExtFs, openExt } from './ext4.js';
+import { ExtError, type ExtFs, type InodeKind, openExt } from './ext4.js';
 import { type ByteReader, detectFilesystem } from './fs-detect.js';
 import { readAt } from './read-range.js';
+import type { RootView, TreeNodeType } from './tree.js';
 
 export interface Rootfs {
   /** The path as given. */
@@ -62,4 +63,62 @@ export function inspectRootfs(rootImage: string): Rootfs {
     input.close();
     throw err;
   }
+}
+
+const TREE_TYPES: Record<InodeKind, TreeNodeType | null> = {
+  file: 'file', dir: 'dir', symlink: 'symlink', chardev: 'char', blockdev: 'block', fifo: 'fifo', socket: 'socket', unknown: null,
+};
+
+/**
+ * An ext2/3/4 rootfs as kernel discovery reads any rootfs; null for other filesystems (fsmaker
+ * looks for kernels in ext only). The last component of a path is never followed (a symlink is
+ * reported as one); the ones before it are, inside the image (an absolute target is taken from
+ * the image's root, as the ext reader resolves it). Errors of the image are ToolError 21.
+ * readRange checks every block a file maps on its first read of that file (so a kernel's bad
+ * extent is refused when it is chosen, before anything is written).
+ */
+export function rootViewOfImage(rootfs: Rootfs): (RootView & { readRange(path: string, offset: number, length: number): Buffer }) | null {
+  const ext = rootfs.ext;
+  if (!ext) return null;
+  const inodeAt = (p: string) => readingRootfs(rootfs.path, () => ext.lookup(p, { follow: false }));
+  const checked = new Set<string>();
+  return {
+    name: rootfs.path,
+    stat(p) {
+      const inode = inodeAt(p);
+      const type = inode ? TREE_TYPES[inode.kind] : null;
+      if (!inode || !type) return null;
+      if (type === 'symlink') return { type, size: 0, target: readingRootfs(rootfs.path, () => ext.readLink(inode)) };
+      return { type, size: type === 'file' ? inode.size : 0 };
+    },
+    list(p) {
+      const inode = inodeAt(p);
+      if (!inode || inode.kind !== 'dir') return null;
+      return readingRootfs(rootfs.path, () => ext.readDir(inode).map((e) => e.name));
+    },
+    async readFiles(paths, maxBytes) {
+      const out = new Map<string, Buffer>();
+      let total = 0;
+      for (const p of paths) {
+        const inode = inodeAt(p);
+        if (!inode || inode.kind !== 'file') throw new ToolError('ROOTFS_UNKNOWN', `${rootfs.path}: ${p} is not a regular file`);
+        total += inode.size;
+        if (total > maxBytes) throw new ToolError('ROOTFS_UNKNOWN', `${rootfs.path}: the files asked for hold more than ${maxBytes} bytes`);
+        out.set(p, readingRootfs(rootfs.path, () => ext.readFile(inode, 0, inode.size)));
+      }
+      return out;
+    },
+    /** Part of a regular file, read when asked (a kernel or initrd is never held whole). */
+    readRange(p, offset, length) {
+      const inode = inodeAt(p);
+      if (!inode || inode.kind !== 'file') throw new ToolError('ROOTFS_UNKNOWN', `${rootfs.path}: ${p} is not a regular file`);
+      return readingRootfs(rootfs.path, () => {
+        if (!checked.has(p)) {
+          ext.fileExtents(inode);
+          checked.add(p);
+        }
+        return ext.readFile(inode, offset, length);
+      });
+    },
+  };
 }

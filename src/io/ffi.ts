@@ -18,6 +18,8 @@ interface Libc {
   fcntlInt(fd: number, command: number, arg: number): { value: number; errno: number };
   fallocate(fd: number, mode: number, offset: number, length: number): { value: number; errno: number };
   copyFileRange(inFd: number, inOffset: Buffer, outFd: number, outOffset: Buffer, length: number): { value: number; errno: number };
+  llistxattr(path: string, list: Buffer, size: number): { value: number; errno: number };
+  lgetxattr(path: string, name: string, value: Buffer, size: number): { value: number; errno: number };
 }
 
 const SEEK_SET = 0;
@@ -61,7 +63,7 @@ function loadLibc(): Libc | null {
     ffi.open({ library: 'libc', path: 'libc.so.6' });
     const { DataType } = ffi;
     const call = (funcName: string, paramsType: import('ffi-rs').FieldType[], paramsValue: unknown[]) => {
-      const r = ffi.load({ library: 'libc', funcName, retType: funcName === "lseek" || funcName === "copy_file_range" ? DataType.I64 : DataType.I32, paramsType, paramsValue, errno: true }) as unknown as {
+      const r = ffi.load({ library: 'libc', funcName, retType: ['lseek', 'copy_file_range', 'llistxattr', 'lgetxattr'].includes(funcName) ? DataType.I64 : DataType.I32, paramsType, paramsValue, errno: true }) as unknown as {
         value: number;
         errnoCode: number;
       };
@@ -79,6 +81,8 @@ function loadLibc(): Libc | null {
       // The offsets are passed by pointer (into the Buffers), so the kernel leaves the files' positions alone.
       copyFileRange: (inFd, inOffset, outFd, outOffset, length) =>
         call('copy_file_range', [DataType.I32, DataType.U8Array, DataType.I32, DataType.U8Array, DataType.U64, DataType.I32], [inFd, inOffset, outFd, outOffset, length, 0]),
+      llistxattr: (path, list, size) => call('llistxattr', [DataType.String, DataType.U8Array, DataType.U64], [path, list, size]),
+      lgetxattr: (path, name, value, size) => call('lgetxattr', [DataType.String, DataType.String, DataType.U8Array, DataType.U64], [path, name, value, size]),
       // memmove(p, p, 0) copies nothing and returns p: the address of the Buffer's memory.
       addressOf: (buf) =>
         ffi.load({ library: 'libc', funcName: 'memmove', retType: DataType.U64, paramsType: [DataType.U8Array, DataType.U8Array, DataType.U64], paramsValue: [buf, buf, 0] }) as number,
@@ -271,6 +275,54 @@ export function copyFileRange(inFd: number, inOffset: number, outFd: number, out
 }
 
 const EXDEV = 18;
+const ERANGE = 34;
+const ENODATA = 61;
+/** The kernel's limit on one extended attribute's value (XATTR_SIZE_MAX). */
+const XATTR_VALUE_MAX = 64 << 10;
+/** ...and on the list of a file's names (XATTR_LIST_MAX). */
+const XATTR_LIST_MAX = 64 << 10;
+
+/**
+ * The extended attributes of `path` itself (a symlink's own, not its target's: llistxattr and
+ * lgetxattr), by full name, raw values. Empty where the filesystem keeps none (EOPNOTSUPP) or
+ * without FFI (null then, so the caller can say so). Other failures are thrown as Node names them.
+ */
+export function readXattrs(path: string): Map<string, Buffer> | null {
+  const lib = loadLibc();
+  if (!lib) return null;
+  const fail = (errno: number, what: string): never => {
+    const code = errnoName(errno);
+    const reason = util.getSystemErrorMap().get(-errno)?.[1] ?? `errno ${errno}`;
+    throw Object.assign(new Error(`${code}: ${reason}, ${what} '${path}'`), { errno, code, path });
+  };
+  const out = new Map<string, Buffer>();
+  // The list can grow between the size query and the read: ERANGE, asked again at the limit.
+  let list = Buffer.alloc(4096);
+  let r = lib.llistxattr(path, list, list.length);
+  if (r.value < 0 && r.errno === ERANGE) {
+    list = Buffer.alloc(XATTR_LIST_MAX);
+    r = lib.llistxattr(path, list, list.length);
+  }
+  if (r.value < 0) {
+    if (r.errno === EOPNOTSUPP) return out;
+    fail(r.errno, 'llistxattr');
+  }
+  const names = list.toString('utf8', 0, r.value).split('\0').filter((n) => n !== '');
+  for (const name of names) {
+    let value = Buffer.alloc(1024);
+    let g = lib.lgetxattr(path, name, value, value.length);
+    if (g.value < 0 && g.errno === ERANGE) {
+      value = Buffer.alloc(XATTR_VALUE_MAX);
+      g = lib.lgetxattr(path, name, value, value.length);
+    }
+    if (g.value < 0) {
+      if (g.errno === ENODATA) continue; // removed since the list was read
+      fail(g.errno, 'lgetxattr');
+    }
+    out.set(name, Buffer.from(value.subarray(0, g.value)));
+  }
+  return out;
+}
 const ENOSYS = 38;
 const EBADF = 9;
 
