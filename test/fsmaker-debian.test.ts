@@ -2,8 +2,9 @@
  * Proof by booting a real Debian 12 (issue 13): the mmdebstrap tarball of scripts/debian-rootfs.sh
  * (systemd, the cloud kernel with its own initrd, ping with cap_net_raw, files owned by others)
  * made into a disk (1) by the standard route (unpacked as root, `mkfs.ext4 -d`, fsmaker of the
- * image), (2) by fsmaker from the tarball itself, run as an unprivileged user, (3) by fsmaker from
- * the tree unpacked as root; each booted under SeaBIOS (MBR) and OVMF (GPT) to the serial login;
+ * image), (2) by fsmaker's tree reader and ext4 writer run on the tarball as an unprivileged user,
+ * then fsmaker of that image (until the command takes trees), (3) by fsmaker from the tarball
+ * itself, run as an unprivileged user, (4) by fsmaker from the tree unpacked as root; each booted under SeaBIOS (MBR) and OVMF (GPT) to the serial login;
  * logged in as root, the system must be running, the root read-write, owners and ping's
  * capability as in the tarball. One boot per disk: every check shares its login.
  */
@@ -93,11 +94,24 @@ const CASES: Array<{ label: 'mbr' | 'gpt'; firmware: 'bios' | 'uefi' }> = [
 ];
 const firmwareName = (firmware: 'bios' | 'uefi') => (firmware === 'bios' ? 'SeaBIOS' : 'OVMF');
 
-/** fsmaker as the unprivileged BUILD_UID (setpriv), in a directory that user owns. */
-function fsmakerAsUser(args: string[]) {
-  return spawnSync('setpriv', [`--reuid=${BUILD_UID}`, `--regid=${BUILD_UID}`, '--clear-groups', 'node', FSMAKER, ...args], {
+/** A node script as the unprivileged BUILD_UID (setpriv), in a directory that user owns. */
+function nodeAsUser(script: string, args: string[]) {
+  return spawnSync('setpriv', [`--reuid=${BUILD_UID}`, `--regid=${BUILD_UID}`, '--clear-groups', 'node', script, ...args], {
     encoding: 'utf8', cwd: buildDir, env: { ...process.env, HOME: buildDir },
   });
+}
+const fsmakerAsUser = (args: string[]) => nodeAsUser(FSMAKER, args);
+
+/** The tarball through openTree + planExt4 as BUILD_UID, then fsmaker of the image (as that user too). */
+function diskByTreeWriter(label: 'mbr' | 'gpt', disk: string) {
+  const fsImage = path.join(buildDir, `${label}.ext4`);
+  try {
+    const writer = nodeAsUser(path.join(ROOT, 'test/debian-ext4-from-tree.mjs'), [tarball, fsImage]);
+    if (writer.status !== 0) return writer;
+    return fsmakerAsUser(['-q', '--seed', 'debian', '--label', label, fsImage, disk]);
+  } finally {
+    fs.rmSync(fsImage, { force: true });
+  }
 }
 
 interface Route {
@@ -116,6 +130,12 @@ const ROUTES: Route[] = [
     unavailable: () => unavailable,
     makeDisk: (label, disk) => runCli(FSMAKER, ['-q', '--seed', 'debian', '--label', label, image, disk]),
     diskDir: () => dir,
+  },
+  {
+    title: "by fsmaker's tree reader and ext4 writer on the tarball as an unprivileged user, and fsmaker of the image",
+    unavailable: () => unavailable,
+    makeDisk: diskByTreeWriter,
+    diskDir: () => buildDir,
   },
   {
     title: 'by fsmaker from the tarball, as an unprivileged user',
