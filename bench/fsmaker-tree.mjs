@@ -3,6 +3,8 @@
 //   sh scripts/debian-rootfs.sh && node bench/fsmaker-tree.mjs      ROUNDS=3
 // Contenders:
 //   (a) fsmaker TARBALL disk.img, when this fsmaker takes a tarball (else left out, with a note);
+//   (a') fsmaker's tree reader and ext4 writer (test/debian-ext4-from-tree.mjs: openTree +
+//       planExt4) as uid 65534, then fsmaker of that image: route (a) before the command has it;
 //   (b) the standard rootless route: tar x (as root, to keep owners) + mkfs.ext4 -d + fsmaker of
 //       the image; and fsmaker of that image alone (its peak RSS);
 //   (c) the root route: truncate + sfdisk + losetup --offset/--sizelimit (this machine's loop
@@ -24,6 +26,10 @@ const disk = path.join(dir, 'disk.img');
 const mnt = path.join(dir, 'mnt');
 const SIZE = 1 << 30;
 const TAR_X = `tar --xattrs --xattrs-include='*' --numeric-owner -xpf '${tarball}'`;
+
+const BUILD_UID = 65534;
+const asUser = `setpriv --reuid=${BUILD_UID} --regid=${BUILD_UID} --clear-groups`;
+fs.chmodSync(dir, 0o777); // the unprivileged route writes its image and disk here
 
 const clean = () => {
   for (const f of [disk, image]) fs.rmSync(f, { force: true });
@@ -71,6 +77,11 @@ const takesTarball = spawnSync('node', [FSMAKER, '--print-config', tarball], { s
 if (takesTarball) contenders.push({ name: 'fsmaker --seed b --rootfs-size 1G TARBALL disk.img', prepare: clean, run: `node ${FSMAKER} -q --seed b --rootfs-size 1G '${tarball}' '${disk}'` });
 else notes.push('(a) left out: this fsmaker does not take a tarball (`fsmaker --print-config TARBALL` fails)');
 contenders.push(
+  {
+    name: "tree reader + ext4 writer (as uid 65534) + fsmaker root.ext4 disk.img",
+    prepare: clean,
+    run: `set -e\n${asUser} node '${path.join(ROOT, 'test/debian-ext4-from-tree.mjs')}' '${tarball}' '${image}' >/dev/null\n${asUser} node ${FSMAKER} -q --seed b '${image}' '${disk}'`,
+  },
   { name: 'tar x (root) + mkfs.ext4 -d + fsmaker root.ext4 disk.img', prepare: clean, run: rootless },
   { name: 'fsmaker root.ext4 disk.img alone', prepare: withImage, run: `node ${FSMAKER} -q --seed b '${image}' '${disk}'` },
   { name: 'root route: sfdisk + losetup + mkfs.ext4 + mount + tar x + grub-install + umount', prepare: clean, run: rootRoute },
