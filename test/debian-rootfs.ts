@@ -4,6 +4,7 @@
  * booted Debian disk must pass through its serial console.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers.js';
 import type { SerialSession } from './qemu-boot.js';
@@ -19,7 +20,7 @@ export function debianRootfs(): { tarball: string } | { unavailable: string } {
 
 /** Unpacks as root, keeping owners, modes and every xattr (security.capability, ACLs). */
 export function extractAsRoot(tarball: string, tree: string): void {
-  execFileSync('mkdir', ['-p', tree]);
+  fs.mkdirSync(tree, { recursive: true });
   execFileSync('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '-xpf', tarball, '-C', tree]);
 }
 
