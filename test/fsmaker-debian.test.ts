@@ -6,7 +6,8 @@
  * then fsmaker of that image (until the command takes trees), (3) by fsmaker from the tarball
  * itself, run as an unprivileged user, (4) by fsmaker from the tree unpacked as root; each booted
  * under SeaBIOS (MBR) and OVMF (GPT) to the serial login; logged in as root, the system must be
- * running, the root read-write, owners and ping's capability as in the tarball. One boot per disk: every check shares its login.
+ * running, the root read-write, owners and ping's capability as in the tarball. One boot per disk:
+ * every check shares its login.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
