@@ -161,7 +161,8 @@ for (const route of ROUTES) {
     for (const { label, firmware } of CASES) {
       let checks: DebianChecks | undefined;
       it(`${label.toUpperCase()} + ${firmwareName(firmware)}: login as root, running, owners and ping's capability as in the tarball`, async (ctx) => {
-        if (route.unavailable()) return ctx.skip();
+        const why = route.unavailable();
+        if (why) return ctx.skip(why);
         const disk = path.join(route.diskDir(), `${label}.img`);
         const r = route.makeDisk(label, disk);
         expect(r.status, r.stderr).toBe(0);
@@ -173,7 +174,8 @@ for (const route of ROUTES) {
         expectDebianChecks(checks);
       }, 600_000);
       it(`${label.toUpperCase()} + ${firmwareName(firmware)}: the root is mounted read-write`, (ctx) => {
-        if (route.unavailable()) return ctx.skip();
+        const why = route.unavailable();
+        if (why) return ctx.skip(why);
         expectReadWriteRoot(checks);
       });
     }
