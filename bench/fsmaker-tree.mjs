@@ -2,7 +2,7 @@
 // Usage (as root: the standard routes unpack with owners kept, the root route mounts):
 //   sh scripts/debian-rootfs.sh && node bench/fsmaker-tree.mjs      ROUNDS=3
 // Contenders:
-//   (a) fsmaker TARBALL disk.img, when this fsmaker takes a tarball (else left out, with a note);
+//   (a) fsmaker TARBALL disk.img as uid 65534, when this fsmaker takes a tarball (else left out, with a note);
 //   (a') fsmaker's tree reader and ext4 writer (test/debian-ext4-from-tree.mjs: openTree +
 //       planExt4) as uid 65534, then fsmaker of that image: route (a) before the command has it;
 //   (b) the standard rootless route: tar x (as root, to keep owners) + mkfs.ext4 -d + fsmaker of
@@ -74,7 +74,7 @@ EOF
 const contenders = [];
 const notes = [`tarball: ${tarball}, ${fs.statSync(tarball).size} bytes; every disk 1 GiB of ext4 (fsmaker adds its boot partition)`];
 const takesTarball = spawnSync('node', [FSMAKER, '--print-config', tarball], { stdio: 'ignore' }).status === 0;
-if (takesTarball) contenders.push({ name: 'fsmaker --seed b --rootfs-size 1G TARBALL disk.img', prepare: clean, run: `node ${FSMAKER} -q --seed b --rootfs-size 1G '${tarball}' '${disk}'` });
+if (takesTarball) contenders.push({ name: 'fsmaker --seed b --rootfs-size 1G TARBALL disk.img (as uid 65534)', prepare: clean, run: `${asUser} node ${FSMAKER} -q --seed b --rootfs-size 1G '${tarball}' '${disk}'` });
 else notes.push('(a) left out: this fsmaker does not take a tarball (`fsmaker --print-config TARBALL` fails)');
 contenders.push(
   {
