@@ -54,7 +54,8 @@ export const FSMAKER_EXIT_CODES = {
   CORE_TOO_LARGE: 25, // core.img does not fit the MBR gap or the BIOS boot partition
   SPARE_MKFS: 26, // formatting the spare partition failed
   BOOT_FILE_UNUSABLE: 27, // the kernel is not a bzImage GRUB boots, the initrd not an initramfs Linux unpacks, or the default modules are damaged
-  ROOTFS_TREE: 28, // a file tree ext4 cannot hold as given (a name over 255 bytes, xattrs over a block, a hard link to a directory...)
+  ROOTFS_TREE: 31, // (not 28: fsmaker passes on sparsecopy's 28-30) a file tree ext4 cannot hold as given (a name over 255 bytes, xattrs over a block, a hard link to a directory...)
+  LAYOUT_INVALID: 33, // a --layout file that cannot be read or has problems (each named FILE:LINE)
   KERNEL_MODULES_MISSING: 34, // no initrd goes with the kernel and no modules of its release exist to generate one (or its disk/NFS drivers are missing)
 } as const;
 

@@ -19,6 +19,8 @@ import { makeTempDir, patternBytes, withLoop } from './helpers.js';
 const haveTools = spawnSync('sh', ['-c', 'command -v e2fsck && command -v debugfs && command -v dumpe2fs'], { stdio: 'ignore' }).status === 0;
 if (!haveTools) console.log('skipping ext4 writer tests: e2fsprogs (e2fsck, debugfs, dumpe2fs) is not installed');
 const isRoot = process.getuid?.() === 0;
+const haveGrubFstest = spawnSync('sh', ['-c', 'command -v grub-fstest'], { stdio: 'ignore' }).status === 0;
+if (!haveGrubFstest) console.log('skipping the GRUB read-back: grub-fstest (grub-common) is not installed');
 
 const dir = makeTempDir('ext4w-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -48,11 +50,14 @@ function memTree(nodes: TreeNode[], bytes: (p: string, offset: number, length: n
   };
 }
 
-/** A file's bytes: a pattern seeded by its path (so every file differs), at any offset. */
+/**
+ * A chunk's bytes: a pattern seeded by the file's path and the chunk's offset, so every file and
+ * chunk differs. Tests ask for the same (offset, length) pieces as memTree yields: whole data
+ * ranges below 1 MiB, 1 MiB chunks of bigger ones.
+ */
 const seedOf = (p: string): number => createHash('md5').update(p).digest().readUInt32LE(0);
-const fileBytes = (p: string, offset: number, length: number): Buffer => patternBytes(offset + length, seedOf(p)).subarray(offset);
-/** Big sparse files: a pattern per 1 MiB chunk (patternBytes from 0 to 5 GiB would be slow). */
-const chunkBytes = (p: string, offset: number, length: number): Buffer => patternBytes(length, seedOf(p) ^ offset);
+const chunkBytes = (p: string, offset: number, length: number): Buffer => patternBytes(length, (seedOf(p) ^ offset) >>> 0);
+const fileBytes = chunkBytes;
 
 async function writeImage(options: Ext4WriterOptions, file: string): Promise<{ sizeBytes: number; uuid: string; extents: number }> {
   const plan = await planExt4(options);
@@ -133,6 +138,8 @@ function richNodes(): TreeNode[] {
     node('etc', 'dir', { mode: 0o755 }),
     node('etc/hello', 'file', { size: 5000, uid: 1000, gid: 100, mtime: T0 + 0.125, atime: T0 + 3.5, ctime: T0 + 4.0625, xattrs: new Map([['user.note', Buffer.from('hi')]]) }),
     node('etc/empty', 'file', { size: 0, mode: 0o600 }),
+    node('etc/after-2038', 'file', { size: 0, mtime: 2 ** 31 + 100.25, atime: 2 ** 33 + 1, ctime: 2 ** 32 - 1 }), // the epoch bits
+    node('etc/before-1970', 'file', { size: 0, mtime: -1000.5, atime: -(2 ** 31), ctime: 0 }),
     node('etc/exact-block', 'file', { size: 8192 }),
     node('etc/big-xattrs', 'file', { size: 10, xattrs: new Map([['user.big', patternBytes(1500, 9)], ['security.selinux', Buffer.from('system_u:object_r:etc_t:s0\0')], ['trusted.t', Buffer.from('x')]]) }),
     node('etc/acl', 'file', { size: 3, xattrs: new Map([['system.posix_acl_access', vfsAcl()]]) }),
@@ -157,6 +164,10 @@ function richNodes(): TreeNode[] {
     node('var', 'dir'),
     node('var/sparse', 'file', { size: 1_000_000, dataRanges: [{ offset: 0, length: 100 }, { offset: 200, length: 50 }, { offset: 409_600, length: 10_000 }, { offset: 999_000, length: 1000 }] }),
     node('var/holes-only', 'file', { size: 3 * 1024 * 1024, dataRanges: [] }),
+    // 2000 one-block extents: six leaf blocks under an index block (a depth-2 tree).
+    node('var/fragmented', 'file', { size: 2000 * 8192, dataRanges: Array.from({ length: 2000 }, (_, i) => ({ offset: i * 8192, length: 4096 })) }),
+    // 500: two leaves straight under the inode (depth 1).
+    node('var/fragmented-less', 'file', { size: 500 * 8192 - 4000, dataRanges: Array.from({ length: 500 }, (_, i) => ({ offset: i * 8192 + (i === 499 ? 100 : 0), length: i === 499 ? 92 : 4096 })) }),
     node(`var/${LONG_NAME}`, 'file', { size: 1 }),
     node('var/empty-dir', 'dir', { mode: 0o700 }),
   ];
@@ -212,9 +223,11 @@ function parseStat(text: string): Record<string, string> {
   return out;
 }
 
+/** debugfs's "0xLO:EXTRA": the low word is signed, the extra word's two low bits extend it (inodes.rst). */
 const timeOf = (field: string): number => {
   const [lo, extra] = field.split(':');
-  return Number(lo) + (parseInt(extra!, 16) >>> 2) / 1e9;
+  const e = parseInt(extra!, 16);
+  return (Number(lo) | 0) + (e & 3) * 2 ** 32 + (e >>> 2) / 1e9;
 };
 
 const TYPE_NAME: Record<TreeNode['type'], string> = { file: 'regular', dir: 'directory', symlink: 'symlink', char: 'character', block: 'block', fifo: 'FIFO', socket: 'socket' };
@@ -342,6 +355,14 @@ describe.skipIf(!haveTools)('ext4 writer', () => {
     // Three extents, blocks 0, 100-102 and 243-244 of the file: the holes between are not allocated.
     expect(stat).toMatch(/EXTENTS:\n\(0\):\d+, \(100-102\):\d+-\d+, \(243-244\):\d+-\d+/);
     expect(stat).toMatch(/Blockcount: 48\b/);
+    // Extent trees deeper than the inode's four slots (their node checksums are e2fsck's to judge).
+    const [deep, less, lf] = debugfs(image, ['ex /var/fragmented', 'ex /var/fragmented-less', 'stat /lost+found']);
+    expect(deep).toMatch(/^ 0\/ 2 {3}1\/ {2}1 /m); // level 0 of depth 2: one index entry
+    expect(deep!.match(/^ 2\/ 2 /gm)!.length).toBe(2000);
+    expect(less).toMatch(/^ 0\/ 1 {3}1\/ {2}2 /m);
+    expect(less!.match(/^ 1\/ 1 /gm)!.length).toBe(500);
+    expect(lf).toMatch(/Size: 16384\b/); // mke2fs's four pre-allocated blocks
+    expect(lf).toMatch(/Blockcount: 32\b/);
   });
 
   it.skipIf(!isRoot)('mounts in the kernel (loop, read-only) with every node as in the tree', async () => {
@@ -390,6 +411,20 @@ describe.skipIf(!haveTools)('ext4 writer', () => {
     // The kernel mounted it read-only: nothing to replay, nothing changed.
     expectFsckClean(image);
   }, 60_000);
+
+  it.skipIf(!haveGrubFstest)('is read by GRUB (grub-fstest: ls, cmp, a depth-2 extent tree)', () => {
+    const ls = execFileSync('grub-fstest', [image, 'ls', '/usr/bin'], { encoding: 'utf8' });
+    expect(ls.trim().split(/\s+/).sort()).toEqual(['ping', 'pong', 'su', 'wall']);
+    for (const [p, size] of [['usr/bin/ping', 70000], ['var/sparse', 1_000_000], ['var/fragmented', 2000 * 8192]] as const) {
+      const want = path.join(dir, 'grub-want');
+      const t = inodeNodes(nodes).get(p)!;
+      const bytes = Buffer.alloc(size);
+      for (const r of t.dataRanges ?? [{ offset: 0, length: t.size }]) fileBytes(t.path, r.offset, r.length).copy(bytes, r.offset);
+      fs.writeFileSync(want, bytes);
+      const r = spawnSync('grub-fstest', [image, 'cmp', `/${p}`, want], { encoding: 'utf8' });
+      expect(r.status, `${p}: ${r.stdout}${r.stderr}`).toBe(0);
+    }
+  });
 
   it('gives the same bytes for the same tree, seed and timestamp; another seed, another UUID', async () => {
     const again = path.join(dir, 'again.img');
@@ -442,6 +477,18 @@ describe.skipIf(!haveTools)('ext4 writer at scale', () => {
     }
     const [ls] = debugfs(image, ['ls -p /many']);
     expect(ls!.trim().split('\n').length).toBe(20_002);
+    fs.rmSync(image);
+  }, 300_000);
+
+  it('a directory with more than 65 000 subdirectories (dir_nlink: its link count is 1)', async () => {
+    const nodes: TreeNode[] = [node('', 'dir'), node('wide', 'dir')];
+    for (let i = 0; i < 65_100; i++) nodes.push(node(`wide/${i}`, 'dir'));
+    const image = path.join(dir, 'wide.img');
+    await writeImage({ tree: memTree(nodes, fileBytes), seed: 'wide', timestamp: T0 }, image);
+    expectFsckClean(image);
+    const [wide, one] = debugfs(image, ['stat /wide', 'stat /wide/65099']);
+    expect(parseStat(wide!).links).toBe('1');
+    expect(parseStat(one!).links).toBe('2');
     fs.rmSync(image);
   }, 300_000);
 
@@ -516,7 +563,7 @@ describe('ext4 writer refusals', () => {
       for await (const e of p.extents()) void e;
     });
     await expect(plan).rejects.toThrow(ToolError);
-    await expect(plan).rejects.toMatchObject({ code: 'ROOTFS_TREE', exitCode: 28, message: expect.stringMatching(pattern) });
+    await expect(plan).rejects.toMatchObject({ code: 'ROOTFS_TREE', exitCode: 31, message: expect.stringMatching(pattern) });
   };
   it('a name over 255 bytes', () => expectTreeError([node('', 'dir'), node('x'.repeat(256), 'file')], /memtree: \/x+: the name is 256 bytes long; ext4 names are at most 255/));
   it('a hard link to a directory', () => expectTreeError([node('', 'dir'), node('d', 'dir'), node('l', 'file', { linkTo: 'd' })], /\/l: a hard link to a directory \(\/d\)/));
@@ -526,6 +573,24 @@ describe('ext4 writer refusals', () => {
   it('a long symlink target', () => expectTreeError([node('', 'dir'), node('s', 'symlink', { target: 'a'.repeat(4096) })], /\/s: the link target is 4096 bytes/));
   it('a contents pass shorter than the tree said', () =>
     expectTreeError([node('', 'dir'), node('f', 'file', { size: 10_000 })], /\/f: the contents pass gave 5000 bytes where the tree said 10000/, (p, o, l) => fileBytes(p, o, l).subarray(0, 5000)));
+  it('a path twice', () => expectTreeError([node('', 'dir'), node('a', 'file'), node('a', 'dir')], /memtree: \/a: the path is in the tree twice/));
+  it('a lost+found that is not a directory', () => expectTreeError([node('', 'dir'), node('lost+found', 'file')], /\/lost\+found is a file; ext4 keeps a directory there/));
+  it('more than 65000 hard links to one file', () =>
+    expectTreeError([node('', 'dir'), node('f', 'file'), ...Array.from({ length: 65000 }, (_, i) => node(`l${i}`, 'file', { linkTo: 'f' }))], /\/l64999: more than 65000 hard links to \/f/));
+  it('a contents pass that gives a file\'s bytes out of order', async () => {
+    const nodes = [node('', 'dir'), node('f', 'file', { size: 20_000 })];
+    const tree: FileTree = {
+      ...memTree(nodes, fileBytes),
+      async *contents() {
+        yield { node: 1, offset: 10_000, data: Buffer.alloc(10_000, 1) };
+        yield { node: 1, offset: 0, data: Buffer.alloc(10_000, 2) };
+      },
+    };
+    const run = planExt4({ tree, seed: 'x', timestamp: T0 }).then(async (p) => {
+      for await (const e of p.extents()) void e;
+    });
+    await expect(run).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: 'memtree: /f: the contents pass gave bytes at 0 after bytes up to 20000 (chunks out of order)' });
+  });
   it('a label over 16 bytes', async () => {
     await expect(planExt4({ tree: memTree([node('', 'dir')], fileBytes), label: 'a-label-that-is-too-long' })).rejects.toMatchObject({ code: 'ROOTFS_TREE', message: expect.stringMatching(/label .* at most 16/) });
   });

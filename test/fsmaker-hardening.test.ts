@@ -168,8 +168,8 @@ describe('a rootfs that cannot be read is 21, not a reason to change kernels', (
   it('a rootfs without a kernel falls back to the default one, and --print-config says why', () => {
     const bare = buildRootfs(path.join(dir, 'bare.ext4'), { tree: (t) => fs.rmSync(path.join(t, 'boot'), { recursive: true }) });
     const r = runHostile('fsmaker', ['--print-config', bare], { codes: [0], env: env() });
-    expect(r.stdout.toString()).toMatch(/^kernel: .*vmlinuz-.* \(\d+ bytes\), the default: .*bare\.ext4 has no \/boot\/vmlinuz or \/vmlinuz$/m);
-    expect(r.stdout.toString()).toMatch(/^initrd: generated .*, the default: .*bare\.ext4 has no \/boot\/initrd\.img or \/initrd\.img$/m);
+    expect(r.stdout.toString()).toMatch(/^# kernel: .*vmlinuz-.* \(\d+ bytes\), the default: .*bare\.ext4 has no \/boot\/vmlinuz or \/vmlinuz$/m);
+    expect(r.stdout.toString()).toMatch(/^# initrd: generated .*, the default: .*bare\.ext4 has no \/boot\/initrd\.img or \/initrd\.img$/m);
   });
 
   it('extents that point at filesystem metadata or overlap each other', () => {

@@ -1,9 +1,11 @@
 /**
- * fsmaker's assembly: a bare root filesystem image becomes a bootable partitioned disk, streamed
- * as one composite extent source (table sectors + GRUB + boot FAT + the rootfs file + spare +
- * backup GPT) into any sparsecopy sink. No root privileges, loop devices or mounts; the only
- * programs run are grub-mkimage (GRUB's images), the spare partition's mkfs (on a sparse
- * temporary file) and, once, scripts/fetch-kernel.sh for the default kernel.
+ * fsmaker's assembly: a layout (layout-model.ts; v0.05's command line is one) becomes a bootable
+ * partitioned disk, streamed as one composite extent source (table sectors, GRUB's core.img, the
+ * FAT filesystems fsmaker writes, ext4 filesystems written from trees, image files, swap
+ * signatures, the backup GPT; holes between) into any sparsecopy sink. No root privileges, loop
+ * devices or mounts; the only programs run are grub-mkimage (GRUB's images), mkfs for a partition
+ * of contents `mkfs` (on a sparse temporary file) and, once, scripts/fetch-kernel.sh for the
+ * default kernel.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,14 +25,21 @@ import { partUuid } from '../partition/show.js';
 import { serializeTable } from '../partition/read.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
-import { type BootChoice, chooseBoot } from './boot-choice.js';
+import { type BootChoice, chooseBoot, chooseBootFor } from './boot-choice.js';
+import type { Ext4Plan } from './ext4-writer.js';
 import { planFat, type FatFile } from './fat.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
 import { grubConfig } from './grub-config.js';
-import { type GrubFirmware, type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
-import { type DiskLayout, planDisk } from './layout.js';
-import { bootDirFiles, checkOptions, refuseOutputAmongInputs } from './preflight.js';
-import { type Rootfs, inspectRootfs } from './rootfs.js';
+import { type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
+import { imageBytes, isTreeSource, planTreeExt4, rootHasFstabEntry } from './layout-contents.js';
+import { type Bootloader, type LayoutSpec, checkLayout, isEspPartition, numberOf } from './layout-model.js';
+import { swapHeader } from './layout-swap.js';
+import { type DiskLayout, type PlacedPartition, fatSerialOf, partitionName, planLayout, seededGuid, v005Layout } from './layout.js';
+import { bootDirFiles, checkOptions, refuseOutputAmongInputs, refuseOutputInside } from './preflight.js';
+import { type Rootfs, inspectRootfs, rootViewOfImage } from './rootfs.js';
+import type { FileTree, RootView } from './tree.js';
+import { openTree } from './tree-open.js';
+import { rootViewOfTree } from './tree-view.js';
 
 export type { BootChoice, BootFile } from './boot-choice.js';
 export { inspectRootfs } from './rootfs.js';
@@ -39,6 +48,7 @@ const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 
 export interface FsmakerOptions {
+  /** A filesystem image, or a directory (or archive) to build the root's ext4 from. */
   rootImage: string;
   output: string;
   kernel?: string;
@@ -47,6 +57,8 @@ export interface FsmakerOptions {
   sizeBytes?: number;
   /** Boot (FAT) partition size (default 128 MiB: FAT32 with room for several kernels). */
   bootBytes?: number;
+  /** The root partition's size (a tree's ext4 size; default: automatic, or the image's). */
+  rootfsBytes?: number;
   /** Filesystem of the spare partition (mkfs.TYPE), or 'none' to leave it unformatted. */
   spareType?: string;
   /** Extra files for the boot partition (copied under their relative paths). */
@@ -58,34 +70,436 @@ export interface FsmakerOptions {
   seed?: string;
   append?: string;
   timeoutSeconds?: number;
+  /** Round the disk up to a multiple of this many bytes (sparsecopy's --pad, for the disk). */
+  padBytes?: number;
   /** Stops the run (SIGINT/SIGTERM): child processes are killed, nothing is left behind. */
   signal?: AbortSignal;
   /** Passed to the sink: the output format (gzip, qcow2 and its cluster size...), digests, --force, progress. */
   copy?: FsmakerCopyOptions;
 }
 
+/** A run from a layout: where to, and how. */
+export interface LayoutRun {
+  layout: LayoutSpec;
+  output: string;
+  grubDir?: string;
+  padBytes?: number;
+  signal?: AbortSignal;
+  copy?: FsmakerCopyOptions;
+}
+
 export type FsmakerCopyOptions = Omit<SparseCopyOptions, 'source' | 'destination' | 'signal'>;
 
-export interface FsmakerResult extends CopySummary {
+export interface PlannedDisk {
   layout: DiskLayout;
-  rootfs: { type: string; uuid?: string; label?: string };
-  boot: BootChoice;
+  /** The layout as planned: every size, number and UUID resolved (what --print-config prints). */
+  resolved: LayoutSpec;
+  /** The root filesystem; null when the root is elsewhere (root: /dev/nfs). */
+  rootfs: { type: string; uuid?: string; label?: string } | null;
+  /** The kernel and initrd (with where a generated initramfs's modules come from, when chooseBootFor chose). */
+  boot: (BootChoice & { modules?: string }) | null;
 }
+
+export type FsmakerResult = CopySummary & PlannedDisk;
 
 const repoRoot = (): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** -k/-i, else the rootfs's own /boot/vmlinuz and /boot/initrd.img (ext2/3/4), else the default; each checked. */
-export function chooseBootFiles(options: Pick<FsmakerOptions, 'kernel' | 'initrd'>, rootfs: Rootfs): BootChoice {
-  return chooseBoot({ kernel: options.kernel, initrd: options.initrd, repoRoot: repoRoot() }, rootfs);
+
+/** fsmaker v0.05's command line as a layout (the seed made once, so that every GUID and serial agrees). */
+export function layoutOfOptions(options: FsmakerOptions): LayoutSpec {
+  const bootBytes = options.bootBytes ?? 128 * MiB;
+  checkOptions({ ...options, bootBytes });
+  const root = isTreeSource(options.rootImage) ? { kind: 'ext4' as const, from: options.rootImage } : { kind: 'image' as const, path: options.rootImage };
+  return v005Layout({
+    label: options.label ?? 'mbr',
+    root,
+    rootBytes: options.rootfsBytes,
+    bootBytes,
+    totalBytes: options.sizeBytes,
+    spareType: options.spareType,
+    bootDir: options.bootDir,
+    firmware: options.firmware ?? 'both',
+    seed: options.seed ?? randomBytes(16).toString('hex'),
+    kernel: options.kernel,
+    initrd: options.initrd,
+    append: options.append,
+    timeoutSeconds: options.timeoutSeconds,
+  });
 }
 
-/** Refuses an output that is the rootfs, the kernel or the initrd (13), before anything is opened for writing. */
-function refuseOutputAsInput(options: FsmakerOptions): void {
-  refuseOutputAmongInputs(options.output, [
-    { role: 'the rootfs', path: options.rootImage },
-    ...(options.kernel !== undefined ? [{ role: 'the kernel', path: options.kernel }] : []),
-    ...(options.initrd !== undefined ? [{ role: 'the initrd', path: options.initrd }] : []),
-  ]);
+/** Makes the disk of fsmaker v0.05's command line. */
+export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
+  const layout = layoutOfOptions(options);
+  return makeLayoutDisk({ layout, output: options.output, grubDir: options.grubDir, padBytes: options.padBytes, signal: options.signal, copy: options.copy });
+}
+
+/** Refuses a layout with problems (USAGE, 1): all of them, one per line. */
+export function refuseBadLayout(layout: LayoutSpec, where = 'the layout'): void {
+  const problems = checkLayout(layout);
+  if (problems.length > 0) throw new ToolError('USAGE', problems.map((p) => `${where}: ${p.path.join('.')}: ${p.message}`).join('\n'));
+}
+
+/** Every file the layout reads, by role (for the output-is-an-input check). */
+function layoutInputs(layout: LayoutSpec): { role: string; path: string }[] {
+  const inputs = layout.partitions.flatMap((p, i) => {
+    const c = p.contents;
+    if (c.kind === 'image') return [{ role: p.mount === '/' ? 'the rootfs' : `${partitionName(p, i)}'s image`, path: c.path }];
+    if (c.kind === 'ext4') return [{ role: p.mount === '/' ? 'the rootfs' : `${partitionName(p, i)}'s tree`, path: c.from }];
+    return [];
+  });
+  if (layout.kernel !== undefined) inputs.push({ role: 'the kernel', path: layout.kernel });
+  if (layout.initrd !== undefined) inputs.push({ role: 'the initrd', path: layout.initrd });
+  return inputs;
+}
+
+/** A partition's contents, ready to plan and to stream. */
+interface Filled {
+  /** Bytes the contents need (undefined: none of their own). */
+  bytes?: number;
+  /** An image file to stream. */
+  file?: string;
+  /** An ext4 filesystem planned from a tree, streamed from it. */
+  ext4?: Ext4Plan;
+  /** A FAT's own files (a directory's). */
+  fatFiles?: FatFile[];
+}
+
+/** The run's work directory (GRUB's files, built filesystems), removed whatever happens. */
+interface WorkDir {
+  dir: string;
+  stop: AbortController;
+  signal: AbortSignal;
+}
+
+/**
+ * Makes the disk of a layout. Everything that can refuse it is checked first, before GRUB is
+ * built or a byte of the output is written: the layout, an output that is an input, the root (as
+ * Linux would mount it), the kernel and initrd, the sizes, whether the boot files fit and what the
+ * output format refuses. A tree's ext4 is built in the work directory before the sizes are known.
+ */
+export async function makeLayoutDisk(run: LayoutRun): Promise<FsmakerResult>;
+export async function makeLayoutDisk(run: LayoutRun, planOnly: true): Promise<PlannedDisk>;
+export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<FsmakerResult | PlannedDisk> {
+  const inAnyOrder = takesExtentsInAnyOrder(run);
+  // A disk image is written from a writer thread: start it now, so that it is running (about
+  // 25 ms, on the other core) by the time the copy starts.
+  if (inAnyOrder && !planOnly) void prestartWriterThread();
+  const spec: LayoutSpec = { ...run.layout, seed: run.layout.seed ?? randomBytes(16).toString('hex') };
+  refuseBadLayout(spec);
+  for (const p of spec.partitions) if (p.contents.kind === 'mkfs') checkOptions({ spareType: p.contents.fs });
+  checkOptions({ append: spec.cmdline.append, timeoutSeconds: spec.timeout, firmware: spec.bootloader === 'none' ? 'both' : spec.bootloader });
+  refuseOutputAmongInputs(run.output, layoutInputs(spec));
+  spec.partitions.forEach((p, i) => {
+    if (p.contents.kind === 'ext4' && isDirectory(p.contents.from)) refuseOutputInside(run.output, p.contents.from, p.mount === '/' ? 'the rootfs tree' : `${partitionName(p, i)}'s tree`);
+  });
+  const filled: Filled[] = spec.partitions.map((p) => (p.contents.kind === 'fat' ? { fatFiles: bootDirFiles(p.contents.from, run.output) } : {}));
+  const rootIndex = spec.partitions.findIndex((p) => p.mount === '/');
+  // The root image is judged first, as v0.05 did: a corrupt rootfs is refused before anything is built.
+  const rootContents = rootIndex >= 0 ? spec.partitions[rootIndex]!.contents : null;
+  const rootfs: Rootfs | null = rootContents?.kind === 'image' ? inspectRootfs(rootContents.path) : null;
+  const trees: FileTree[] = [];
+  let rootView: RootView | null = rootfs ? rootViewOfImage(rootfs) : null;
+  const work = openWorkDir(run.signal);
+  try {
+    spec.partitions.forEach((p, i) => {
+      if (p.contents.kind === 'image') filled[i] = { bytes: i === rootIndex ? rootfs!.size : imageBytes(p.contents.path, `${partitionName(p, i)}'s image`), file: p.contents.path };
+    });
+    for (const [i, p] of spec.partitions.entries()) {
+      const c = p.contents;
+      if (c.kind !== 'ext4') continue;
+      const tree = await openTree(c.from);
+      trees.push(tree);
+      const ext4 = await planTreeExt4({ tree, sizeBytes: typeof p.size === 'number' ? p.size : undefined, label: c.label, seed: spec.seed!, number: numberOf(p, i) });
+      filled[i] = { bytes: ext4.sizeBytes, ext4 };
+      if (i === rootIndex) rootView = rootViewOfTree(tree);
+    }
+    return await assemble(run, spec, filled, { rootfs, rootView, fromTree: rootContents?.kind === 'ext4' }, inAnyOrder, work, planOnly);
+  } finally {
+    for (const tree of trees) tree.close();
+    rootfs?.close();
+    await closeWorkDir(work);
+  }
+}
+
+/**
+ * The kernel and initrd. An image root keeps v0.05's chooseBoot for now: switching it to
+ * chooseBootFor changes what test/fsmaker-hardening.test.ts pins (a rootfs symlink loop is 34
+ * there, not 21; an empty /boot/vmlinuz is named by its versioned target), which is the kernel
+ * code's to settle. A tree root, or none (netboot), has only chooseBootFor.
+ */
+async function chooseBootFiles(spec: LayoutSpec, root: Root, run: LayoutRun): Promise<PlannedDisk['boot']> {
+  const request = { kernel: spec.kernel, initrd: spec.initrd, repoRoot: repoRoot() };
+  if (root.rootfs) return chooseBoot(request, root.rootfs);
+  return chooseBootFor({ ...request, netboot: spec.cmdline.root === '/dev/nfs', warn: run.copy?.onWarning }, root.rootView);
+}
+
+/** The root: its image (null for a tree or none), what kernel discovery reads, whether fsmaker builds it from a tree. */
+interface Root {
+  rootfs: Rootfs | null;
+  rootView: RootView | null;
+  fromTree: boolean;
+}
+
+function openWorkDir(outer: AbortSignal | undefined): WorkDir {
+  // Stopped by the caller's signal, or here when anything fails: child processes never outlive the run.
+  const stop = new AbortController();
+  const signal = outer ? AbortSignal.any([outer, stop.signal]) : stop.signal;
+  removeStale(os.tmpdir(), (name) => isStaleWorkDir('fsmaker', name));
+  const dir = path.join(os.tmpdir(), workDirName('fsmaker'));
+  fs.mkdirSync(dir, { mode: 0o700 });
+  registerExitCleanup(dir);
+  return { dir, stop, signal };
+}
+
+/** Removes the work directory (writeDisk has waited for GRUB's children: nothing writes into it any more). */
+async function closeWorkDir(work: WorkDir): Promise<void> {
+  if (!work.signal.aborted) work.stop.abort(new Error('fsmaker: the run ended'));
+  fs.rmSync(work.dir, { recursive: true, force: true });
+  unregisterExitCleanup(work.dir);
+}
+
+/** The layout with what planning decided written in: sizes in bytes, numbers, GUIDs, the seed. */
+export function resolvedLayout(spec: LayoutSpec, layout: DiskLayout, padBytes?: number): LayoutSpec {
+  const byIndex = new Map(layout.parts.map((p) => [p.index, p]));
+  const gpt = spec.label === 'gpt';
+  const partitions = spec.partitions.flatMap((p, i) => {
+    const placed = byIndex.get(i);
+    if (!placed) return [];
+    const entry = layout.table.partitions.find((e) => e.number === placed.number)!;
+    const { ifRoom: _, ...rest } = p;
+    return [{ ...rest, number: placed.number, size: placed.sectors * 512, type: p.type ?? entry.type, ...(gpt ? { uuid: entry.uuid } : {}) }];
+  });
+  const output = padBytes !== undefined ? { ...spec.output, pad: padBytes } : spec.output;
+  return { ...spec, size: layout.unpaddedBytes, partitions, ...(output ? { output } : {}) };
+}
+
+interface Planned {
+  spec: LayoutSpec;
+  layout: DiskLayout;
+  plan: (coreSectors: number) => DiskLayout;
+  boot: PlannedDisk['boot'];
+  readWrite: boolean;
+  filled: Filled[];
+  inAnyOrder: boolean;
+  grubDirs: ReturnType<typeof findGrubDirs>;
+}
+
+async function assemble(run: LayoutRun, spec: LayoutSpec, filled: Filled[], root: Root, inAnyOrder: boolean, work: WorkDir, planOnly: boolean): Promise<FsmakerResult | PlannedDisk> {
+  const firmware = spec.bootloader;
+  const grubDirs = findGrubDirs(run.grubDir);
+  const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware === 'bios' || firmware === 'both' : firmware === 'uefi' || firmware === 'both'));
+  if (needed.length > 0 && !planOnly) {
+    throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
+  }
+  const boot = firmware === 'none' && spec.kernel === undefined && spec.initrd === undefined ? null : await chooseBootFiles(spec, root, run);
+  const plan = (coreSectors: number): DiskLayout => {
+    const layout = planLayout(spec, { contentBytes: (i) => filled[i]!.bytes, coreSectors, padBytes: run.padBytes });
+    serializeTable(layout.table); // refuses a table its format cannot hold (MBR's 32-bit fields)
+    return layout;
+  };
+  // Where everything goes does not depend on core.img's size (only whether it fits), so the
+  // layout is known before GRUB is built, with the FAT serial GRUB's early config searches for.
+  const layout = plan(0);
+  // An output its format cannot take (a qcow2 to stdout or a device, or larger than its clusters
+  // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
+  // a partition formatted.
+  refuseOutputUpFront({ ...run.copy, source: sourceName(spec), destination: run.output }, layout.totalBytes);
+  // Without an fstab entry for /, systemd leaves a root mounted `ro` read-only: the kernel mounts
+  // a root fsmaker built from a tree `rw` then. An image root keeps v0.05's `ro`: it is as its
+  // maker made it (and a disk qemu cannot write, a streamOptimized VMDK, still boots).
+  const readWrite = root.fromTree && root.rootView !== null && !(await rootHasFstabEntry(root.rootView));
+  const planned: Planned = { spec, layout, plan, boot, readWrite, filled, inAnyOrder, grubDirs };
+  for (const part of layout.parts) if (part.spec.contents.kind === 'fat') fatOf(planned, part, null); // refuses files that do not fit
+  const summary = rootSummary(root, layout, filled);
+  if (planOnly) return { layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs: summary, boot };
+  return await writeDisk(run, planned, summary, work);
+}
+
+function rootSummary(root: Root, layout: DiskLayout, filled: Filled[]): PlannedDisk['rootfs'] {
+  if (root.rootfs) return { type: root.rootfs.type, uuid: root.rootfs.uuid, label: root.rootfs.label };
+  const placed = layout.parts.find((p) => p.spec.mount === '/');
+  const c = placed?.spec.contents;
+  if (!placed || c?.kind !== 'ext4') return null;
+  return { type: 'ext4', uuid: filled[placed.index]!.ext4?.uuid, ...(c.label !== undefined ? { label: c.label } : {}) };
+}
+
+const isDirectory = (p: string): boolean => {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+};
+
+const sourceName = (spec: LayoutSpec): string => {
+  const root = spec.partitions.find((p) => p.mount === '/')?.contents;
+  return root?.kind === 'image' ? root.path : root?.kind === 'ext4' ? root.from : 'the layout';
+};
+
+/** Builds GRUB, formats mkfs partitions and streams the disk. */
+async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs'], work: WorkDir): Promise<FsmakerResult> {
+  const { layout, inAnyOrder, spec } = d;
+  const { signal } = work;
+  const firmware = spec.bootloader;
+  // grub-mkimage runs in child processes while this thread formats partitions and, for a disk
+  // image or a device, writes the partitions that do not wait for GRUB.
+  const building: Promise<GrubImages> =
+    firmware === 'none' ? Promise.resolve({}) : buildGrubImages({ fatSerial: serialText(layout.fatSerial), firmware, grubDirs: d.grubDirs, workDir: work.dir, signal });
+  building.catch(() => undefined); // its failure is reported where it is awaited
+  const inputs: OpenedInput[] = [];
+  try {
+    const streams = new Map<number, OpenedInput>();
+    for (const part of layout.parts) {
+      const c = part.spec.contents;
+      let file = d.filled[part.index]!.file;
+      if (c.kind === 'mkfs') file = await formatSpare(c.fs, part.sectors * 512, work.dir, signal);
+      if (file !== undefined) {
+        const input = openInput(file);
+        inputs.push(input);
+        streams.set(part.index, input);
+      }
+    }
+    signal.throwIfAborted();
+    const { waiting, ready } = piecesOf(d, streams);
+    const grubPieces = async (): Promise<Piece[]> => {
+      const images = await building;
+      d.plan(images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0); // refuses a core.img too large for its room
+      return waiting(images);
+    };
+    const total = layout.totalBytes;
+    // The pieces that wait for GRUB (the table's first sectors with boot.img, core.img, the ESP)
+    // usually all lie before the others: then the others are written first, while GRUB is built.
+    const readyStart = Math.min(total, ...ready.map((p) => p.offset));
+    const bios = spec.bootloader === 'bios' || spec.bootloader === 'both';
+    const coreEnd = bios ? (layout.coreLba + layout.coreRoomSectors) * 512 : 0;
+    const split = inAnyOrder && coreEnd <= readyStart && layout.parts.every((p) => !waitsForGrub(d, p) || (p.startLba + p.sectors) * 512 <= readyStart);
+    const extents = split
+      ? (async function* () {
+          yield* concatPieces(ready, total, readyStart);
+          yield* concatPieces(await grubPieces(), readyStart);
+        })()
+      : concatPieces([...(await grubPieces()), ...ready], total);
+    const summary = await copyExtents(
+      { name: sourceName(spec), length: total, extents, anyOrder: split },
+      { ...run.copy, ...ovaFirmwareOf(firmware), destination: run.output, blockSize: 4096, signal },
+    );
+    return { ...summary, layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs, boot: d.boot };
+  } finally {
+    for (const input of inputs) input.close();
+    if (!signal.aborted) work.stop.abort(new Error('fsmaker: the run ended'));
+    await building.catch(() => undefined);
+  }
+}
+
+/** A partition whose bytes need GRUB's images: the ESP (the EFI image goes in it). */
+const waitsForGrub = (d: Planned, part: PlacedPartition): boolean => d.spec.bootloader !== 'none' && part.spec.contents.kind === 'fat' && isEspPartition(part.spec, d.spec.label) && (d.spec.bootloader === 'uefi' || d.spec.bootloader === 'both');
+
+/** The disk's pieces: those waiting for GRUB's images (a function of them), and the others. */
+function piecesOf(d: Planned, streams: Map<number, OpenedInput>): { waiting: (images: GrubImages) => Piece[]; ready: Piece[] } {
+  const { layout } = d;
+  const firstPartition = Math.min(...layout.parts.map((p) => p.startLba), layout.table.diskSectors);
+  const writes = serializeTable(layout.table);
+  const ready: Piece[] = [];
+  for (const w of writes) if (w.lba >= firstPartition) ready.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: w.data.length, source: w.data });
+  for (const part of layout.parts) {
+    if (waitsForGrub(d, part)) continue;
+    const piece = partitionPiece(d, part, streams, null);
+    if (piece) ready.push(piece);
+  }
+  const waiting = (images: GrubImages): Piece[] => {
+    const pieces: Piece[] = [];
+    for (const w of writes) {
+      if (w.lba >= firstPartition) continue;
+      let data = w.data;
+      if (w.lba === 0 && images.bootImg) data = Buffer.concat([patchBootSector(images.bootImg, data.subarray(0, 512), layout.coreLba), data.subarray(512)]);
+      pieces.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: data.length, source: data });
+    }
+    if (images.coreImg) {
+      const coreBytes = Math.ceil(images.coreImg.length / 512) * 512;
+      pieces.push({ name: 'core.img', offset: layout.coreLba * 512, length: coreBytes, source: padTo(patchCoreImage(images.coreImg, layout.coreLba, layout.coreRoomSectors), coreBytes) });
+    }
+    for (const part of layout.parts) {
+      if (!waitsForGrub(d, part)) continue;
+      const piece = partitionPiece(d, part, streams, images.efiImg ?? null);
+      if (piece) pieces.push(piece);
+    }
+    return pieces;
+  };
+  return { waiting, ready };
+}
+
+function partitionPiece(d: Planned, part: PlacedPartition, streams: Map<number, OpenedInput>, efiImg: Buffer | null): Piece | null {
+  const offset = part.startLba * 512;
+  const length = part.sectors * 512;
+  const name = partitionName(part.spec, part.index);
+  const c = part.spec.contents;
+  const input = streams.get(part.index);
+  if (input) return { name, offset, length, source: sourceExtents(input, { chunkBytes: DEFAULT_CHUNK_BYTES }) };
+  const ext4 = d.filled[part.index]!.ext4;
+  if (ext4) return { name, offset, length, source: ext4.extents() };
+  if (c.kind === 'fat') return { name, offset, length, source: fatOf(d, part, efiImg).extents() };
+  if (c.kind === 'swap') {
+    const uuid = c.uuid ?? seededGuid(d.spec.seed, `swap-${part.number}`);
+    return { name, offset, length, source: swapHeader({ sizeBytes: length, uuid, label: c.label }) };
+  }
+  return null; // empty: a hole
+}
+
+/**
+ * A FAT partition: /boot gets the kernel, the initrd and grub.cfg, the ESP GRUB's EFI image (once
+ * built), each its directory's files.
+ */
+function fatOf(d: Planned, part: PlacedPartition, efiImg: Buffer | null): ReturnType<typeof planFat> {
+  const { spec, layout } = d;
+  const c = part.spec.contents;
+  if (c.kind !== 'fat') throw new Error(`fatOf: partition ${part.number} is not fat`); // callers pass fat partitions only
+  const isBoot = part.spec.mount === '/boot';
+  const files: FatFile[] = [];
+  if (isBoot && d.boot && spec.bootloader !== 'none') {
+    const cfg = grubConfig({
+      rootPartUuid: layout.root ? partUuid(layout.table, layout.root.number) : '00000000-00',
+      append: spec.cmdline.append,
+      timeoutSeconds: spec.timeout ?? 1,
+      firmware: spec.bootloader,
+      line: { root: spec.cmdline.root, readWrite: d.readWrite, serial: spec.cmdline.serial },
+    });
+    files.push({ path: 'vmlinuz', size: d.boot.kernel.size, read: d.boot.kernel.read }, { path: 'initrd.img', size: d.boot.initrd.size, read: d.boot.initrd.read }, memoryFile('grub/grub.cfg', Buffer.from(cfg)));
+  }
+  if (efiImg && isEspPartition(part.spec, spec.label)) files.push(memoryFile('EFI/BOOT/BOOTX64.EFI', efiImg));
+  files.push(...(d.filled[part.index]!.fatFiles ?? []));
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  return planFat({
+    sizeBytes: part.sectors * 512,
+    volumeLabel: c.label ?? (isBoot ? 'BOOT' : ''),
+    serial: isBoot ? layout.fatSerial : fatSerialOf(spec.seed, part.number, false),
+    hiddenSectors: part.startLba,
+    files,
+    timestamp: epoch !== undefined ? new Date(Number(epoch) * 1000) : undefined,
+  });
+}
+
+/**
+ * What an OVA's OVF says the disk boots under: BIOS or EFI when fsmaker built only that; a disk
+ * that boots under both leaves the choice to the host (no firmware entry: its default works).
+ */
+function ovaFirmwareOf(firmware: Bootloader): Pick<SparseCopyOptions, 'ovaFirmware'> {
+  return firmware === 'bios' ? { ovaFirmware: 'bios' } : firmware === 'uefi' ? { ovaFirmware: 'efi' } : {};
+}
+
+/**
+ * A disk image takes the disk's extents in any order: the partitions that do not wait for GRUB
+ * first, while GRUB is built, then the rest. It is written under a temporary name, so a failure
+ * to build GRUB after the rootfs is written still leaves nothing behind. Not a block device (it
+ * would be left half written), a stream, a .gz or digests (they need the bytes in order): those
+ * wait for GRUB.
+ */
+function takesExtentsInAnyOrder(run: Pick<LayoutRun, 'output' | 'copy'>): boolean {
+  if (run.output === '-' || needsExtentsInOrder({ ...run.copy, source: '', destination: run.output })) return false;
+  try {
+    return fs.statSync(run.output).isFile();
+  } catch {
+    return true; // a new file
+  }
 }
 
 const memoryFile = (p: string, data: Buffer): FatFile => ({ path: p, size: data.length, read: (o, n) => data.subarray(o, o + n) });
@@ -94,9 +508,9 @@ const serialText = (serial: number): string => {
   return `${h.slice(0, 4)}-${h.slice(4)}`;
 };
 
-/** Formats the spare partition with the system's mkfs on a sparse temporary file (killed on abort). */
+/** Formats a partition with the system's mkfs on a sparse temporary file (killed on abort). */
 async function formatSpare(type: string, bytes: number, workDir: string, signal: AbortSignal): Promise<string> {
-  const file = path.join(workDir, 'spare.img');
+  const file = path.join(workDir, `mkfs-${type}-${bytes}.img`);
   try {
     fs.writeFileSync(file, '');
     fs.truncateSync(file, bytes);
@@ -114,204 +528,6 @@ async function formatSpare(type: string, bytes: number, workDir: string, signal:
   return file;
 }
 
-/**
- * Makes the disk. Everything that can refuse it is checked first, before GRUB is built or a byte
- * is written: the options, an output that is an input, the rootfs (as Linux would mount it), the
- * kernel and initrd, the layout, whether the boot files fit and what the output format refuses.
- */
-export async function makeBootableDisk(options: FsmakerOptions): Promise<FsmakerResult> {
-  const inAnyOrder = takesExtentsInAnyOrder(options);
-  // A disk image is written from a writer thread: start it now, so that it is running (about
-  // 25 ms, on the other core) by the time the copy starts.
-  if (inAnyOrder) void prestartWriterThread();
-  const label = options.label ?? 'mbr';
-  const firmware = options.firmware ?? 'both';
-  const bootBytes = options.bootBytes ?? 128 * MiB;
-  checkOptions({ ...options, bootBytes });
-  refuseOutputAsInput(options);
-  const extraBootFiles = bootDirFiles(options.bootDir, options.output);
-  const rootfs = inspectRootfs(options.rootImage);
-  try {
-    const grubDirs = findGrubDirs(options.grubDir);
-    const needed = grubDirs.missing.filter((m) => (m.platform === 'i386-pc' ? firmware !== 'uefi' : firmware !== 'bios'));
-    if (needed.length > 0) {
-      throw new ToolError('GRUB_MISSING', `GRUB files missing: ${needed.map((m) => `${m.dir} (install the Debian package ${m.debianPackage})`).join(', ')}`);
-    }
-    const boot = chooseBootFiles(options, rootfs);
-    // Without --seed, one random seed for the whole run: the layout is planned twice (before and
-    // after GRUB's image size is known) and must keep the same FAT serial both times.
-    const seed = options.seed ?? randomBytes(16).toString('hex');
-    const plan = (coreSectors: number): DiskLayout => {
-      let layout: DiskLayout;
-      try {
-        layout = planDisk({ label, rootBytes: rootfs.size, bootBytes, totalBytes: options.sizeBytes, coreSectors, seed });
-      } catch (err) {
-        if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError(/core.img/.test(err.message) ? 'CORE_TOO_LARGE' : /--size allows/.test(err.message) ? 'ROOTFS_TOO_LARGE' : 'USAGE', err.message);
-        throw err;
-      }
-      serializeTable(layout.table); // refuses a table its format cannot hold (MBR's 32-bit fields)
-      return layout;
-    };
-    // Where everything goes does not depend on core.img's size (only whether it fits), so the
-    // layout is known before GRUB is built, with the FAT serial GRUB's early config searches for.
-    const layout = plan(0);
-    // An output its format cannot take (a qcow2 to stdout or a device, or larger than its clusters
-    // map; --compress on a raw image) is refused as sparsecopy refuses it, before GRUB is built or
-    // the spare partition formatted.
-    refuseOutputUpFront({ ...options.copy, source: options.rootImage, destination: options.output }, layout.totalBytes);
-    planBootFat(layout, boot, options, firmware, extraBootFiles, null); // refuses boot files that do not fit
-    return await writeDisk(options, { rootfs, boot, layout, plan, firmware, extraBootFiles, inAnyOrder, grubDirs });
-  } finally {
-    rootfs.close();
-  }
-}
-
-interface DiskPlan {
-  rootfs: Rootfs;
-  boot: BootChoice;
-  layout: DiskLayout;
-  plan: (coreSectors: number) => DiskLayout;
-  firmware: GrubFirmware;
-  extraBootFiles: FatFile[];
-  inAnyOrder: boolean;
-  grubDirs: ReturnType<typeof findGrubDirs>;
-}
-
-/** Builds GRUB, formats the spare partition and streams the disk, in a work directory that never outlives the run. */
-async function writeDisk(options: FsmakerOptions, d: DiskPlan): Promise<FsmakerResult> {
-  const { layout, inAnyOrder } = d;
-  // Stopped by the caller's signal, or here when anything fails: child processes never outlive the run.
-  const stop = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-  removeStale(os.tmpdir(), (name) => isStaleWorkDir('fsmaker', name));
-  const workDir = path.join(os.tmpdir(), workDirName('fsmaker'));
-  fs.mkdirSync(workDir, { mode: 0o700 });
-  registerExitCleanup(workDir);
-  let building: Promise<GrubImages> | null = null;
-  try {
-    // grub-mkimage runs in child processes while this thread formats the spare partition and, for
-    // a disk image or a device, writes the rootfs.
-    building = buildGrubImages({ fatSerial: serialText(layout.fatSerial), firmware: d.firmware, grubDirs: d.grubDirs, workDir, signal });
-    building.catch(() => undefined); // its failure is reported where it is awaited
-    const head = async (): Promise<Piece[]> => {
-      const images = await building!;
-      d.plan(images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0); // refuses a core.img too large for its room
-      return headPieces(layout, images, d.boot, options, d.firmware, d.extraBootFiles);
-    };
-
-    let rootInput: OpenedInput | null = null;
-    let spareInput: OpenedInput | null = null;
-    try {
-      if (layout.spare && (options.spareType ?? 'ext3') !== 'none') {
-        spareInput = openInput(await formatSpare(options.spareType ?? 'ext3', layout.spare.sectors * 512, workDir, signal));
-      }
-      signal.throwIfAborted();
-      rootInput = openInput(options.rootImage);
-      const tail = tailPieces(layout, rootInput, spareInput);
-      const headEnd = layout.root.startLba * 512;
-      const total = layout.totalBytes;
-      const extents = inAnyOrder
-        ? (async function* () {
-            yield* concatPieces(tail, total, headEnd);
-            yield* concatPieces(await head(), headEnd);
-          })()
-        : concatPieces([...(await head()), ...tail], total);
-      const summary = await copyExtents(
-        { name: options.rootImage, length: total, extents, anyOrder: inAnyOrder },
-        { ...options.copy, ...ovaFirmwareOf(d.firmware), destination: options.output, blockSize: 4096, signal },
-      );
-      return { ...summary, layout, rootfs: { type: d.rootfs.type, uuid: d.rootfs.uuid, label: d.rootfs.label }, boot: d.boot };
-    } finally {
-      spareInput?.close();
-      rootInput?.close();
-    }
-  } finally {
-    if (!signal.aborted) stop.abort(new Error('fsmaker: the run ended'));
-    await building?.catch(() => undefined); // nothing may still write into workDir once it is removed
-    fs.rmSync(workDir, { recursive: true, force: true });
-    unregisterExitCleanup(workDir);
-  }
-}
-
-/**
- * What an OVA's OVF says the disk boots under: BIOS or EFI when fsmaker built only that; a disk
- * that boots under both leaves the choice to the host (no firmware entry: its default works).
- */
-function ovaFirmwareOf(firmware: GrubFirmware): Pick<SparseCopyOptions, 'ovaFirmware'> {
-  return firmware === 'bios' ? { ovaFirmware: 'bios' } : firmware === 'uefi' ? { ovaFirmware: 'efi' } : {};
-}
-
-/**
- * A disk image takes the disk's extents in any order: the rootfs first, while GRUB is built, then
- * the boot pieces. It is written under a temporary name, so a failure to build GRUB after the
- * rootfs is written still leaves nothing behind. Not a block device (it would be left half
- * written), a stream, a .gz or digests (they need the bytes in order): those wait for GRUB.
- */
-function takesExtentsInAnyOrder(options: FsmakerOptions): boolean {
-  if (options.output === '-' || needsExtentsInOrder({ ...options.copy, source: options.rootImage, destination: options.output })) return false;
-  try {
-    return fs.statSync(options.output).isFile();
-  } catch {
-    return true; // a new file
-  }
-}
-
-/** The boot partition's FAT: kernel, initrd, grub.cfg, the EFI image (once built) and --bootdir's files. */
-function planBootFat(layout: DiskLayout, boot: BootChoice, options: FsmakerOptions, firmware: GrubFirmware, extra: FatFile[], efiImg: Buffer | null): ReturnType<typeof planFat> {
-  const cfg = grubConfig({ rootPartUuid: partUuid(layout.table, 1), append: options.append, timeoutSeconds: options.timeoutSeconds ?? 1, firmware });
-  const files: FatFile[] = [
-    { path: 'vmlinuz', size: boot.kernel.size, read: boot.kernel.read },
-    { path: 'initrd.img', size: boot.initrd.size, read: boot.initrd.read },
-    memoryFile('grub/grub.cfg', Buffer.from(cfg)),
-    ...(efiImg ? [memoryFile('EFI/BOOT/BOOTX64.EFI', efiImg)] : []),
-    ...extra,
-  ];
-  const epoch = process.env.SOURCE_DATE_EPOCH;
-  return planFat({
-    sizeBytes: layout.boot.sectors * 512,
-    volumeLabel: 'BOOT',
-    serial: layout.fatSerial,
-    hiddenSectors: layout.boot.startLba,
-    files,
-    timestamp: epoch !== undefined ? new Date(Number(epoch) * 1000) : undefined,
-  });
-}
-
-/** Everything before the rootfs: the partition table (boot.img in the MBR), core.img, the FAT. */
-function headPieces(layout: DiskLayout, images: GrubImages, boot: BootChoice, options: FsmakerOptions, firmware: GrubFirmware, extra: FatFile[]): Piece[] {
-  const fat = planBootFat(layout, boot, options, firmware, extra, images.efiImg ?? null);
-  const pieces: Piece[] = [];
-  for (const w of tableWrites(layout).head) {
-    let data = w.data;
-    if (w.lba === 0 && images.bootImg) data = Buffer.concat([patchBootSector(images.bootImg, data.subarray(0, 512), layout.coreLba), data.subarray(512)]);
-    pieces.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: data.length, source: data });
-  }
-  if (images.coreImg) {
-    const coreBytes = Math.ceil(images.coreImg.length / 512) * 512;
-    pieces.push({ name: 'core.img', offset: layout.coreLba * 512, length: coreBytes, source: padTo(patchCoreImage(images.coreImg, layout.coreLba, layout.coreRoomSectors), coreBytes) });
-  }
-  pieces.push({ name: 'boot filesystem', offset: layout.boot.startLba * 512, length: layout.boot.sectors * 512, source: fat.extents() });
-  return pieces;
-}
-
-/** The rootfs, the spare partition and the backup GPT: nothing here waits for GRUB. */
-function tailPieces(layout: DiskLayout, rootInput: OpenedInput, spareInput: OpenedInput | null): Piece[] {
-  const pieces: Piece[] = [{ name: 'rootfs', offset: layout.root.startLba * 512, length: layout.root.sectors * 512, source: sourceExtents(rootInput, { chunkBytes: DEFAULT_CHUNK_BYTES }) }];
-  if (spareInput && layout.spare) {
-    pieces.push({ name: 'spare', offset: layout.spare.startLba * 512, length: layout.spare.sectors * 512, source: sourceExtents(spareInput, { chunkBytes: DEFAULT_CHUNK_BYTES }) });
-  }
-  for (const w of tableWrites(layout).tail) pieces.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: w.data.length, source: w.data });
-  return pieces;
-}
-
-/** The table's sectors before the rootfs (MBR, or protective MBR and primary GPT) and after it (backup GPT). */
-function tableWrites(layout: DiskLayout): { head: ReturnType<typeof serializeTable>; tail: ReturnType<typeof serializeTable> } {
-  const writes = serializeTable(layout.table);
-  const before = (w: { lba: number }): boolean => w.lba < layout.root.startLba;
-  return { head: writes.filter(before), tail: writes.filter((w) => !before(w)) };
-}
-
 function padTo(data: Buffer, length: number): Buffer {
   return data.length >= length ? data : Buffer.concat([data, Buffer.alloc(length - data.length)]);
 }
-

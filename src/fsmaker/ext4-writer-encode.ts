@@ -180,9 +180,6 @@ export function sealDirectoryBlock(block: Buffer, inodeSeed: number): void {
   block.writeUInt32LE(dirLeafChecksum(block, at, inodeSeed), at + 8);
 }
 
-/** Bytes a directory entry for `nameLength` takes. */
-export const direntBytes = (nameLength: number): number => (8 + nameLength + 3) & ~3;
-
 // Extended attributes (attributes.rst): name prefixes become an index, values a 4-byte-padded run.
 const PREFIXES: Array<[string, number]> = [
   ['system.posix_acl_access', 2],
@@ -281,7 +278,7 @@ function writeXattrs(region: Buffer, entriesAt: number, base: number, entries: X
 }
 
 /** Puts in-inode xattrs into a raw inode (after i_extra_isize). */
-export function writeInodeXattrs(raw: Buffer, entries: XattrEntry[]): void {
+function writeInodeXattrs(raw: Buffer, entries: XattrEntry[]): void {
   raw.writeUInt32LE(XATTR_MAGIC, IN_INODE_XATTR_AT);
   writeXattrs(raw, IN_INODE_XATTR_AT + 4, IN_INODE_XATTR_AT + 4, entries);
 }

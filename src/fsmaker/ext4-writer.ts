@@ -230,7 +230,10 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
   const rootIndex = tree.nodes.findIndex((n) => n.path === '');
   if (rootIndex >= 0 && tree.nodes[rootIndex]!.type !== 'dir') throw new ToolError('ROOTFS_TREE', `${tree.name}: the root is a ${tree.nodes[rootIndex]!.type}, not a directory`);
   add(ROOT_INO, rootIndex >= 0 ? tree.nodes[rootIndex]! : fsDir('', 0o755), rootIndex);
-  const lfIndex = tree.nodes.findIndex((n) => n.path === 'lost+found' && n.type === 'dir' && !n.linkTo);
+  const lfIndex = tree.nodes.findIndex((n) => n.path === 'lost+found');
+  if (lfIndex >= 0 && (tree.nodes[lfIndex]!.type !== 'dir' || tree.nodes[lfIndex]!.linkTo !== undefined)) {
+    throw new ToolError('ROOTFS_TREE', `${tree.name}: /lost+found is a ${tree.nodes[lfIndex]!.linkTo !== undefined ? 'hard link' : tree.nodes[lfIndex]!.type}; ext4 keeps a directory there (inode 11, for e2fsck)`);
+  }
   add(LOST_FOUND_INO, lfIndex >= 0 ? tree.nodes[lfIndex]! : fsDir('lost+found', 0o700), lfIndex);
   if (lfIndex < 0) {
     // The tree has none: make it as mke2fs does (root's, 0700).
@@ -241,6 +244,7 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
   let nextIno = FIRST_INO + 1;
   tree.nodes.forEach((node, index) => {
     if (node.path === '') return;
+    if (byPath.has(node.path) && index !== lfIndex) throw new ToolError('ROOTFS_TREE', `${where(node)}: the path is in the tree twice`);
     const name = Buffer.from(basename(node.path));
     if (name.length > 255) throw new ToolError('ROOTFS_TREE', `${where(node)}: the name is ${name.length} bytes long; ext4 names are at most 255`);
     const parent = byPath.get(parentOf(node.path));
@@ -249,7 +253,8 @@ function inodesOf(tree: FileTree, timestamp: number): { recs: InodeRec[]; byInde
     if (node.linkTo !== undefined) {
       const target = byPath.get(node.linkTo);
       if (!target || target.node.type === 'dir') throw new ToolError('ROOTFS_TREE', `${where(node)}: a hard link to ${target ? 'a directory' : 'nothing earlier in the tree'} (/${node.linkTo})`);
-      target.links++;
+      // Linux's EXT4_LINK_MAX: link() refuses more, and i_links_count is 16 bits.
+      if (++target.links > 65000) throw new ToolError('ROOTFS_TREE', `${where(node)}: more than 65000 hard links to /${target.node.path}`);
       rec = target;
       byIndex[index] = target.ino;
       byPath.set(node.path, target);
@@ -357,7 +362,7 @@ interface Layout {
   journalNodeBlocks: number;
 }
 
-function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer[]>, fsSeed: number, times: { now: number }): Layout {
+function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer[]>, fsSeed: number, now: number): Layout {
   const alloc = new Allocator(geo);
   const metaBlocks: Layout['metaBlocks'] = [];
   const runs = (n: number): Array<{ pblk: number; count: number }> => {
@@ -391,7 +396,7 @@ function allocate(geo: Geometry, recs: InodeRec[], dirBlocks: Map<number, Buffer
       atime: n.atime ?? n.mtime,
       ctime: n.ctime ?? n.mtime,
       mtime: n.mtime,
-      crtime: times.now,
+      crtime: now,
       fileAcl: 0,
     };
     if (rec.xattrInBlock) {
@@ -561,7 +566,7 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
 
   let layout: Layout;
   try {
-    layout = allocate(geo, recs, dirBlocks, fsSeed, { now });
+    layout = allocate(geo, recs, dirBlocks, fsSeed, now);
   } catch (err) {
     if (err instanceof Full) throw new ToolError('ROOTFS_TOO_LARGE', `${tree.name} does not fit in an ext4 filesystem of ${geo.blocks * BLOCK} bytes`);
     throw err;
@@ -754,6 +759,7 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
     let rec: InodeRec | undefined;
     let k = 0;
     let bytes = 0;
+    let fileEnd = 0; // where the file's previous chunk ended
     const finishFile = (): void => {
       if (rec && bytes !== expectedBytes(rec)) throw new ToolError('ROOTFS_TREE', `${tree.name}: /${rec.node.path}: the contents pass gave ${bytes} bytes where the tree said ${expectedBytes(rec)}`);
     };
@@ -767,10 +773,13 @@ export async function planExt4(options: Ext4WriterOptions): Promise<Ext4Plan> {
         current = chunk.node;
         k = 0;
         bytes = 0;
+        fileEnd = 0;
       }
       const ext = rec!.extents!;
       let offset = chunk.offset;
       let data = chunk.data;
+      if (offset < fileEnd) throw new ToolError('ROOTFS_TREE', `${tree.name}: /${rec!.node.path}: the contents pass gave bytes at ${offset} after bytes up to ${fileEnd} (chunks out of order)`);
+      fileEnd = offset + data.length;
       bytes += data.length;
       while (data.length > 0) {
         const lblk = Math.floor(offset / BLOCK);

@@ -55,6 +55,14 @@ function realPathOf(p: string): string {
   }
 }
 
+/** Refuses an output that is or lies inside a directory fsmaker reads (SAME_FILE, 13). */
+export function refuseOutputInside(output: string, dir: string, role: string): void {
+  if (output === '-' || output === '') return;
+  const realDir = realPathOf(dir);
+  const realOut = realPathOf(output);
+  if (realOut === realDir || realOut.startsWith(`${realDir}${path.sep}`)) throw new ToolError('SAME_FILE', `${output}: the output lies inside ${role} ${dir}: nothing written`);
+}
+
 /**
  * The files of --bootdir DIR for the boot partition, each checked not to be the output; DIR
  * itself must be a readable directory that does not hold the output (its temporary file would be
@@ -69,11 +77,7 @@ export function bootDirFiles(dir: string | undefined, output: string): FatFile[]
     throw new ToolError('USAGE', `${dir}: cannot read the boot directory: ${describeSystemError(err)}`);
   }
   if (!st.isDirectory()) throw new ToolError('USAGE', `${dir}: the boot directory is not a directory`);
-  if (output !== '-' && output !== '') {
-    const realDir = realPathOf(dir);
-    const realOut = realPathOf(output);
-    if (realOut === realDir || realOut.startsWith(`${realDir}${path.sep}`)) throw new ToolError('SAME_FILE', `${output}: the output lies inside the boot directory ${dir}: nothing written`);
-  }
+  refuseOutputInside(output, dir, 'the boot directory');
   const files: FatFile[] = [];
   const walk = (rel: string): void => {
     let entries: fs.Dirent[];
