@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools qemu-utils pigz bmap-tools hyperfine time file strace
   grub-pc-bin grub-efi-amd64-bin grub-common cpio xfsprogs btrfs-progs squashfs-tools erofs-utils
   qemu-system-x86 ovmf xz-utils zstd bzip2 lbzip2 lz4 zip genisoimage android-sdk-libsparse-utils
-  libvmdk-utils libxml2-utils mmdebstrap nfs-ganesha nfs-ganesha-vfs rpcbind libcap2-bin attr libarchive-tools)
+  libvmdk-utils libxml2-utils grub2-common mmdebstrap nfs-ganesha nfs-ganesha-vfs rpcbind libcap2-bin attr libarchive-tools)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
@@ -30,6 +30,14 @@ fi
 # fsmaker's default kernel and busybox: Debian packages extracted (not installed) into .cache/boot.
 if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
   sh scripts/fetch-kernel.sh >/dev/null || echo "setup: the default kernel could not be fetched; fsmaker needs -k/-i then" >&2
+fi
+
+# The Debian 12 rootfs tarball the end-to-end boot tests and bench/fsmaker-tree.mjs use (mmdebstrap
+# in root mode): built once, cached in .cache/debian by a hash of its recipe.
+if [ "$(id -u)" = 0 ]; then
+  sh scripts/debian-rootfs.sh >/dev/null || echo "setup: the Debian rootfs tarball could not be built; test/fsmaker-debian.test.ts will fail" >&2
+else
+  echo "setup: not root: the Debian rootfs tarball (scripts/debian-rootfs.sh) is not built; its boot tests skip" >&2
 fi
 
 # npm packages: reinstall only when the lock file changed since the last install.

@@ -86,17 +86,13 @@ function matches(text: string, marker: string | RegExp): boolean {
   return typeof marker === 'string' ? text.includes(marker) : marker.test(text);
 }
 
-export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> {
-  const { image, firmware, disk, marker, timeoutMs } = options;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-boot-'));
-  const serialFile = path.join(tmp, 'serial.log');
-  fs.writeFileSync(serialFile, '');
+/** The machine (firmware, RAM, disk) without the serial port; OVMF's VARS copy goes into `tmp`. */
+function machineArgs(options: Omit<BootOptions, 'marker' | 'timeoutMs'>, tmp: string): string[] {
   const args = [
     '-accel', 'tcg', '-machine', 'pc', '-m', String(options.memoryMiB ?? 512),
     '-display', 'none', '-monitor', 'none', '-no-reboot', '-nodefaults', '-vga', 'std',
-    '-serial', `file:${serialFile}`,
   ];
-  if (firmware === 'uefi') {
+  if (options.firmware === 'uefi') {
     const ovmf = findOvmf();
     if (!ovmf) throw new Error('OVMF firmware not found (Debian package ovmf)');
     if (ovmf.kind === 'pflash') {
@@ -107,8 +103,17 @@ export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> 
       args.push('-bios', ovmf.file);
     }
   }
-  args.push(...diskArgs(image, disk, options.format ?? 'raw'));
+  args.push(...diskArgs(options.image, options.disk, options.format ?? 'raw'));
   if (options.nic) args.push('-nic', `user,model=${options.nic}`);
+  return args;
+}
+
+export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> {
+  const { marker, timeoutMs } = options;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-boot-'));
+  const serialFile = path.join(tmp, 'serial.log');
+  fs.writeFileSync(serialFile, '');
+  const args = [...machineArgs(options, tmp), '-serial', `file:${serialFile}`];
 
   const started = Date.now();
   const child = spawn(QEMU, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -142,4 +147,104 @@ export async function bootAndWaitFor(options: BootOptions): Promise<BootResult> 
   if (stderr.trim()) serial += `\n[qemu stderr] ${stderr.trim()}\n`;
   fs.rmSync(tmp, { recursive: true, force: true });
   return { found, seconds, serial };
+}
+
+export interface CommandResult {
+  /** What the command wrote (stdout and stderr, as the serial terminal shows them; \r removed). */
+  output: string;
+  status: number;
+}
+
+/**
+ * An interactive serial console: qemu's serial port on its stdin/stdout, for a guest with a getty
+ * on ttyS0. Every wait has a time-out and fails with the end of the serial text in its message.
+ */
+export interface SerialSession {
+  /** Everything the guest wrote to the serial port so far. */
+  serial(): string;
+  /** Seconds since qemu started. */
+  seconds(): number;
+  send(text: string): void;
+  /** Waits until the serial text after `from` (a character offset) matches; returns the match. */
+  waitFor(marker: string | RegExp, timeoutMs: number, from?: number): Promise<RegExpMatchArray>;
+  /** Waits for `login:`, logs in, waits for the shell prompt. */
+  login(user: string, password: string | null, timeoutMs: number): Promise<void>;
+  /** Runs one shell command line and collects its output between markers, with its exit status. */
+  run(command: string, timeoutMs: number): Promise<CommandResult>;
+  /** Kills qemu and removes its temporary files. */
+  close(): Promise<void>;
+}
+
+function asRegExp(marker: string | RegExp): RegExp {
+  return typeof marker === 'string' ? new RegExp(marker.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : marker;
+}
+
+export function bootSession(options: Omit<BootOptions, 'marker' | 'timeoutMs'>): SerialSession {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-session-'));
+  // signal=off: a ^C typed to the guest must not stop qemu.
+  const args = [...machineArgs(options, tmp), '-chardev', 'stdio,id=serial0,signal=off', '-serial', 'chardev:serial0'];
+  const started = Date.now();
+  const child = spawn(QEMU, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let text = '';
+  let stderr = '';
+  let exited = false;
+  child.stdout.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdin.on('error', () => { /* the guest went away: the next wait says so */ });
+  const exitPromise = new Promise<void>((resolve) => {
+    child.on('exit', () => { exited = true; resolve(); });
+    child.on('error', (e) => { exited = true; stderr += String(e); resolve(); });
+  });
+  const serial = () => (stderr.trim() ? `${text}\n[qemu stderr] ${stderr.trim()}\n` : text);
+  let commandNumber = 0;
+
+  const session: SerialSession = {
+    serial,
+    seconds: () => Math.round((Date.now() - started) / 10) / 100,
+    send(data) { if (!exited) child.stdin.write(data); },
+    async waitFor(marker, timeoutMs, from = 0) {
+      const re = asRegExp(marker);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const m = text.slice(from).match(re);
+        if (m) { m.index = (m.index ?? 0) + from; return m; }
+        if (exited || Date.now() >= deadline) {
+          const why = exited ? 'qemu exited' : `not seen in ${timeoutMs / 1000} s`;
+          throw new Error(`${String(re)}: ${why} (at ${session.seconds()} s); serial ends with:\n${serial().slice(-3000)}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async login(user, password, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      const left = () => Math.max(1, deadline - Date.now());
+      const prompt = await session.waitFor(/login: *$/m, left());
+      // The getty may still be setting the line up when its prompt shows: give it a moment.
+      await new Promise((r) => setTimeout(r, 1000));
+      let from = (prompt.index ?? 0) + prompt[0].length;
+      session.send(`${user}\n`);
+      if (password !== null) {
+        const asked = await session.waitFor(/Password: *$/m, left(), from);
+        from = (asked.index ?? 0) + asked[0].length;
+        session.send(`${password}\n`);
+      }
+      await session.waitFor(/[#$] *$/m, left(), from);
+    },
+    async run(command, timeoutMs) {
+      const n = ++commandNumber;
+      const from = text.length;
+      // The markers are split by quotes in the echoed command line, so only the output matches.
+      session.send(`echo "@@BEG""IN-${n}@@"; ${command}; echo "@@E""ND-${n}-$?@@"\n`);
+      const end = await session.waitFor(new RegExp(`@@END-${n}-(\\d+)@@`), timeoutMs, from);
+      const begin = await session.waitFor(`@@BEGIN-${n}@@`, 1, from);
+      const output = text.slice((begin.index ?? 0) + begin[0].length, end.index).replace(/\r/g, '').replace(/^\n/, '');
+      return { output, status: Number(end[1]) };
+    },
+    async close() {
+      if (!exited && child.pid !== undefined) child.kill('SIGKILL');
+      await exitPromise;
+      fs.rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+  return session;
 }
