@@ -6,8 +6,9 @@
  * checks with `mount` that / is NFS before printing its marker. Skipped, with the reason printed,
  * when qemu, the NFS server or the default kernel cannot run here.
  *
- * The disk is a layout of only a boot partition (--layout) where fsmaker takes layout files; until
- * they land, fsmaker v0.05's fixed layout with a placeholder root partition nothing mounts.
+ * The disks are --layout files: a boot partition only, and the VMware lab's two partitions (boot
+ * with the kernel, initrd and NFS command line; home filled from a directory owned 1000:100, which
+ * the NFS root's /sbin/init mounts and reports).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,13 +37,17 @@ function fetchBootAssets(): { kernel: string; busybox: string } | string {
 
 /** The exported root: busybox, and an /sbin/init that prints the marker only when / is mounted over NFS. */
 function exportTree(tree: string): void {
-  for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'etc', 'tmp']) fs.mkdirSync(path.join(tree, d), { recursive: true });
+  for (const d of ['bin', 'sbin', 'proc', 'sys', 'dev', 'etc', 'tmp', 'mnt']) fs.mkdirSync(path.join(tree, d), { recursive: true });
   fs.copyFileSync(busybox, path.join(tree, 'bin/busybox'));
   fs.chmodSync(path.join(tree, 'bin/busybox'), 0o755);
   fs.writeFileSync(
     path.join(tree, 'sbin/init'),
     `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+if [ -b /dev/vda2 ] && /bin/busybox mount -t ext4 -o ro /dev/vda2 /mnt; then
+	/bin/busybox echo "HOME: $(/bin/busybox stat -c '%u:%g %a %n' /mnt/alice/notes.txt)"
+fi
 line=$(/bin/busybox mount | /bin/busybox grep ' on / type nfs')
 /bin/busybox echo "ROOT-MOUNT: $line"
 case "$line" in
@@ -78,42 +83,25 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Whether this fsmaker takes --layout files (the layout engineer's, not yet on every branch). */
-const takesLayouts = (): boolean => /--layout\b/.test(runCli(FSMAKER, ['--help']).stdout);
-
 /**
  * A disk with the default kernel, the generated netboot initramfs and `cmdline` (root=/dev/nfs
- * and the NFS words): a layout of only a boot partition where fsmaker takes --layout files,
- * else v0.05's fixed layout with a placeholder root partition nothing mounts (`append` replaces
- * its root=: the last root= wins, in the kernel's parsing and in /init's).
+ * and the NFS words): a boot partition, then `extraPartitions` (YAML list items).
  */
-async function netbootDisk(nfsWords: string, name: string): Promise<string> {
+async function netbootDisk(nfsWords: string, name: string, extraPartitions = ''): Promise<string> {
   const choice = await chooseBootFor({ repoRoot: ROOT, netboot: true }, null);
   expect(choice.kernel.from).toBe(kernel);
   const initrd = path.join(dir, 'initrd.img');
   fs.writeFileSync(initrd, choice.initrd.read(0, choice.initrd.size));
   fs.copyFileSync(kernel, path.join(dir, 'vmlinuz'));
   const disk = path.join(dir, `netboot-${name}.img`);
-  let r;
-  if (takesLayouts()) {
-    const layout = path.join(dir, `netboot-${name}.yaml`);
-    fs.writeFileSync(
-      layout,
-      `label: mbr\nseed: netboot\nbootloader: bios\nkernel: vmlinuz\ninitrd: initrd.img\ncmdline: { root: /dev/nfs, append: "${nfsWords}" }\npartitions:\n  - { size: 64M, bootable: true, mount: /boot, contents: fat }\n`,
-    );
-    r = runCli(FSMAKER, ['--layout', layout, disk]);
-    expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/no root partition/);
-  } else {
-    const placeholder = path.join(dir, 'placeholder.ext4');
-    if (!fs.existsSync(placeholder)) {
-      const placeholderTree = path.join(dir, 'placeholder');
-      fs.mkdirSync(placeholderTree);
-      execFileSync('mkfs.ext4', ['-q', '-F', '-d', placeholderTree, placeholder, '4M']);
-    }
-    r = runCli(FSMAKER, ['--seed', 'netboot', '--firmware', 'bios', '-k', kernel, '-i', initrd, '--append', `root=/dev/nfs ${nfsWords}`, placeholder, disk]);
-    expect(r.status, r.stderr).toBe(0);
-  }
+  const layout = path.join(dir, `netboot-${name}.yaml`);
+  fs.writeFileSync(
+    layout,
+    `label: mbr\nseed: netboot\nbootloader: bios\nkernel: vmlinuz\ninitrd: initrd.img\ncmdline: { root: /dev/nfs, append: "${nfsWords}" }\npartitions:\n  - { size: 64M, bootable: true, mount: /boot, contents: fat }\n${extraPartitions}`,
+  );
+  const r = runCli(FSMAKER, ['--layout', layout, disk]);
+  expect(r.status, r.stderr).toBe(0);
+  expect(r.stderr).toMatch(/no root partition/);
   return disk;
 }
 
@@ -137,5 +125,35 @@ describe('netboot: an NFS root', () => {
     const context = `${boot.serial.slice(-3000)}\n[ganesha] ${server!.log().slice(-1500)}`;
     expect(boot.serial, context).toContain(MARKER);
     expect(boot.serial).toMatch(new RegExp(`ROOT-MOUNT: 10\\.0\\.2\\.2:${server!.pseudo} on / type nfs \\(rw,.*vers=3.*nolock`));
+  }, 420_000);
+  it('a VMware lab disk: a boot partition with the NFS command line and a home partition from a directory owned 1000:100, checked and booted to the NFS root', async (ctx) => {
+    if (unavailable) ctx.skip();
+    if (process.getuid?.() !== 0) {
+      console.warn('skipping the VMware lab disk: giving files to 1000:100 needs root');
+      return ctx.skip();
+    }
+    const home = path.join(dir, 'hometree');
+    fs.mkdirSync(path.join(home, 'alice'), { recursive: true });
+    fs.writeFileSync(path.join(home, 'alice/notes.txt'), 'lab notes\n');
+    fs.chmodSync(path.join(home, 'alice/notes.txt'), 0o640);
+    fs.chmodSync(path.join(home, 'alice'), 0o750);
+    for (const p of ['alice', 'alice/notes.txt']) fs.chownSync(path.join(home, p), 1000, 100);
+    const disk = await netbootDisk(`nfsroot=10.0.2.2:${server!.pseudo},vers=4.1,port=${PORT} ip=dhcp rw rd.timeout=60`, 'lab', `  - { type: home, contents: { kind: ext4, from: ${home} } }\n`);
+
+    const table = JSON.parse(execFileSync('sfdisk', ['-J', disk], { encoding: 'utf8' })) as { partitiontable: { label: string; partitions: { type: string; bootable?: boolean }[] } };
+    expect(table.partitiontable.label).toBe('dos');
+    expect(table.partitiontable.partitions.map((p) => [p.type, p.bootable ?? false])).toEqual([['c', true], ['83', false]]);
+    const homeFs = path.join(dir, 'lab-home.ext4');
+    expect(runCli(path.join(ROOT, 'dist/bin/sparsecopy.mjs'), ['-q', '--from-partition', '2', disk, homeFs]).status).toBe(0);
+    const fsck = spawnSync('e2fsck', ['-fn', homeFs], { encoding: 'utf8' });
+    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+    const stat = execFileSync('debugfs', ['-R', 'stat /alice/notes.txt', homeFs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(stat).toMatch(/User:\s+1000\s+Group:\s+100\b/);
+    expect(stat).toMatch(/Mode:\s+0640\b/);
+
+    const boot = await bootAndWaitFor({ image: disk, firmware: 'bios', disk: 'virtio', nic: 'virtio-net-pci', marker: new RegExp(`${MARKER}|NFSROOT-NOT-NFS|INITRD-FAIL`), timeoutMs: 300_000 });
+    expect(boot.serial, `${boot.serial.slice(-3000)}\n[ganesha] ${server!.log().slice(-1500)}`).toContain(MARKER);
+    expect(boot.serial).toMatch(new RegExp(`ROOT-MOUNT: 10\\.0\\.2\\.2:${server!.pseudo} on / type nfs4 \\(rw,`));
+    expect(boot.serial).toContain('HOME: 1000:100 640 /mnt/alice/notes.txt');
   }, 420_000);
 });
