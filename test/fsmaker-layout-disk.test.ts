@@ -259,4 +259,20 @@ describe('fsmaker --layout', () => {
     expect(fs.readFileSync(at('gpt.yaml'), 'utf8')).toBe(GPT);
     expect(fs.existsSync(out)).toBe(false);
   }, 120_000);
+  it('a FAT partition filled from a tar.gz archive (ESP contents shipped as a tarball)', () => {
+    write(at('esptree/EFI/vendor/grubx64.cfg'), 'set root=(hd0,gpt2)\n');
+    write(at('esptree/loader/entries/lab.conf'), 'title lab\n');
+    execFileSync('tar', ['-czf', at('esp.tar.gz'), '-C', at('esptree'), '.']);
+    const layout = write(
+      at('fat-archive.yaml'),
+      'label: gpt\nbootloader: none\nkernel: ' + at('vmlinuz') + '\ninitrd: ' + at('initrd.img') + '\npartitions:\n  - { size: 40M, type: esp, contents: { kind: fat, from: ' + at('esp.tar.gz') + ', label: ESP } }\n  - { mount: /, contents: { kind: image, path: ' + at('root.ext4') + ' } }\n',
+    );
+    const image = at('fat-archive.img');
+    const r = fsmaker(['-q', '--layout', layout, image]);
+    expect(r.status, r.stderr).toBe(0);
+    const esp = partition(image, 1);
+    expect(tool('fsck.fat', ['-n', esp]).status).toBe(0);
+    expect(execFileSync('mtype', ['-i', esp, '::/EFI/vendor/grubx64.cfg'], { encoding: 'utf8' })).toBe('set root=(hd0,gpt2)\n');
+    expect(execFileSync('mtype', ['-i', esp, '::/loader/entries/lab.conf'], { encoding: 'utf8' })).toBe('title lab\n');
+  }, 120_000);
 });

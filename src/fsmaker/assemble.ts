@@ -31,7 +31,7 @@ import { planFat, type FatFile } from './fat.js';
 import { patchBootSector, patchCoreImage } from './grub-bios.js';
 import { grubConfig } from './grub-config.js';
 import { type GrubImages, buildGrubImages, findGrubDirs } from './grub-images.js';
-import { imageBytes, isTreeSource, planTreeExt4, rootHasFstabEntry } from './layout-contents.js';
+import { archiveFatFiles, imageBytes, isTreeSource, planTreeExt4, rootHasFstabEntry } from './layout-contents.js';
 import { type Bootloader, type LayoutSpec, checkLayout, isEspPartition, numberOf } from './layout-model.js';
 import { swapHeader } from './layout-swap.js';
 import { type DiskLayout, type PlacedPartition, fatSerialOf, partitionName, planLayout, seededGuid, v005Layout } from './layout.js';
@@ -192,7 +192,12 @@ export async function makeLayoutDisk(run: LayoutRun, planOnly = false): Promise<
   spec.partitions.forEach((p, i) => {
     if (p.contents.kind === 'ext4' && isDirectory(p.contents.from)) refuseOutputInside(run.output, p.contents.from, p.mount === '/' ? 'the rootfs tree' : `${partitionName(p, i)}'s tree`);
   });
-  const filled: Filled[] = spec.partitions.map((p) => (p.contents.kind === 'fat' ? { fatFiles: bootDirFiles(p.contents.from, run.output) } : {}));
+  const filled: Filled[] = [];
+  for (const p of spec.partitions) {
+    const c = p.contents;
+    if (c.kind !== 'fat') filled.push({});
+    else filled.push({ fatFiles: c.from !== undefined && !isDirectory(c.from) && isTreeSource(c.from) ? await archiveFatFiles(c.from) : bootDirFiles(c.from, run.output) });
+  }
   const rootIndex = spec.partitions.findIndex((p) => p.mount === '/');
   // The root image is judged first, as v0.05 did: a corrupt rootfs is refused before anything is built.
   const rootContents = rootIndex >= 0 ? spec.partitions[rootIndex]!.contents : null;

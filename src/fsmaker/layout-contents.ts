@@ -10,7 +10,8 @@ import { openInput } from '../io/target.js';
 import { type Ext4Plan, planExt4 } from './ext4-writer.js';
 import { detectFilesystem } from './fs-detect.js';
 import { readAt } from './read-range.js';
-import { archiveKind } from './tree-open.js';
+import type { FatFile } from './fat.js';
+import { archiveKind, openTree } from './tree-open.js';
 import type { FileTree, RootView } from './tree.js';
 
 const MAX_FSTAB_BYTES = 1024 * 1024;
@@ -86,6 +87,28 @@ export function planTreeExt4(r: Ext4TreeRequest): Promise<Ext4Plan> {
     ...(r.label !== undefined ? { label: r.label } : {}),
     ...(epoch !== undefined ? { timestamp: Number(epoch) } : {}),
   });
+}
+
+/**
+ * The most an archive may hold for a FAT partition: its files are read into memory in one pass
+ * (the FAT writer reads its files by offset, which an archive cannot do). An ESP or a /boot holds
+ * tens of MB; a larger tree is refused, to be unpacked and given as a directory.
+ */
+export const FAT_ARCHIVE_MAX_BYTES = 512 * 1024 * 1024;
+
+/** The regular files of an archive, for a FAT partition (directories are made for them; owners, modes, links and the rest FAT cannot hold are left out). */
+export async function archiveFatFiles(archive: string): Promise<FatFile[]> {
+  const tree = await openTree(archive);
+  try {
+    const files = tree.nodes.filter((n) => n.type === 'file' && n.linkTo === undefined && n.path !== '');
+    const data = await tree.readFiles(files.map((n) => n.path), FAT_ARCHIVE_MAX_BYTES);
+    return files.map((n) => {
+      const bytes = data.get(n.path)!;
+      return { path: n.path, size: bytes.length, read: (o: number, len: number) => bytes.subarray(o, o + len) };
+    });
+  } finally {
+    tree.close();
+  }
 }
 
 /** Whether an fstab's text has an entry for / (the second field of a line that is no comment). */

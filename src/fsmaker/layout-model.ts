@@ -14,7 +14,7 @@ export type Bootloader = 'bios' | 'uefi' | 'both' | 'none';
 export type PartitionContents =
   /** An ext4 filesystem built from a directory or an archive. */
   | { kind: 'ext4'; from: string; label?: string }
-  /** A FAT filesystem fsmaker writes, with a directory's files (optional). */
+  /** A FAT filesystem fsmaker writes, with the files of a directory or an archive (optional). */
   | { kind: 'fat'; from?: string; label?: string }
   /** An existing filesystem image (file or block device), copied as it is. */
   | { kind: 'image'; path: string }
