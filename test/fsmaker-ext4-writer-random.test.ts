@@ -11,8 +11,9 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openExt } from '../src/fsmaker/ext4.js';
 import { planExt4 } from '../src/fsmaker/ext4-writer.js';
-import type { FileChunk, FileTree, TreeNode } from '../src/fsmaker/tree.js';
+import type { TreeNode } from '../src/fsmaker/tree.js';
 import { makeTempDir, patternBytes } from './helpers.js';
+import { memTree } from './mem-tree.js';
 
 const haveTools = spawnSync('sh', ['-c', 'command -v e2fsck'], { stdio: 'ignore' }).status === 0;
 if (!haveTools) console.log('skipping random ext4 writer trees: e2fsck is not installed');
@@ -108,34 +109,12 @@ function randomTree(seed: number): { nodes: TreeNode[]; bytes: (path: string, of
   return { nodes, bytes: (p, offset, length) => patternBytes(length, (seed * 31 + p.length * 7 + offset) >>> 0) };
 }
 
-function memTree(nodes: TreeNode[], bytes: (p: string, offset: number, length: number) => Buffer, seen?: Set<ArrayBufferLike>): FileTree {
-  return {
-    name: 'random',
-    nodes,
-    async *contents(): AsyncIterable<FileChunk> {
-      for (let i = 0; i < nodes.length; i++) {
-        const n = nodes[i]!;
-        if (n.type !== 'file' || n.linkTo !== undefined) continue;
-        for (const range of n.dataRanges ?? [{ offset: 0, length: n.size }]) {
-          for (let at = range.offset; at < range.offset + range.length; at += 1 << 20) {
-            const data = bytes(n.path, at, Math.min(1 << 20, range.offset + range.length - at));
-            seen?.add(data.buffer);
-            yield { node: i, offset: at, data };
-          }
-        }
-      }
-    },
-    readFiles: async () => new Map(),
-    close() {},
-  };
-}
-
 describe.skipIf(!haveTools)('ext4 writer on random trees', () => {
   for (let seed = 1; seed <= 40; seed++) {
     it(`tree ${seed}`, async () => {
       const { nodes, bytes } = randomTree(seed);
       const chunks = new Set<ArrayBufferLike>();
-      const plan = await planExt4({ tree: memTree(nodes, bytes, chunks), seed: String(seed), timestamp: 1_700_000_000 });
+      const plan = await planExt4({ tree: memTree(nodes, bytes, { name: 'random', seen: chunks }), seed: String(seed), timestamp: 1_700_000_000 });
       const image = path.join(dir, `t${seed}.img`);
       const fd = fs.openSync(image, 'w');
       let fileBytes = 0;

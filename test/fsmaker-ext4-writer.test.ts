@@ -13,8 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ToolError } from '../src/errors.js';
 import { openExt, type ExtFs } from '../src/fsmaker/ext4.js';
 import { planExt4, type Ext4WriterOptions } from '../src/fsmaker/ext4-writer.js';
-import type { FileChunk, FileTree, TreeNode } from '../src/fsmaker/tree.js';
+import type { FileTree, TreeNode } from '../src/fsmaker/tree.js';
 import { makeTempDir, patternBytes, withLoop } from './helpers.js';
+import { MEM_TREE_CHUNK, memTree } from './mem-tree.js';
 
 const haveTools = spawnSync('sh', ['-c', 'command -v e2fsck && command -v debugfs && command -v dumpe2fs'], { stdio: 'ignore' }).status === 0;
 if (!haveTools) console.log('skipping ext4 writer tests: e2fsprogs (e2fsck, debugfs, dumpe2fs) is not installed');
@@ -26,29 +27,7 @@ const dir = makeTempDir('ext4w-');
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const T0 = 1_700_000_000;
-const CHUNK = 1024 * 1024;
-
-/** A FileTree stand-in: nodes, and each file's bytes from `bytes(path, offset, length)`. */
-function memTree(nodes: TreeNode[], bytes: (p: string, offset: number, length: number) => Buffer): FileTree {
-  return {
-    name: 'memtree',
-    nodes,
-    async *contents(): AsyncIterable<FileChunk> {
-      for (let i = 0; i < nodes.length; i++) {
-        const n = nodes[i]!;
-        if (n.type !== 'file' || n.linkTo !== undefined) continue;
-        for (const r of n.dataRanges ?? [{ offset: 0, length: n.size }]) {
-          for (let at = r.offset; at < r.offset + r.length; at += CHUNK) {
-            const length = Math.min(CHUNK, r.offset + r.length - at);
-            yield { node: i, offset: at, data: bytes(n.path, at, length) };
-          }
-        }
-      }
-    },
-    readFiles: async () => new Map(),
-    close() {},
-  };
-}
+const CHUNK = MEM_TREE_CHUNK;
 
 /**
  * A chunk's bytes: a pattern seeded by the file's path and the chunk's offset, so every file and
