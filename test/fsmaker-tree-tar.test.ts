@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ToolError } from '../src/errors.js';
 import type { FileTree } from '../src/fsmaker/tree.js';
@@ -328,9 +329,12 @@ describe('refusals: one line naming the archive, the header offset and the probl
 });
 
 describe('rootViewOfTree', () => {
-  it('stat, list, and readFiles in one pass of the archive for all files, hard links and sparse files included', async () => {
+  it.each([
+    ['compressed: one pass over the archive for all files', true],
+    ['plain: no pass, each file read where it is', false],
+  ])('stat, list, and readFiles (%s), hard links and sparse files included', async (_what, compressed) => {
     const kernel = patternBytes(300000, 9);
-    const tree = await open(
+    const tree = await (compressed ? (bytes: Buffer) => open(gzipSync(bytes)) : open)(
       archive(
         member({ name: 'boot/', type: '5' }),
         member({ name: 'boot/vmlinuz-6.1.0-50-amd64', data: kernel }),
@@ -351,7 +355,7 @@ describe('rootViewOfTree', () => {
     expect(view.list('/vmlinuz')).toBeNull();
     const before = passesStarted.count;
     const files = await view.readFiles(['/boot/vmlinuz.hard', '/boot/initrd.img-6.1.0-50-amd64', '/empty', '/vmlinuz', '/nothing'], 1 << 20);
-    expect(passesStarted.count - before).toBe(1);
+    expect(passesStarted.count - before).toBe(compressed ? 1 : 0);
     expect([...files.keys()].sort()).toEqual(['/boot/initrd.img-6.1.0-50-amd64', '/boot/vmlinuz.hard', '/empty']);
     expect(files.get('/boot/vmlinuz.hard')).toEqual(kernel);
     expect(files.get('/boot/initrd.img-6.1.0-50-amd64')!.toString()).toBe('initrd');
@@ -360,7 +364,7 @@ describe('rootViewOfTree', () => {
       code: 'BOOT_FILE_UNUSABLE',
       message: `${tree.name}: the files asked for (boot/vmlinuz-6.1.0-50-amd64, boot/initrd.img-6.1.0-50-amd64) hold more than 300005 bytes`,
     });
-    expect(passesStarted.count - before).toBe(1); // refused before reading
+    expect(passesStarted.count - before).toBe(compressed ? 1 : 0); // refused before reading
   });
 
   it('over a directory too', async () => {

@@ -546,12 +546,28 @@ export async function openTarTree(name: string, fd: number, compression: Archive
   const stored = builder.stored;
   let closed = false;
 
-  const pass = (): ForwardReader => {
+  const unchanged = (): void => {
     if (closed) throw new Error(`${name}: the tree is closed`);
     const now = fs.fstatSync(fd, { bigint: true });
     if (Number(now.size) !== file.size || now.mtimeNs !== file.mtimeNs) throw new ToolError('ROOTFS_OPEN', `${name}: the archive changed since it was first read`);
+  };
+  const pass = (): ForwardReader => {
+    unchanged();
     return new ForwardReader(decodedPieces(name, fd, file.size, compression));
   };
+
+  /**
+   * The stored bytes of `wanted` nodes of an uncompressed archive, read where the first pass found
+   * them: kernel discovery reads a few files (kernel, initrd, fstab, modules), and a pass over the
+   * whole archive for each of its questions cost more than the ext4 writer's own pass.
+   */
+  async function* storedBytesInPlace(wanted: readonly number[]): AsyncGenerator<FileChunk> {
+    unchanged();
+    for (const i of wanted) {
+      const where = stored.get(nodes[i]!)!;
+      yield* placed(i, nodes[i]!, bytesAt(fd, where.dataOffset, where.storedBytes), where.storedBytes, name);
+    }
+  }
 
   /** The stored bytes of `wanted` nodes (in node order), as the second pass finds them. */
   async function* storedBytesOf(wanted: readonly number[]): AsyncGenerator<FileChunk> {
@@ -582,13 +598,25 @@ export async function openTarTree(name: string, fd: number, compression: Archive
     nodes,
     contents: () => storedBytesOf(withContents),
     // A file whose bytes are all holes has no stored bytes: left out of the pass, read as zeros.
-    readFiles: (paths, maxBytes) => readWholeFiles(name, nodes, paths, maxBytes, (wanted) => storedBytesOf(wanted.filter((i) => stored.has(nodes[i]!)))),
+    readFiles: (paths, maxBytes) =>
+      readWholeFiles(name, nodes, paths, maxBytes, (wanted) => (compression === 'none' ? storedBytesInPlace : storedBytesOf)(wanted.filter((i) => stored.has(nodes[i]!)))),
     close() {
       if (closed) return;
       closed = true;
       fs.closeSync(fd);
     },
   };
+}
+
+/** `length` bytes of the file from `offset`, in pieces of at most 4 MiB; short only at its end. */
+async function* bytesAt(fd: number, offset: number, length: number): AsyncGenerator<Buffer> {
+  for (let done = 0; done < length; ) {
+    const piece = Buffer.allocUnsafe(Math.min(length - done, 4 * 1024 * 1024));
+    const n = fs.readSync(fd, piece, 0, piece.length, offset + done);
+    if (n === 0) return;
+    yield piece.subarray(0, n);
+    done += n;
+  }
 }
 
 /** The stored bytes of one file as chunks at its offsets (its data ranges one after the other). */
