@@ -16,13 +16,18 @@ import type { Magic, MatchedMagic } from './types.js';
 
 export class AreaView {
   private readonly hidden: { offset: number; length: number }[] = [];
-  private bytesRead = 0;
 
   constructor(
     private readonly readArea: (offset: number, length: number) => Buffer,
     readonly areaBytes: number,
     readonly sectorSize: number,
+    private readonly budget = { bytesRead: 0 },
   ) {}
+
+  /** The area as a fresh libblkid probe sees it (blkid_clone_probe): nothing hidden; same read budget. */
+  unhidden(): AreaView {
+    return new AreaView(this.readArea, this.areaBytes, this.sectorSize, this.budget);
+  }
 
   /** libblkid's "tiny" device (a floppy): RAID is not probed there. */
   get tiny(): boolean {
@@ -38,8 +43,8 @@ export class AreaView {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) return null;
     if (offset + length > this.areaBytes) return null;
     if (length > MAX_READ_BYTES) throw new Error(`signature probe read of ${length} bytes at ${offset}: more than ${MAX_READ_BYTES}`);
-    this.bytesRead += length;
-    if (this.bytesRead > MAX_TOTAL_READ_BYTES) throw new Error(`signature probes read more than ${MAX_TOTAL_READ_BYTES} bytes`);
+    this.budget.bytesRead += length;
+    if (this.budget.bytesRead > MAX_TOTAL_READ_BYTES) throw new Error(`signature probes read more than ${MAX_TOTAL_READ_BYTES} bytes`);
     const got = this.readArea(offset, length);
     if (got.length < length) return null;
     let data = got.length === length ? got : got.subarray(0, length);
