@@ -3,161 +3,18 @@
  * in a whole image and inside a partition at an offset, the same types at the same offsets with
  * the same lengths as `wipefs -n -J`, and exactly the bytes `wipefs -a` erases.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Signature } from '../src/partition/signatures.js';
 import { newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
+import { FIXTURES, run } from './signatures-fixtures.js';
 import { extract, hasTool, implant, onLoop, signaturesOf, wipefsErase, wipefsList, writeMdSuperblock } from './signatures-tools.js';
 
 let dir = '';
 useTempDir('sig-oracle-', (d) => (dir = d));
 
 const MiB = 1024 * 1024;
-
-interface Fixture {
-  name: string;
-  /** The Debian command that makes it. */
-  tool: string;
-  bytes: number;
-  /** Makes the signature in the (blank, sparse) file of `bytes`; 0: the tool makes the file. */
-  make: (file: string) => void;
-  /** The types wipefs must list: guards against a fixture the tool did not make. */
-  expect: string[];
-}
-
-const run = (command: string, args: string[], input?: string): void => void execFileSync(command, args, { input, stdio: ['pipe', 'ignore', 'pipe'] });
-const putBytes = (file: string, offset: number, bytes: string): void => {
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, Buffer.from(bytes, 'latin1'), 0, bytes.length, offset);
-  fs.closeSync(fd);
-};
-const LUKS_FAST = ['--pbkdf', 'pbkdf2', '--pbkdf-force-iterations', '1000'];
-
-const FIXTURES: Fixture[] = [
-  { name: 'dos', tool: 'sfdisk', bytes: 50 * MiB, make: (f) => sfdiskWrite(f, 'label: dos\n,,L\n'), expect: ['dos'] },
-  { name: 'gpt', tool: 'sfdisk', bytes: 50 * MiB, make: (f) => sfdiskWrite(f, 'label: gpt\n,,L\n'), expect: ['gpt', 'gpt', 'PMBR'] },
-  {
-    name: 'gpt-backup-only',
-    tool: 'sfdisk',
-    bytes: 50 * MiB,
-    make: (f) => {
-      sfdiskWrite(f, 'label: gpt\n,,L\n');
-      putBytes(f, 512, 'XFI PART');
-    },
-    expect: ['gpt', 'PMBR'],
-  },
-  {
-    name: 'dos-over-gpt',
-    tool: 'sfdisk',
-    bytes: 50 * MiB,
-    // Issue 14's defect 1: a dos table written over a GPT disk, LBA 0 only.
-    make: (f) => {
-      sfdiskWrite(f, 'label: gpt\n,,L\n');
-      const dos = newImageIn(path.dirname(f), 'dos-only.tmp', 50 * MiB);
-      sfdiskWrite(dos, 'label: dos\n,,L\n');
-      const fd = fs.openSync(f, 'r+');
-      fs.writeSync(fd, fs.readFileSync(dos).subarray(0, 512), 0, 512, 0);
-      fs.closeSync(fd);
-      fs.rmSync(dos);
-    },
-    expect: ['dos', 'gpt', 'gpt'],
-  },
-  { name: 'ext2', tool: 'mkfs.ext2', bytes: 32 * MiB, make: (f) => run('mkfs.ext2', ['-q', '-F', f]), expect: ['ext2'] },
-  { name: 'ext3', tool: 'mkfs.ext3', bytes: 32 * MiB, make: (f) => run('mkfs.ext3', ['-q', '-F', f]), expect: ['ext3'] },
-  { name: 'ext4', tool: 'mkfs.ext4', bytes: 32 * MiB, make: (f) => run('mkfs.ext4', ['-q', '-F', f]), expect: ['ext4'] },
-  { name: 'jbd', tool: 'mke2fs', bytes: 8 * MiB, make: (f) => run('mke2fs', ['-q', '-F', '-O', 'journal_dev', f]), expect: ['jbd'] },
-  { name: 'xfs', tool: 'mkfs.xfs', bytes: 320 * MiB, make: (f) => run('mkfs.xfs', ['-q', '-f', f]), expect: ['xfs'] },
-  { name: 'btrfs', tool: 'mkfs.btrfs', bytes: 128 * MiB, make: (f) => run('mkfs.btrfs', ['-q', '-f', f]), expect: ['btrfs'] },
-  ...[4096, 8192, 16384, 32768, 65536].map(
-    (page): Fixture => ({ name: `swap-${page / 1024}k-pages`, tool: 'mkswap', bytes: 16 * MiB, make: (f) => run('mkswap', ['-q', '-p', String(page), f]), expect: ['swap'] }),
-  ),
-  {
-    name: 'swap-v0',
-    tool: 'mkswap',
-    bytes: 16 * MiB,
-    // mkswap writes only v1; v0's magic is SWAP-SPACE at the page's end.
-    make: (f) => {
-      run('mkswap', ['-q', f]);
-      putBytes(f, 4086, 'SWAP-SPACE');
-    },
-    expect: ['swap'],
-  },
-  {
-    name: 'swsuspend',
-    tool: 'mkswap',
-    bytes: 16 * MiB,
-    // A hibernation image keeps mkswap's header and replaces the magic.
-    make: (f) => {
-      run('mkswap', ['-q', f]);
-      putBytes(f, 4086, 'S1SUSPEND\0');
-    },
-    expect: ['swsuspend'],
-  },
-  { name: 'fat12', tool: 'mkfs.vfat', bytes: 4 * MiB, make: (f) => run('mkfs.vfat', ['-F', '12', f]), expect: ['vfat', 'vfat', 'vfat'] },
-  { name: 'fat16', tool: 'mkfs.vfat', bytes: 32 * MiB, make: (f) => run('mkfs.vfat', ['-F', '16', f]), expect: ['vfat', 'vfat', 'vfat'] },
-  { name: 'fat32', tool: 'mkfs.vfat', bytes: 64 * MiB, make: (f) => run('mkfs.vfat', ['-F', '32', f]), expect: ['vfat', 'vfat', 'vfat'] },
-  { name: 'exfat', tool: 'mkfs.exfat', bytes: 32 * MiB, make: (f) => run('mkfs.exfat', [f]), expect: ['exfat', 'dos'] },
-  { name: 'ntfs', tool: 'mkfs.ntfs', bytes: 32 * MiB, make: (f) => run('mkfs.ntfs', ['-q', '-F', '-f', f]), expect: ['ntfs', 'dos'] },
-  {
-    name: 'iso9660',
-    tool: 'genisoimage',
-    bytes: 0,
-    make: (f) => {
-      const tree = `${f}.tree`;
-      fs.mkdirSync(tree, { recursive: true });
-      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
-      run('genisoimage', ['-quiet', '-o', f, tree]);
-      fs.rmSync(tree, { recursive: true });
-    },
-    expect: ['iso9660'],
-  },
-  {
-    name: 'squashfs',
-    tool: 'mksquashfs',
-    bytes: 0,
-    make: (f) => {
-      const tree = `${f}.tree`;
-      fs.mkdirSync(tree, { recursive: true });
-      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
-      fs.rmSync(f);
-      run('mksquashfs', [tree, f, '-quiet', '-noappend']);
-      fs.rmSync(tree, { recursive: true });
-    },
-    expect: ['squashfs'],
-  },
-  { name: 'f2fs', tool: 'mkfs.f2fs', bytes: 64 * MiB, make: (f) => run('mkfs.f2fs', ['-q', '-f', f]), expect: ['f2fs'] },
-  { name: 'bcache-cache', tool: 'make-bcache', bytes: 128 * MiB, make: (f) => run('make-bcache', ['-C', f]), expect: ['bcache'] },
-  { name: 'bcache-backing', tool: 'make-bcache', bytes: 32 * MiB, make: (f) => run('make-bcache', ['-B', f]), expect: ['bcache'] },
-  { name: 'LVM2', tool: 'pvcreate', bytes: 32 * MiB, make: (f) => onLoop(f, (dev) => run('pvcreate', ['-q', '-ff', '-y', dev])), expect: ['LVM2_member'] },
-  { name: 'luks1', tool: 'cryptsetup', bytes: 32 * MiB, make: (f) => run('cryptsetup', ['luksFormat', '-q', '--type', 'luks1', '--pbkdf-force-iterations', '1000', f, '-'], 'pw'), expect: ['crypto_LUKS'] },
-  { name: 'luks2', tool: 'cryptsetup', bytes: 32 * MiB, make: (f) => run('cryptsetup', ['luksFormat', '-q', '--type', 'luks2', ...LUKS_FAST, f, '-'], 'pw'), expect: ['crypto_LUKS', 'crypto_LUKS'] },
-  {
-    name: 'luks2-secondary-only',
-    tool: 'cryptsetup',
-    bytes: 32 * MiB,
-    make: (f) => {
-      run('cryptsetup', ['luksFormat', '-q', '--type', 'luks2', '--luks2-metadata-size', '64k', ...LUKS_FAST, f, '-'], 'pw');
-      putBytes(f, 0, 'XXXX');
-    },
-    expect: ['crypto_LUKS'],
-  },
-  ...(['0.90', '1.0', '1.1', '1.2'] as const).map(
-    (version): Fixture => ({
-      name: `md-${version}`,
-      tool: 'mdadm',
-      bytes: 16 * MiB,
-      make: (f) => {
-        writeMdSuperblock(f, 16 * MiB, version);
-        // mdadm itself must accept the superblock as the one it writes.
-        const examined = execFileSync('mdadm', ['--examine', f]).toString();
-        expect(examined).toMatch(new RegExp(`Version : ${version.replace('.', '\\.')}`));
-      },
-      expect: ['linux_raid_member'],
-    }),
-  ),
-];
 
 function expectSameAsWipefs(file: string, found: Signature[]): void {
   const listed = wipefsList(file);
@@ -195,4 +52,53 @@ describe('findSignatures agrees with wipefs', () => {
       });
     });
   }
+});
+
+describe('findSignatures on 4096-byte-sector devices agrees with wipefs on a loop device', () => {
+  const lists = (file: string): ReturnType<typeof wipefsList> => onLoop(file, (dev) => wipefsList(dev), 4096);
+  for (const label of ['gpt', 'dos']) {
+    it(`${label} written by sfdisk on a 4096-byte-sector loop device`, () => {
+      const file = newImageIn(dir, `${label}-4k.img`, 64 * MiB);
+      onLoop(file, (dev) => sfdiskWrite(dev, `label: ${label}\n,,L\n`), 4096);
+      const listed = lists(file);
+      expect(listed.map((s) => s.type)).toEqual(label === 'gpt' ? ['gpt', 'gpt', 'PMBR'] : ['dos']);
+      const found = signaturesOf(file, { sectorSize: 4096 });
+      expect(found).toEqual(listed);
+      if (label === 'gpt') expect(found.map((s) => s.offset)).toEqual([4096, 64 * MiB - 4096, 510]);
+      // What wipefs -a erases on the device is what findSignatures gives.
+      const copy = `${file}.wiped`;
+      fs.copyFileSync(file, copy);
+      const before = fs.readFileSync(copy);
+      onLoop(copy, (dev) => run('wipefs', ['-a', dev]), 4096);
+      const after = fs.readFileSync(copy);
+      const changed: number[] = [];
+      for (let i = 0; i < before.length; i++) if (before[i] !== after[i]) changed.push(i);
+      expect(changed.length).toBeGreaterThan(0);
+      expect(changed.filter((o) => !found.some((s) => o >= s.offset && o < s.offset + s.length))).toEqual([]);
+      // With 512-byte sectors the same GPT is not found (its headers are not at LBA 1 and the last LBA).
+      if (label === 'gpt') expect(signaturesOf(file).map((s) => s.type)).toEqual(['PMBR']);
+    });
+  }
+});
+
+describe('MD RAID 0.90 at the end of the last partition belongs to the partition', () => {
+  it('wipefs and findSignatures list only the table on the whole disk, the member in the partition', () => {
+    const bytes = 32 * MiB;
+    const file = newImageIn(dir, 'md090-in-last.img', bytes);
+    sfdiskWrite(file, 'label: dos\nstart=2048, type=fd\n');
+    const partStart = MiB;
+    const partBytes = bytes - partStart;
+    const part = newImageIn(dir, 'md090.part', partBytes);
+    writeMdSuperblock(part, partBytes, '0.90');
+    implant(part, file, partStart);
+    // The whole disk's 0.90 slot is the partition's (both end at the disk's end, both 64 KiB aligned).
+    expect(wipefsList(file).map((s) => s.type)).toEqual(['dos']);
+    expect(signaturesOf(file)).toEqual(wipefsList(file));
+    expect(signaturesOf(file, { start: partStart, bytes: partBytes }).map((s) => s.type)).toEqual(['linux_raid_member']);
+    // Without the table the same bytes are a member of the whole disk.
+    const bare = newImageIn(dir, 'md090-bare.img', bytes);
+    implant(part, bare, partStart);
+    expect(wipefsList(bare).map((s) => s.type)).toEqual(['linux_raid_member']);
+    expect(signaturesOf(bare)).toEqual(wipefsList(bare));
+  });
 });
