@@ -123,6 +123,20 @@ export const FIXTURES: Fixture[] = [
     },
     expect: ['squashfs'],
   },
+  {
+    name: 'erofs',
+    tool: 'mkfs.erofs',
+    bytes: 0,
+    make: (f) => {
+      const tree = `${f}.tree`;
+      fs.mkdirSync(tree, { recursive: true });
+      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
+      fs.rmSync(f);
+      run('mkfs.erofs', ['--quiet', f, tree]);
+      fs.rmSync(tree, { recursive: true });
+    },
+    expect: ['erofs'],
+  },
   { name: 'f2fs', tool: 'mkfs.f2fs', bytes: 64 * MiB, make: (f) => run('mkfs.f2fs', ['-q', '-f', f]), expect: ['f2fs'] },
   { name: 'bcache-cache', tool: 'make-bcache', bytes: 128 * MiB, make: (f) => run('make-bcache', ['-C', f]), expect: ['bcache'] },
   { name: 'bcache-backing', tool: 'make-bcache', bytes: 32 * MiB, make: (f) => run('make-bcache', ['-B', f]), expect: ['bcache'] },
@@ -138,6 +152,28 @@ export const FIXTURES: Fixture[] = [
       putBytes(f, 0, 'XXXX');
     },
     expect: ['crypto_LUKS'],
+  },
+  {
+    name: 'ext4-under-dos',
+    tool: 'mkfs.ext4',
+    bytes: 32 * MiB,
+    // A table written over a filesystem without wiping it: both are listed, superblocks first.
+    make: (f) => {
+      run('mkfs.ext4', ['-q', '-F', f]);
+      sfdiskWrite(f, 'label: dos\n,,L\n', ['--wipe', 'never']);
+    },
+    expect: ['ext4', 'dos'],
+  },
+  {
+    name: 'LVM2-under-empty-dos',
+    tool: 'pvcreate',
+    bytes: 32 * MiB,
+    // libblkid's "empty MBR on an LVM device" exception does not apply in wipefs's loop.
+    make: (f) => {
+      onLoop(f, (dev) => run('pvcreate', ['-q', '-ff', '-y', dev]));
+      sfdiskWrite(f, 'label: dos\n', ['--wipe', 'never']);
+    },
+    expect: ['LVM2_member', 'dos'],
   },
   ...(['0.90', '1.0', '1.1', '1.2'] as const).map(
     (version): Fixture => ({

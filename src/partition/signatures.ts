@@ -6,9 +6,9 @@
  * Bounded: every prober reads a fixed set of small places (superblocks, the first sectors, the
  * last LBA), never the whole area; GPT entry arrays are read in 64 KiB pieces, at most 16 MiB.
  */
-import { BTRFS_PROBERS, F2FS_PROBERS } from './signatures/btrfs-f2fs.js';
 import { EXT_PROBERS } from './signatures/ext.js';
 import { EXFAT_PROBERS, VFAT_PROBERS } from './signatures/fat.js';
+import { BTRFS_PROBERS, EROFS_PROBERS, F2FS_PROBERS } from './signatures/linux-filesystems.js';
 import { LUKS_PROBERS } from './signatures/luks.js';
 import { NTFS_PROBERS } from './signatures/ntfs.js';
 import { PARTITION_TABLE_PROBERS } from './signatures/partition-tables.js';
@@ -38,6 +38,7 @@ const SUPERBLOCK_PROBERS: readonly Prober[] = [
   ...BTRFS_PROBERS,
   ...EXFAT_PROBERS,
   ...F2FS_PROBERS,
+  ...EROFS_PROBERS,
 ];
 
 /** The types findSignatures knows, superblocks first (libblkid's order). */
