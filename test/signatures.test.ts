@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { findSignatures, SIGNATURE_TYPES } from '../src/partition/signatures.js';
+import { MAX_TOTAL_READ_BYTES } from '../src/partition/signatures/view.js';
 import { crc32 } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -133,5 +134,35 @@ describe("the wipefs loop's rules", () => {
     // Without its media byte it is no FAT: the same sector is a dos MBR.
     image[0x15] = 0;
     expect(findSignatures((o, l) => image.subarray(o, o + l), image.length).map((s) => [s.type, s.offset])).toEqual([['dos', 0x1fe]]);
+  });
+});
+
+describe('the worst case for reads', () => {
+  it('GPT headers with 16 MiB arrays, one failing its entries CRC, and MD superblocks that make the raid prober read them too: bounded, no exception', () => {
+    const bytes = 128 * MiB;
+    const image = Buffer.alloc(bytes);
+    const lastLba = bytes / 512 - 1;
+    const entryCount = (16 * MiB) / 128;
+    gptHeader(image, 512, lastLba, lastLba, entryCount, 2);
+    gptHeader(image, 512, 1, lastLba, entryCount, 2);
+    image[2 * 512] = 1; // the primary's entries CRC no longer matches (the backup was computed before)
+    gptHeader(image, 512, lastLba, lastLba, entryCount, 2);
+    image.writeUInt16LE(0xaa55, 510);
+    image[446 + 4] = 0xee;
+    // MD superblocks 0.90 (64 KiB before the end) and 1.0 (8 KiB before it): the raid prober asks
+    // whether a partition holds them, which reads the GPT arrays too.
+    const md0 = Math.floor(bytes / 65536) * 65536 - 65536;
+    image.writeUInt32LE(0xa92b4efc, md0);
+    image.writeUInt32LE(90, md0 + 8);
+    const md10 = bytes - 8192;
+    image.writeUInt32LE(0xa92b4efc, md10);
+    image.writeUInt32LE(1, md10 + 4);
+    image.writeBigUInt64LE(BigInt(md10 / 512), md10 + 144);
+    let total = 0;
+    const found = findSignatures((o, l) => ((total += l), image.subarray(o, o + l)), bytes);
+    expect(found.map((s) => s.type)).toEqual(['linux_raid_member', 'linux_raid_member', 'gpt', 'PMBR']);
+    // The array once for both headers' CRCs (same bytes, same hidden ranges), once for the partition list.
+    expect(total).toBeLessThan(2 * 16 * MiB + MiB);
+    expect(total).toBeLessThanOrEqual(MAX_TOTAL_READ_BYTES);
   });
 });

@@ -49,7 +49,8 @@ const GPT_ENTRY_BYTES = 128;
 const GPT_SIGNATURE = Buffer.from('EFI PART', 'latin1');
 /** ptable's own limit (src/partition/gpt.ts); libblkid's is 4 GiB. Larger arrays are not read. */
 const MAX_ENTRY_ARRAY_BYTES = 16 * 1024 * 1024;
-const ENTRY_READ_PIECE = 64 * 1024;
+/** Entries are listed in pieces of this size (a whole number of entries). */
+const ENTRIES_PIECE_BYTES = 64 * 1024;
 
 /** libblkid's get_gpt_header: every test it makes, in its order; the header's sector when valid. */
 function validGptHeader(view: AreaView, lba: number): Buffer | null {
@@ -77,13 +78,7 @@ function validGptHeader(view: AreaView, lba: number): Buffer | null {
   if (arrayBytes > MAX_ENTRY_ARRAY_BYTES) return null;
   const entriesOffset = Number(big(GPT_HEADER.entriesLba)) * ssz;
   if (!Number.isSafeInteger(entriesOffset) || entriesOffset + arrayBytes > view.areaBytes) return null;
-  let crc = 0;
-  for (let done = 0; done < arrayBytes; done += ENTRY_READ_PIECE) {
-    const piece = view.read(entriesOffset + done, Math.min(ENTRY_READ_PIECE, arrayBytes - done));
-    if (!piece) return null;
-    crc = crc32(piece, crc);
-  }
-  return crc === h.readUInt32LE(GPT_HEADER.entriesCrc32) ? h : null;
+  return view.crc32Of(entriesOffset, arrayBytes) === h.readUInt32LE(GPT_HEADER.entriesCrc32) ? h : null;
 }
 
 const isValidGptHeader = (view: AreaView, lba: number): boolean => validGptHeader(view, lba) !== null;
@@ -137,8 +132,8 @@ function gptSpans(view: AreaView, header: Buffer): PartitionSpan[] {
   const arrayBytes = header.readUInt32LE(GPT_HEADER.entryCount) * GPT_ENTRY_BYTES;
   const spans: PartitionSpan[] = [];
   // The header was validated: the array is inside the area and at most 16 MiB.
-  for (let done = 0; done < arrayBytes; done += ENTRY_READ_PIECE) {
-    const piece = view.read(arrayOffset + done, Math.min(ENTRY_READ_PIECE, arrayBytes - done));
+  for (let done = 0; done < arrayBytes; done += ENTRIES_PIECE_BYTES) {
+    const piece = view.read(arrayOffset + done, Math.min(ENTRIES_PIECE_BYTES, arrayBytes - done));
     if (!piece) break;
     for (let at = 0; at + GPT_ENTRY_BYTES <= piece.length; at += GPT_ENTRY_BYTES) {
       const e = piece.subarray(at, at + GPT_ENTRY_BYTES);
@@ -153,11 +148,16 @@ function gptSpans(view: AreaView, header: Buffer): PartitionSpan[] {
 }
 
 /**
- * The partitions libblkid's default partition probe lists (dos primaries, or GPT entries with a
- * protective MBR), for the one prober that asks: MD RAID 0.90 gives way to a partition that
- * holds it. Logical partitions lie inside their extended one, which is listed.
+ * The partitions libblkid's default partition probe lists on a fresh probe of the area, nothing
+ * hidden (dos primaries, or GPT entries with a protective MBR), for the one prober that asks: MD
+ * RAID 0.90 gives way to a partition that holds it. Logical partitions lie inside their extended
+ * one, which is listed.
  */
 export function partitionSpans(view: AreaView): PartitionSpan[] {
+  return view.unhidden().once('partition-spans', () => listPartitions(view.unhidden()));
+}
+
+function listPartitions(view: AreaView): PartitionSpan[] {
   const mbr = mbrSector(view);
   if (!mbr || !hasMbrMagic(mbr)) return [];
   if (isDosTable(view)) {

@@ -28,7 +28,7 @@ function probeMd090(view: AreaView): number | null {
   // gives it to the partition when a partition table covers it.
   const first = Math.floor((offset - size) / 512);
   const end = Math.floor((offset - size + size + MD_RESERVED_BYTES) / 512);
-  const spans = partitionSpans(view.unhidden());
+  const spans = partitionSpans(view);
   if (spans.some((s) => s.start + s.size > Math.floor(view.areaBytes / 512))) return offset;
   if (spans.some((s) => first >= s.start && end <= s.start + s.size)) return null;
   return offset;
