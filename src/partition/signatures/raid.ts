@@ -9,7 +9,7 @@ import type { AreaView } from './view.js';
 const MD_SB_MAGIC = 0xa92b4efc;
 const MD_RESERVED_BYTES = 0x10000;
 /** mdp0_super_block: magic, major, minor, patch, ..., size (KiB) at 32; 1.x: magic, major, ..., super_offset (sectors) at 144. */
-const MDP0 = { magic: 0, size: 32, bytes: 128 } as const;
+const MDP0 = { magic: 0, size: 32, bytes: 64 } as const;
 const MDP1 = { magic: 0, majorVersion: 4, superOffset: 144, bytes: 256 } as const;
 
 /** 0.90: the superblock 64 KiB before the end (rounded down to 64 KiB), unless a partition table's partition holds the array. */
@@ -27,7 +27,7 @@ function probeMd090(view: AreaView): number | null {
   // A 0.90 superblock at the end of the last partition is also at the end of the disk: libblkid
   // gives it to the partition when a partition table covers it.
   const first = Math.floor((offset - size) / 512);
-  const end = Math.floor((offset - size + size + MD_RESERVED_BYTES) / 512);
+  const end = Math.floor((offset + MD_RESERVED_BYTES) / 512);
   const spans = partitionSpans(view);
   if (spans.some((s) => s.start + s.size > Math.floor(view.areaBytes / 512))) return offset;
   if (spans.some((s) => first >= s.start && end <= s.start + s.size)) return null;

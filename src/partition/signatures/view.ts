@@ -96,8 +96,8 @@ export class AreaView {
   }
 
   /** The sector at `lba` (of the area's logical sector size). */
-  sector(lba: number, count = 1): Buffer | null {
-    return this.read(lba * this.sectorSize, count * this.sectorSize);
+  sector(lba: number): Buffer | null {
+    return this.read(lba * this.sectorSize, this.sectorSize);
   }
 
   /**
