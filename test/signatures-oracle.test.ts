@@ -3,46 +3,18 @@
  * in a whole image and inside a partition at an offset, the same types at the same offsets with
  * the same lengths as `wipefs -n -J`, and exactly the bytes `wipefs -a` erases.
  */
-import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Signature } from '../src/partition/signatures.js';
 import { newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
-import { extract, hasTool, implant, signaturesOf, wipefsErase, wipefsList } from './signatures-tools.js';
+import { FIXTURES, run } from './signatures-fixtures.js';
+import { extract, hasTool, implant, onLoop, signaturesOf, wipefsErase, wipefsList, writeMdSuperblock } from './signatures-tools.js';
 
 let dir = '';
 useTempDir('sig-oracle-', (d) => (dir = d));
 
 const MiB = 1024 * 1024;
-
-interface Fixture {
-  name: string;
-  /** The Debian command that makes it. */
-  tool: string;
-  bytes: number;
-  /** Makes the signature in the (blank, sparse) file. */
-  make: (file: string) => void;
-  /** The types wipefs must list: guards against a fixture the tool did not make. */
-  expect: string[];
-}
-
-const run = (command: string, args: string[]): void => void execFileSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-
-const FIXTURES: Fixture[] = [
-  { name: 'dos', tool: 'sfdisk', bytes: 50 * MiB, make: (f) => sfdiskWrite(f, 'label: dos\n,,L\n'), expect: ['dos'] },
-  { name: 'gpt', tool: 'sfdisk', bytes: 50 * MiB, make: (f) => sfdiskWrite(f, 'label: gpt\n,,L\n'), expect: ['gpt', 'gpt', 'PMBR'] },
-  { name: 'ext2', tool: 'mkfs.ext2', bytes: 32 * MiB, make: (f) => run('mkfs.ext2', ['-q', '-F', f]), expect: ['ext2'] },
-  { name: 'ext3', tool: 'mkfs.ext3', bytes: 32 * MiB, make: (f) => run('mkfs.ext3', ['-q', '-F', f]), expect: ['ext3'] },
-  { name: 'ext4', tool: 'mkfs.ext4', bytes: 32 * MiB, make: (f) => run('mkfs.ext4', ['-q', '-F', f]), expect: ['ext4'] },
-  { name: 'xfs', tool: 'mkfs.xfs', bytes: 320 * MiB, make: (f) => run('mkfs.xfs', ['-q', '-f', f]), expect: ['xfs'] },
-  { name: 'swap', tool: 'mkswap', bytes: 16 * MiB, make: (f) => run('mkswap', ['-q', f]), expect: ['swap'] },
-  { name: 'swap-64k-pages', tool: 'mkswap', bytes: 16 * MiB, make: (f) => run('mkswap', ['-q', '-p', '65536', f]), expect: ['swap'] },
-  { name: 'swap-v0', tool: 'mkswap', bytes: 16 * MiB, make: (f) => {
-    // mkswap writes only v1; v0's magic is SWAP-SPACE at the page's end.
-    run('mkswap', ['-q', f]);
-    run('sh', ['-c', `printf 'SWAP-SPACE' | dd of=${f} bs=1 seek=4086 conv=notrunc status=none`]);
-  }, expect: ['swap'] },
-];
 
 function expectSameAsWipefs(file: string, found: Signature[]): void {
   const listed = wipefsList(file);
@@ -67,15 +39,66 @@ describe('findSignatures agrees with wipefs', () => {
       it.skipIf(!hasTool(f.tool))(`inside a partition at 1 MiB of a dos disk (${f.tool})`, () => {
         const alone = newImageIn(dir, `${f.name}.part`, f.bytes);
         f.make(alone);
-        const disk = newImageIn(dir, `${f.name}-in-dos.img`, f.bytes + 2 * MiB);
-        sfdiskWrite(disk, `label: dos\nstart=2048, size=${f.bytes / 512}, type=83\n`);
+        const bytes = fs.statSync(alone).size;
+        expect(bytes % 512).toBe(0);
+        const disk = newImageIn(dir, `${f.name}-in-dos.img`, bytes + 2 * MiB);
+        sfdiskWrite(disk, `label: dos\nstart=2048, size=${bytes / 512}, type=83\n`);
         implant(alone, disk, MiB);
-        const found = signaturesOf(disk, { start: MiB, bytes: f.bytes });
+        const found = signaturesOf(disk, { start: MiB, bytes });
         expect(found.map((s) => s.type)).toEqual(f.expect);
-        expectSameAsWipefs(extract(disk, MiB, f.bytes, path.join(dir, `${f.name}.extracted`)), found);
+        expectSameAsWipefs(extract(disk, MiB, bytes, path.join(dir, `${f.name}.extracted`)), found);
         // The disk itself still shows its table only.
         expect(signaturesOf(disk).map((s) => s.type)).toEqual(wipefsList(disk).map((s) => s.type));
       });
     });
   }
+});
+
+describe('findSignatures on 4096-byte-sector devices agrees with wipefs on a loop device', () => {
+  const lists = (file: string): ReturnType<typeof wipefsList> => onLoop(file, (dev) => wipefsList(dev), 4096);
+  for (const label of ['gpt', 'dos']) {
+    it(`${label} written by sfdisk on a 4096-byte-sector loop device`, () => {
+      const file = newImageIn(dir, `${label}-4k.img`, 64 * MiB);
+      onLoop(file, (dev) => sfdiskWrite(dev, `label: ${label}\n,,L\n`), 4096);
+      const listed = lists(file);
+      expect(listed.map((s) => s.type)).toEqual(label === 'gpt' ? ['gpt', 'gpt', 'PMBR'] : ['dos']);
+      const found = signaturesOf(file, { sectorSize: 4096 });
+      expect(found).toEqual(listed);
+      if (label === 'gpt') expect(found.map((s) => s.offset)).toEqual([4096, 64 * MiB - 4096, 510]);
+      // What wipefs -a erases on the device is what findSignatures gives.
+      const copy = `${file}.wiped`;
+      fs.copyFileSync(file, copy);
+      const before = fs.readFileSync(copy);
+      onLoop(copy, (dev) => run('wipefs', ['-a', dev]), 4096);
+      const after = fs.readFileSync(copy);
+      const changed: number[] = [];
+      for (let i = 0; i < before.length; i++) if (before[i] !== after[i]) changed.push(i);
+      expect(changed.length).toBeGreaterThan(0);
+      expect(changed.filter((o) => !found.some((s) => o >= s.offset && o < s.offset + s.length))).toEqual([]);
+      // With 512-byte sectors the same GPT is not found (its headers are not at LBA 1 and the last LBA).
+      if (label === 'gpt') expect(signaturesOf(file).map((s) => s.type)).toEqual(['PMBR']);
+    });
+  }
+});
+
+describe('MD RAID 0.90 at the end of the last partition belongs to the partition', () => {
+  it('wipefs and findSignatures list only the table on the whole disk, the member in the partition', () => {
+    const bytes = 32 * MiB;
+    const file = newImageIn(dir, 'md090-in-last.img', bytes);
+    sfdiskWrite(file, 'label: dos\nstart=2048, type=fd\n');
+    const partStart = MiB;
+    const partBytes = bytes - partStart;
+    const part = newImageIn(dir, 'md090.part', partBytes);
+    writeMdSuperblock(part, partBytes, '0.90');
+    implant(part, file, partStart);
+    // The whole disk's 0.90 slot is the partition's (both end at the disk's end, both 64 KiB aligned).
+    expect(wipefsList(file).map((s) => s.type)).toEqual(['dos']);
+    expect(signaturesOf(file)).toEqual(wipefsList(file));
+    expect(signaturesOf(file, { start: partStart, bytes: partBytes }).map((s) => s.type)).toEqual(['linux_raid_member']);
+    // Without the table the same bytes are a member of the whole disk.
+    const bare = newImageIn(dir, 'md090-bare.img', bytes);
+    implant(part, bare, partStart);
+    expect(wipefsList(bare).map((s) => s.type)).toEqual(['linux_raid_member']);
+    expect(signaturesOf(bare)).toEqual(wipefsList(bare));
+  });
 });

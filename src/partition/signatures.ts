@@ -7,8 +7,14 @@
  * last LBA), never the whole area; GPT entry arrays are read in 64 KiB pieces, at most 16 MiB.
  */
 import { EXT_PROBERS } from './signatures/ext.js';
+import { EXFAT_PROBERS, VFAT_PROBERS } from './signatures/fat.js';
+import { BTRFS_PROBERS, EROFS_PROBERS, F2FS_PROBERS } from './signatures/linux-filesystems.js';
+import { LUKS_PROBERS } from './signatures/luks.js';
+import { NTFS_PROBERS } from './signatures/ntfs.js';
 import { PARTITION_TABLE_PROBERS } from './signatures/partition-tables.js';
 import { runChain } from './signatures/probe.js';
+import { BCACHE_PROBERS, LINUX_RAID_PROBERS, LVM2_PROBERS } from './signatures/raid.js';
+import { ISO9660_PROBERS, SQUASHFS_PROBERS } from './signatures/read-only-filesystems.js';
 import { SWAP_PROBERS } from './signatures/swap.js';
 import type { Prober, Signature } from './signatures/types.js';
 import { AreaView } from './signatures/view.js';
@@ -16,8 +22,24 @@ import { XFS_PROBERS } from './signatures/xfs.js';
 
 export type { Signature, SignatureUsage } from './signatures/types.js';
 
-/** libblkid's superblocks chain, in its order, limited to the types ptable knows. */
-const SUPERBLOCK_PROBERS: readonly Prober[] = [...SWAP_PROBERS, ...XFS_PROBERS, ...EXT_PROBERS];
+/** libblkid 2.38's superblocks chain (superblocks.c idinfos), in its order, limited to the types ptable knows. */
+const SUPERBLOCK_PROBERS: readonly Prober[] = [
+  ...LINUX_RAID_PROBERS,
+  ...BCACHE_PROBERS,
+  ...LVM2_PROBERS,
+  ...LUKS_PROBERS,
+  ...VFAT_PROBERS,
+  ...SWAP_PROBERS,
+  ...XFS_PROBERS,
+  ...EXT_PROBERS,
+  ...ISO9660_PROBERS,
+  ...NTFS_PROBERS,
+  ...SQUASHFS_PROBERS,
+  ...BTRFS_PROBERS,
+  ...EXFAT_PROBERS,
+  ...F2FS_PROBERS,
+  ...EROFS_PROBERS,
+];
 
 /** The types findSignatures knows, superblocks first (libblkid's order). */
 export const SIGNATURE_TYPES: readonly string[] = [...SUPERBLOCK_PROBERS, ...PARTITION_TABLE_PROBERS].map((p) => p.type);

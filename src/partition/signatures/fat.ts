@@ -1,8 +1,8 @@
 /**
- * FAT boot sectors as libblkid's vfat prober judges them (fat_valid_superblock), used by the dos
- * prober too: a FAT boot sector's 55 AA is not an MBR.
+ * FAT12/16/32 and exFAT as libblkid's vfat and exfat probers judge them. The FAT test
+ * (fat_valid_superblock) serves the dos prober too: a FAT boot sector's 55 AA is not an MBR.
  */
-import { type Magic, magic } from './types.js';
+import { type Magic, type Prober, magic } from './types.js';
 import type { AreaView } from './view.js';
 
 /** msdos_super_block / vfat_super_block fields (little-endian, unaligned). */
@@ -10,6 +10,10 @@ const BPB = { sectorSize: 0x0b, clusterSize: 0x0d, reserved: 0x0e, fats: 0x10, d
 const FAT12_MAX = 0xff4;
 const FAT16_MAX = 0xfff4;
 const FAT32_MAX = 0x0ffffff6;
+/** FAT32 fields past the BPB. */
+const FAT32 = { fsinfoSector: 0x30 } as const;
+const FSINFO_BYTES = 512;
+const FSINFO_SIGNATURE2_OFFSET = 484;
 
 export const VFAT_MAGICS: readonly Magic[] = [
   magic('MSWIN', 0x52),
@@ -71,7 +75,42 @@ export function isFatBootSector(view: AreaView): boolean {
   return bs !== null && validFatBootSector(bs, matched.magic) !== null;
 }
 
-/** libblkid's blkid_probe_is_ntfs. */
-export function isNtfsBootSector(_view: AreaView): boolean {
-  return false;
+/** FAT32's FSInfo sector must carry its signatures, or zeros (some formatters leave it blank). */
+function fsinfoAcceptable(view: AreaView, bs: Buffer): boolean {
+  const fsinfoSector = bs.readUInt16LE(FAT32.fsinfoSector);
+  if (!fsinfoSector) return true;
+  const fsinfo = view.read(fsinfoSector * bs.readUInt16LE(BPB.sectorSize), FSINFO_BYTES);
+  if (!fsinfo) return false;
+  const sig1 = fsinfo.toString('hex', 0, 4);
+  const sig2 = fsinfo.toString('hex', FSINFO_SIGNATURE2_OFFSET, FSINFO_SIGNATURE2_OFFSET + 4);
+  return ['52526141', '52526441', '00000000'].includes(sig1) && ['72724161', '00000000'].includes(sig2);
 }
+
+const vfat: Prober = {
+  type: 'vfat',
+  usage: 'filesystem',
+  magics: VFAT_MAGICS,
+  check(view, matched) {
+    const bs = view.read(0, 512);
+    if (!bs || !validFatBootSector(bs, matched!.magic)) return false;
+    const isFat32 = bs.readUInt16LE(BPB.fatLength) === 0 && bs.readUInt32LE(BPB.fat32Length) !== 0;
+    return !isFat32 || fsinfoAcceptable(view, bs);
+  },
+};
+
+/** exfat_super_block: the log2 of bytes per sector and of sectors per cluster (the struct is 113 bytes). */
+const EXFAT = { blockBits: 108, clusterBits: 109 } as const;
+
+const exfat: Prober = {
+  type: 'exfat',
+  usage: 'filesystem',
+  magics: [magic('EXFAT   ', 3)],
+  check(view) {
+    const sb = view.read(0, 113);
+    // CLUSTER_SIZE(sb) == 0 when the shifts push the bit out of 32 bits.
+    return sb !== null && ((1 << sb[EXFAT.blockBits]!) << sb[EXFAT.clusterBits]!) !== 0;
+  },
+};
+
+export const VFAT_PROBERS: readonly Prober[] = [vfat];
+export const EXFAT_PROBERS: readonly Prober[] = [exfat];
