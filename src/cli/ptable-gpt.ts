@@ -11,6 +11,7 @@ import { parseGptEntries, parseGptHeader } from '../partition/gpt.js';
 import {
   RELOCATE_MODES,
   type RelocateMode,
+  convertedToGpt,
   freshGuids,
   relocatedWrites,
   sgdiskRestoreWrites,
@@ -114,6 +115,16 @@ function restoreSgdisk(disk: Disk, file: string): void {
   commitWrites(disk, writes, false);
 }
 
+/** sgdisk -g: a dos table becomes a GPT (a GPT disk is left as it is, as sgdisk leaves it). */
+function convertToGpt(disk: Disk): void {
+  const table = loadTable(disk, true);
+  if (table.label === 'gpt') {
+    warn(`${disk.path}: already a GPT disk; nothing written`);
+    return;
+  }
+  commitWrites(disk, refusing(disk, () => convertedToGpt(table, disk.read(0, 1))), false);
+}
+
 export const registerGptCommands: RegisterCommands = (program, globals: Globals) => {
   const onDisk = (path: string, body: (disk: Disk) => void, writable = true): void => withDisk(path, globals(), body, writable);
 
@@ -140,6 +151,16 @@ export const registerGptCommands: RegisterCommands = (program, globals: Globals)
     .description('new disk and partition GUIDs in both copies of the GPT, nothing else changed (sgdisk -G)')
     .argument('<DISK>')
     .action((path: string) => onDisk(path, randomizeGuids));
+
+  program
+    .command('convert')
+    .description('convert a dos (MBR) table to GPT as sgdisk -g does: primaries and logical partitions keep their numbers')
+    .requiredOption('--to <LABEL>', 'the label to convert to: gpt')
+    .argument('<DISK>')
+    .action((path: string, opts: { to: string }) => {
+      if (opts.to !== 'gpt') throw new ToolError('USAGE', `bad --to '${opts.to}': ptable converts to gpt only (sgdisk -g)`);
+      onDisk(path, convertToGpt);
+    });
 
   program
     .command('backup-pt-sectors')

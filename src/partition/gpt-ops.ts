@@ -253,3 +253,97 @@ export function sgdiskRestoreWrites(b: SgdiskBackupParts, diskSectors: number, s
     { lba: backupLba, data: backup },
   ];
 }
+
+// ---------------------------------------------------------------------------------------------
+// sgdisk -g: MBR to GPT
+
+const LINUX_FILESYSTEM: readonly [string, string] = ['0FC63DAF-8483-4772-8E79-3D69D8477DE4', 'Linux filesystem'];
+
+/**
+ * The GPT type and name sgdisk 1.0.9 gives a converted MBR partition, by MBR type byte (read off
+ * sgdisk -g for every byte): any other type becomes "Linux filesystem".
+ */
+const SGDISK_MBR_TYPES: Readonly<Record<number, readonly [string, string]>> = {
+  0x1: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x4: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x6: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x7: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0xb: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0xc: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0xe: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x11: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x14: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x16: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x17: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x1b: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x1c: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x1e: ['EBD0A0A2-B9E5-4433-87C0-68B6B72699C7', 'Microsoft basic data'],
+  0x27: ['DE94BBA4-06D1-4D40-A16A-BFD50179D6AC', 'Windows RE'],
+  0x30: ['7412F7D5-A156-4B13-81DC-867174929325', 'ONIE boot'],
+  0x39: ['C91818F9-8025-47AF-89D2-F030D7000C2C', 'Plan 9'],
+  0x41: ['9E1A2D38-C612-4316-AA26-8B49521E5A8B', 'PowerPC PReP boot'],
+  0x42: ['AF9B60A0-1431-4F62-BC68-3311714A69AD', 'Windows LDM data'],
+  0x7f: ['FE3A2A5D-4F32-41A7-B725-ACCC3285A309', 'ChromeOS kernel'],
+  0x82: ['0657FD6D-A4AB-43C4-84E5-0933C84B4F4F', 'Linux swap'],
+  0x84: ['D3BFE2DE-3DAF-11DF-BA40-E3A556D89593', 'Intel Rapid Start'],
+  0x8e: ['E6D6D379-F507-44C2-A23C-238F2A3DF928', 'Linux LVM'],
+  0xa0: ['2568845D-2332-4675-BC39-8FA5A4748D15', 'Android bootloader'],
+  0xa2: ['734E5AFE-F61A-11E6-BC64-92361F002671', 'Atari TOS basic data'],
+  0xa5: ['516E7CB4-6ECF-11D6-8FF8-00022D09712B', 'FreeBSD disklabel'],
+  0xa6: ['824CC7A0-36A8-11E3-890A-952519AD3F61', 'OpenBSD disklabel'],
+  0xa8: ['55465300-0000-11AA-AA11-00306543ECAC', 'Apple UFS'],
+  0xa9: ['516E7CB4-6ECF-11D6-8FF8-00022D09712B', 'FreeBSD disklabel'],
+  0xab: ['426F6F74-0000-11AA-AA11-00306543ECAC', 'Recovery HD'],
+  0xaf: ['48465300-0000-11AA-AA11-00306543ECAC', 'Apple HFS/HFS+'],
+  0xb0: ['3DE21764-95BD-54BD-A5C3-4ABE786F38A8', 'U-Boot boot loader'],
+  0xb3: ['CEF5A9AD-73BC-4601-89F3-CDEEEEE321A1', 'QNX6 Power-Safe'],
+  0xbb: ['4778ED65-BF42-45FA-9C5B-287A1DC4AAB1', 'Barebox boot loader'],
+  0xbc: ['0311FC50-01CA-4725-AD77-9ADBB20ACE98', 'Acronis Secure Zone'],
+  0xbe: ['6A82CB45-1DD2-11B2-99A6-080020736631', 'Solaris boot'],
+  0xbf: ['6A85CF4D-1DD2-11B2-99A6-080020736631', 'Solaris root'],
+  0xe1: ['7412F7D5-A156-4B13-81DC-867174929325', 'ONIE boot'],
+  0xe9: ['8C8F8EFF-AC95-4770-814A-21994F2DBC8F', 'Veracrypt data'],
+  0xea: ['BC13C2FF-59E6-4262-A352-B275FD6F7172', 'XBOOTLDR partition'],
+  0xeb: ['42465331-3BA3-10F1-802A-4861696B7521', 'Haiku BFS'],
+  0xed: ['F4019732-066E-4E12-8273-346C5641494F', 'Sony system partition'],
+  0xef: ['C12A7328-F81F-11D2-BA4B-00A0C93EC93B', 'EFI system partition'],
+  0xf1: ['FE8A2634-5E2E-46BA-99E3-3A192091A350', 'Fuchsia boot loader (slot A/B/R)'],
+  0xf8: ['4FBD7E29-9D25-41B8-AFD0-062C0CEFF05D', 'Ceph OSD'],
+  0xfb: ['AA31E02A-400F-11DB-9590-000C2911D1B8', 'VMWare VMFS'],
+  0xfc: ['9D275380-40AD-11DB-BF97-000C2911D1B8', 'VMWare kcore crash protection'],
+  0xfd: ['A19D880F-05FC-4D3B-A006-743F0F84911E', 'Linux RAID'],
+};
+
+/** The GPT type GUID and partition name sgdisk -g gives an MBR partition of `mbrType` (hex). */
+export function sgdiskGptTypeOf(mbrType: string): { type: string; name: string } {
+  const [type, name] = SGDISK_MBR_TYPES[Number.parseInt(mbrType, 16)] ?? LINUX_FILESYSTEM;
+  return { type, name };
+}
+
+/**
+ * What `sgdisk -g` writes for a dos table: primaries keep their numbers, logical partitions keep
+ * theirs (5...), the extended partition and its EBRs go; types and names from sgdiskGptTypeOf,
+ * attributes 0 (the boot flag is dropped), new random GUIDs; 128 entries, first usable LBA right
+ * after them, last usable = disk size - first usable; sgdisk's protective MBR with the boot code
+ * kept. A partition over a sector the GPT needs is refused by name, as sgdisk refuses (exit 4).
+ */
+export function convertedToGpt(dos: PartitionTable, sector0: Buffer): SectorWrite[] {
+  const { sectorSize, diskSectors } = dos;
+  const entriesSectors = gptEntriesSectors(GPT_DEFAULT_TABLE_LENGTH, sectorSize);
+  const firstLba = entriesSectors + 2;
+  const lastLba = diskSectors - firstLba;
+  if (lastLba < firstLba) throw refused(`a disk of ${diskSectors} sectors is too small for a GPT`);
+  const partitions = dos.partitions
+    .filter((p) => p.size > 0 && !['5', 'f', '85'].includes(p.type))
+    .map((p) => {
+      if (p.start < firstLba) throw refused(`partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the primary GPT (LBA 1-${firstLba - 1}); nothing written`);
+      if (partitionEnd(p) > lastLba) throw refused(`partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the backup GPT (LBA ${lastLba + 1}-${diskSectors - 1}); nothing written`);
+      if (p.number > GPT_DEFAULT_TABLE_LENGTH) throw refused(`partition ${p.number}: a GPT of ${GPT_DEFAULT_TABLE_LENGTH} entries has no slot for it; nothing written`);
+      const { type, name } = sgdiskGptTypeOf(p.type);
+      return { number: p.number, start: p.start, size: p.size, type, name, uuid: randomGuid(), attributes: 0n };
+    });
+  const gpt: PartitionTable = { label: 'gpt', id: randomGuid(), sectorSize, diskSectors, firstLba, lastLba, tableLength: GPT_DEFAULT_TABLE_LENGTH, entriesLba: 2, partitions };
+  const writes = serializeGpt(gpt);
+  writes[0] = { lba: 0, data: sgdiskProtectiveMbr(sector0, diskSectors, sectorSize) };
+  return writes;
+}
