@@ -101,7 +101,8 @@ export interface RelocateInput {
  *   LBA right before those; a libfdisk protective MBR.
  * - gpt-bak-mini (sfdisk): the backup right behind the last partition (the last usable LBA is the
  *   sector after it); the protective MBR still covers the disk. sfdisk 2.38.1 refuses (exit 1,
- *   nothing written) unless the backup is already at the end, so this does too.
+ *   nothing written) unless the backup is already at the end, so this does too; on a table
+ *   without partitions it writes a backup header over the primary entries, which this refuses.
  * - sgdisk-e: backup header at the last LBA, last usable LBA = disk size - first usable LBA (as
  *   far from the end as the first is from the start), the backup entries right after it (a gap
  *   before the header when the first usable LBA is above 34); when the last usable LBA changes,
@@ -116,7 +117,8 @@ export function relocatedWrites(input: RelocateInput, mode: RelocateMode): Secto
       throw refused(`the backup GPT header is at LBA ${input.primaryAlternateLba}, not at the last LBA ${diskSectors - 1}: gpt-bak-mini moves a backup that is at the end (relocate it with gpt-bak-std first, as sfdisk 2.38.1 requires)`);
     }
     const used = table.partitions.filter((p) => p.size > 0);
-    if (used.length === 0) return serializeGpt(relocateBackup(table, diskSectors));
+    // sfdisk 2.38.1 puts the backup header at LBA 34 then, over the primary entries: a broken table.
+    if (used.length === 0) throw refused('no partition to put the backup behind: gpt-bak-mini needs at least one (sfdisk 2.38.1 writes a broken table here)');
     const lastEnd = Math.max(...used.map(partitionEnd));
     const entriesSectors = gptEntriesSectors(table.tableLength ?? GPT_DEFAULT_TABLE_LENGTH, sectorSize);
     const minimal = lastEnd + 1 + entriesSectors + 2;
