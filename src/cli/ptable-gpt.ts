@@ -107,8 +107,11 @@ function randomizeGuids(disk: Disk): void {
   commitWrites(disk, writes, false);
 }
 
-function restoreSgdisk(disk: Disk, file: string): void {
+function restoreSgdisk(disk: Disk, file: string, force: boolean): void {
   const backup = readSgdiskBackup(file);
+  if (!force && tryTable(disk)?.label === 'dos') {
+    throw new ToolError('REFUSED', `${disk.path}: holds a dos table, which the restore would replace; nothing written (--force to restore anyway, as sgdisk -g -l)`);
+  }
   const h = backup.primaryHeader;
   const ends = parseGptEntries(backup.entries, h.entryCount, h.entrySize).map(partitionEnd);
   const writes = refusing(disk, () => sgdiskRestoreWrites(backup, disk.sectors, disk.sectorSize, disk.read(0, 1), ends));
@@ -210,7 +213,8 @@ export const registerGptCommands: RegisterCommands = (program, globals: Globals)
   program
     .command('restore')
     .description('write an sgdisk -b backup FILE to the disk as sgdisk -l does')
+    .option('-f, --force', 'restore over a dos table too (sgdisk -g -l)')
     .argument('<DISK>')
     .argument('<FILE>')
-    .action((path: string, file: string) => onDisk(path, (disk) => restoreSgdisk(disk, file)));
+    .action((path: string, file: string, opts: { force?: boolean }) => onDisk(path, (disk) => restoreSgdisk(disk, file, opts.force ?? false)));
 };
