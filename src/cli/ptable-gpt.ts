@@ -7,6 +7,7 @@ import { ToolError } from '../errors.js';
 import { type Disk, rereadIfDevice, writeSectors } from '../io/disk.js';
 import { readSgdiskBackup, restoreSfdiskBackup, writeSfdiskBackup, writeSgdiskBackup } from '../io/table-backup.js';
 import { partitionEnd } from '../partition/align.js';
+import { validGptHeader } from '../partition/backup-file.js';
 import { parseGptEntries, parseGptHeader } from '../partition/gpt.js';
 import {
   RELOCATE_MODES,
@@ -52,8 +53,9 @@ function gptTable(disk: Disk, what: string): PartitionTable {
 
 function relocate(disk: Disk, mode: RelocateMode): void {
   const table = gptTable(disk, 'relocate');
-  const primary = parseGptHeader(disk.read(1, 1));
-  const writes = refusing(disk, () => relocatedWrites({ table, diskSectors: disk.sectors, primaryAlternateLba: primary.alternateLba, sector0: disk.read(0, 1) }, mode));
+  // A damaged primary (the table was read from the backup) names no backup place: -1.
+  const primaryAlternateLba = validGptHeader(disk.read(1, 1))?.alternateLba ?? -1;
+  const writes = refusing(disk, () => relocatedWrites({ table, diskSectors: disk.sectors, primaryAlternateLba, sector0: disk.read(0, 1) }, mode));
   commitWrites(disk, writes, mode !== 'sgdisk-e');
 }
 
@@ -91,10 +93,15 @@ function randomizeGuids(disk: Disk): void {
   gptTable(disk, 'randomize-guids');
   const ss = disk.sectorSize;
   const primary = disk.read(1, 1);
-  const ph = parseGptHeader(primary);
-  const copies = [{ lba: 1, header: primary }];
-  const backup = disk.read(ph.alternateLba, 1);
-  copies.push({ lba: ph.alternateLba, header: backup });
+  const ph = validGptHeader(primary);
+  const backup = ph && ph.alternateLba < disk.sectors ? disk.read(ph.alternateLba, 1) : null;
+  if (!ph || !backup || !validGptHeader(backup)) {
+    throw new ToolError('REFUSED', `${disk.path}: ${ph ? `the backup GPT header (LBA ${ph.alternateLba})` : 'the primary GPT header (LBA 1)'} is damaged: repair the table first (ptable relocate rewrites both); nothing written`);
+  }
+  const copies = [
+    { lba: 1, header: primary },
+    { lba: ph.alternateLba, header: backup },
+  ];
   const guids = freshGuids(ph.entryCount);
   const writes: SectorWrite[] = [];
   for (const c of copies) {

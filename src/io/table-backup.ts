@@ -16,8 +16,8 @@ import {
   serializeSgdiskBackup,
   sfdiskBackupName,
   tableAreas,
+  validGptHeader,
 } from '../partition/backup-file.js';
-import { parseGptHeader } from '../partition/gpt.js';
 import { readTable } from '../partition/read.js';
 import { type Disk, rereadIfDevice } from './disk.js';
 
@@ -120,8 +120,11 @@ export function restoreSfdiskBackup(disk: Disk, files: string[]): string | null 
 export function writeSgdiskBackup(disk: Disk, file: string): void {
   const ss = disk.sectorSize;
   const primary = disk.read(1, 1).subarray(0, 512);
-  const h = parseGptHeader(primary);
-  const backup = disk.read(h.alternateLba, 1).subarray(0, 512);
+  const h = validGptHeader(primary);
+  const backup = h && h.alternateLba < disk.sectors ? disk.read(h.alternateLba, 1).subarray(0, 512) : null;
+  if (!h || !backup || !validGptHeader(backup)) {
+    throw new ToolError('REFUSED', `${disk.path}: ${h ? `the backup GPT header (LBA ${h.alternateLba})` : 'the primary GPT header (LBA 1)'} is damaged: repair the table before saving it (ptable relocate rewrites both); nothing written`);
+  }
   const entries = readDiskBytes(disk, h.entriesLba * ss, h.entryCount * h.entrySize);
   const bytes = serializeSgdiskBackup(readDiskBytes(disk, 0, 512), primary, backup, entries);
   try {

@@ -26,30 +26,39 @@ export interface TableArea {
 
 const HEADER_AREA_BYTES = 512;
 
-/** The areas `sfdisk --backup-pt-sectors` saves for the table that was read from the disk. */
+/**
+ * The areas `sfdisk --backup-pt-sectors` saves for the table that was read from the disk. A GPT
+ * header that fails its checks is replaced as libfdisk replaces it: a bad primary by a copy of the
+ * backup (entries at LBA 2), a bad backup by the primary's mirror (entries before its header).
+ */
 export function tableAreas(table: PartitionTable, read: SectorReader): TableArea[] {
   const ss = table.sectorSize;
   if (table.label === 'dos') {
     const ebrs = table.partitions.filter((p) => p.number > 4 && p.ebrLba !== undefined).map((p) => ({ name: 'EBR', offset: p.ebrLba! * ss, size: 512 }));
     return [{ name: 'MBR', offset: 0, size: 512 }, ...ebrs];
   }
-  const primary = parseGptHeader(read(1, 1).subarray(0, ss));
-  const backupHeader = safeHeader(read(primary.alternateLba, 1).subarray(0, ss)) ?? primary;
+  const at = (lba: number): GptHeader | null => (lba >= 1 && lba < table.diskSectors ? validGptHeader(read(lba, 1).subarray(0, ss)) : null);
+  const found = at(1);
+  const backupFound = at(found ? found.alternateLba : table.diskSectors - 1);
+  const primary = found ?? (backupFound ? { ...backupFound, entriesLba: 2, alternateLba: backupFound.myLba } : null);
+  if (!primary) return [{ name: 'PMBR', offset: 0, size: 512 }];
+  const arraySectors = Math.ceil((primary.entryCount * primary.entrySize) / ss);
+  const backup = backupFound ?? { ...primary, entriesLba: primary.alternateLba - arraySectors };
   return [
     { name: 'PMBR', offset: 0, size: 512 },
     { name: 'GPT Header', offset: ss, size: HEADER_AREA_BYTES },
     { name: 'GPT Entries', offset: primary.entriesLba * ss, size: primary.entryCount * primary.entrySize },
-    { name: 'GPT Backup Entries', offset: backupHeader.entriesLba * ss, size: backupHeader.entryCount * backupHeader.entrySize },
+    { name: 'GPT Backup Entries', offset: backup.entriesLba * ss, size: backup.entryCount * backup.entrySize },
     { name: 'GPT Backup Header', offset: primary.alternateLba * ss, size: HEADER_AREA_BYTES },
   ];
 }
 
-function safeHeader(sector: Buffer): GptHeader | null {
-  if (!sector.subarray(0, 8).equals(GPT_SIGNATURE)) return null;
+/** The header in `sector` when it passes signature, size, CRC and entry-geometry checks. */
+export function validGptHeader(sector: Buffer): GptHeader | null {
   try {
-    return parseGptHeader(sector);
+    return checkedHeader(sector, 0, 'header');
   } catch (err) {
-    if (err instanceof UnsafeValueError) return null;
+    if (err instanceof BackupFileError) return null;
     throw err;
   }
 }
