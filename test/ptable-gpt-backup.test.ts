@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loopUnavailableReason, PTABLE, runTool, sfdiskWrite, useTempDir } from './helpers.js';
+import { openDisk } from '../src/io/disk.js';
+import { writeSfdiskBackup } from '../src/io/table-backup.js';
 import { imageDifference } from './sfdisk-oracle.js';
 
 let dir = '';
@@ -99,6 +101,36 @@ describe('ptable backup-pt-sectors writes the files sfdisk --backup-pt-sectors w
     const r = run('ptable', ['backup-pt-sectors', disk], { HOME: home });
     expect(r.status).toBe(3);
     expect(fs.readdirSync(home)).toEqual([]);
+  });
+});
+
+describe('writeSfdiskBackup is what sfdisk -b -O saves before a write', () => {
+  it('the old table\'s areas, whatever label the write brings (gpt over gpt, dos over gpt, gpt over dos)', () => {
+    for (const [name, before, script] of [
+      ['gpt-gpt', GPT, 'label: gpt\n,2M,L\n'],
+      ['gpt-dos', GPT, 'label: dos\n,2M,L\n'],
+      ['dos-gpt', DOS, 'label: gpt\n,2M,L\n'],
+    ] as const) {
+      const theirs = image(`wsb-${name}.sfdisk.img`, 20 * MiB, before);
+      const ours = path.join(dir, `wsb-${name}.img`);
+      fs.copyFileSync(theirs, ours);
+      const out = { sfdisk: freshDir(`wsb-s-${name}`), ptable: freshDir(`wsb-p-${name}`) };
+      const r = spawnSync('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', '-b', '-O', `${out.sfdisk}/x`, theirs], { input: script });
+      expect(r.status, r.stderr.toString()).toBe(0);
+      const disk = openDisk(ours);
+      let lines: string[];
+      try {
+        lines = writeSfdiskBackup(disk, ours.replace('.img', '.sfdisk.img'), `${out.ptable}/x`);
+      } finally {
+        disk.close();
+      }
+      expect(lines[0]).toBe('Backup files:');
+      const a = filesIn(out.sfdisk);
+      const b = filesIn(out.ptable);
+      expect([...b.keys()]).toEqual([...a.keys()]);
+      expect(lines).toHaveLength(a.size + 1);
+      for (const [f, bytes] of a) expect(b.get(f)!.equals(bytes), f).toBe(true);
+    }
   });
 });
 
