@@ -6,7 +6,7 @@
 import { ToolError } from '../errors.js';
 import { type Disk, rereadIfDevice, writeSectors } from '../io/disk.js';
 import { readSgdiskBackup, restoreSfdiskBackup, writeSfdiskBackup, writeSgdiskBackup } from '../io/table-backup.js';
-import { partitionEnd } from '../partition/align.js';
+import { isExtendedType, partitionEnd } from '../partition/align.js';
 import { validGptHeader } from '../partition/backup-file.js';
 import { parseGptEntries, parseGptHeader } from '../partition/gpt.js';
 import {
@@ -62,7 +62,7 @@ function relocate(disk: Disk, mode: RelocateMode): void {
 /** The sectors a partition of a dos table covers among `runs` (what zap would destroy). */
 function dosPartitionsHit(table: PartitionTable, runs: { lba: number; count: number }[]): string[] {
   return table.partitions
-    .filter((p) => p.size > 0 && !['5', 'f', '85'].includes(p.type))
+    .filter((p) => p.size > 0 && !isExtendedType(p.type))
     .filter((p) => runs.some((r) => p.start <= r.lba + r.count - 1 && partitionEnd(p) >= r.lba))
     .map((p) => `partition ${p.number} (LBA ${p.start}-${partitionEnd(p)})`);
 }

@@ -1,12 +1,13 @@
 /**
  * Whole-table GPT operations as sfdisk and sgdisk (gptfdisk 1.0.9) do them, found by experiment on
  * images: the backup relocations (`sfdisk --relocate gpt-bak-std|gpt-bak-mini`, `sgdisk -e`), the
- * sectors `sgdisk -z`/`-Z` zero, and new GUIDs in place (`sgdisk -G`). Pure: tables and sectors in,
- * sector writes out.
+ * sectors `sgdisk -z`/`-Z` zero, new GUIDs in place (`sgdisk -G`), what `sgdisk -l` writes from a
+ * backup file and the MBR to GPT conversion (`sgdisk -g`). Pure: tables and sectors in, sector
+ * writes out.
  */
 import { crc32 } from '../codec/crc32.js';
 import { ToolError } from '../errors.js';
-import { GPT_DEFAULT_TABLE_LENGTH, GPT_ENTRY_BYTES, gptEntriesSectors, partitionEnd } from './align.js';
+import { GPT_DEFAULT_TABLE_LENGTH, GPT_ENTRY_BYTES, gptEntriesSectors, isExtendedType, partitionEnd } from './align.js';
 import {
   GPT_ENTRY,
   GPT_HEADER,
@@ -336,7 +337,7 @@ export function convertedToGpt(dos: PartitionTable, sector0: Buffer): SectorWrit
   const lastLba = diskSectors - firstLba;
   if (lastLba < firstLba) throw refused(`a disk of ${diskSectors} sectors is too small for a GPT`);
   const partitions = dos.partitions
-    .filter((p) => p.size > 0 && !['5', 'f', '85'].includes(p.type))
+    .filter((p) => p.size > 0 && !isExtendedType(p.type))
     .map((p) => {
       if (p.start < firstLba) throw refused(`partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the primary GPT (LBA 1-${firstLba - 1}); nothing written`);
       if (partitionEnd(p) > lastLba) throw refused(`partition ${p.number} (LBA ${p.start}-${partitionEnd(p)}) covers the backup GPT (LBA ${lastLba + 1}-${diskSectors - 1}); nothing written`);
