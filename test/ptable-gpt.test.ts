@@ -106,6 +106,16 @@ describe('ptable relocate equals sfdisk --relocate and sgdisk -e', () => {
     expectSame('sgdisk-e-boot', { ...boot, oracle: { command: 'sgdisk', args: ['-e', 'DISK'] }, ptable: ['relocate', '--mode', 'sgdisk-e', 'DISK'] }, { normalise: false });
   });
 
+  it('sgdisk-e on a disk that did not grow moves the last usable LBA too, and refuses (as sgdisk, exit 4) a partition past it', () => {
+    expectSame('sgdisk-e-same-size', { bytes: 20 * MiB, setup: tableOf(SCRIPT), oracle: { command: 'sgdisk', args: ['-e', 'DISK'] }, ptable: ['relocate', '--mode', 'sgdisk-e', 'DISK'] }, { normalise: false });
+    const full = tableOf('label: gpt\nstart=2048, size=38879, type=L\n');
+    const r = replay(dir, 'sgdisk-e-full', { bytes: 20 * MiB, setup: full, oracle: { command: 'sgdisk', args: ['-e', 'DISK'] }, ptable: ['relocate', '--mode', 'sgdisk-e', 'DISK'] });
+    expect(r.oracle.status).toBe(4);
+    expect(r.ptable.status).toBe(8);
+    expect(r.ptable.stderr).toMatch(/partition 1 \(LBA 2048-40926\) would end past the last usable LBA 38912 of a 40960-sector disk; nothing written/);
+    expect(r.ptable.image.equals(r.oracle.image)).toBe(true);
+  });
+
   it('a bad --mode is a usage error', () => {
     const r = replay(dir, 'bad-mode', { bytes: 20 * MiB, setup: tableOf(SCRIPT), oracle: { command: 'sfdisk', args: ['-q', '--relocate', 'gpt-bak-odd', 'DISK'] }, ptable: ['relocate', '--mode', 'gpt-bak-odd', 'DISK'] });
     expect(r.oracle.status).toBe(1);
