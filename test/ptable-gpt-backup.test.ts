@@ -190,13 +190,13 @@ describe('ptable backup/restore use sgdisk -b/-l format', () => {
     }
   });
 
-  it("sgdisk -l of ptable's file and ptable restore of sgdisk's give the same disk, at the same size and on a larger one", () => {
+  it("sgdisk -l of ptable's file and ptable restore of sgdisk's give the same disk, at the same size, on a larger and a smaller one; both refuse one too small", () => {
     const source = image('sgr.img', 20 * MiB, GPT);
     const theirs = `${source}.sgdisk.bin`;
     const ours = `${source}.ptable.bin`;
     run('sgdisk', ['-b', theirs, source]);
     run('ptable', ['backup', source, ours]);
-    for (const bytes of [20 * MiB, 40 * MiB]) {
+    for (const bytes of [20 * MiB, 40 * MiB, 12 * MiB]) {
       const a = image(`sgr-a-${bytes}.img`, bytes);
       const b = image(`sgr-b-${bytes}.img`, bytes);
       const s = run('sgdisk', ['-l', ours, a]);
@@ -206,6 +206,15 @@ describe('ptable backup/restore use sgdisk -b/-l format', () => {
       expect(imageDifference(fs.readFileSync(a), fs.readFileSync(b), 512, false)).toBeNull();
       if (bytes === 20 * MiB) expect(fs.readFileSync(b).equals(fs.readFileSync(source))).toBe(true);
     }
+    // Too small for the partitions: sgdisk exits 4, ptable 8, neither writes.
+    const a = image('sgr-a-tiny.img', 6 * MiB);
+    const b = image('sgr-b-tiny.img', 6 * MiB);
+    expect(run('sgdisk', ['-l', ours, a]).status).toBe(4);
+    const p = run('ptable', ['restore', b, theirs]);
+    expect(p.status).toBe(8);
+    expect(p.stderr).toMatch(/a partition of the backup ends at LBA 18431, past the last usable LBA 10240 of this 12288-sector disk; nothing written/);
+    expect(fs.readFileSync(a).equals(Buffer.alloc(6 * MiB))).toBe(true);
+    expect(fs.readFileSync(b).equals(Buffer.alloc(6 * MiB))).toBe(true);
   });
 
   it('over a dos table: refused as sgdisk refuses ("Non-GPT disk"), and with --force as sgdisk -g -l', () => {
