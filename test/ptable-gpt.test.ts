@@ -219,6 +219,7 @@ describe('ptable randomize-guids equals sgdisk -G', () => {
   it('a dos disk is a usage error, nothing written', () => {
     const r = replay(dir, 'G-dos', { bytes: 8 * MiB, setup: tableOf('label: dos\n,2M,83\n'), oracle: UNTOUCHED, ptable: ['randomize-guids', 'DISK'] });
     expect(r.ptable.status).toBe(1);
+    expect(r.ptable.stderr).toMatch(/^ptable: .*: randomize-guids applies to GPT disks; this one is dos$/m);
     expect(r.ptable.image.equals(r.oracle.image)).toBe(true);
   });
 });
