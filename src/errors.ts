@@ -39,6 +39,7 @@ export const PTABLE_EXIT_CODES = {
   SCRIPT: 6, // the sfdisk script is invalid
   PARTITION_MISSING: 7, // no such partition number
   REFUSED: 8, // relocate/grow refused: the change would overlap, or the table on the disk is damaged; nothing written
+  BACKUP_FILE: 9, // a table backup file cannot be written or read, is damaged, or does not fit the disk; nothing written
 } as const;
 
 /**

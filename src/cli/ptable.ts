@@ -31,7 +31,8 @@ sfdisk's command line works too: \`ptable --delete DISK 2\`, \`ptable -N 3 DISK 
 Exit codes: 0 ok, 1 usage, 2 cannot open the disk, 3 no partition table, 4 check found errors,
 5 reading, writing or extending the disk failed (or it is too small), 6 invalid script (the
 message names the line), 7 no such partition, 8 relocate/grow refused (the change would overlap,
-or the table on the disk is damaged; nothing written), 130/143 interrupted.
+or the table on the disk is damaged; nothing written), 9 a table backup file cannot be written
+or read, is damaged or does not fit the disk (nothing written), 130/143 interrupted.
 `;
 
 function readCommands(program: Command, globals: () => GlobalOptions): void {

@@ -693,9 +693,11 @@ export interface RelocateOptions {
 }
 
 /**
- * What `sgdisk -e` does, on the model: the disk is now `newDiskSectors` long; the backup header
- * goes to its last LBA (serialize puts it there) and the last usable LBA moves with it. Refuses a
- * disk too small for the partitions.
+ * The backup moved to the end of a disk now `newDiskSectors` long, on the model: the backup header
+ * goes to its last LBA (serialize puts it there, the entries right before it) and the last usable
+ * LBA moves with it: by default as `sfdisk --relocate gpt-bak-std` moves it (what ptable relocate,
+ * grow and sparsecopy --relocate-gpt do); sgdisk -e's full placement is gpt-ops.ts relocatedWrites.
+ * Refuses a disk too small for the partitions.
  */
 export function relocateBackup(table: PartitionTable, newDiskSectors: number, options: RelocateOptions = {}): PartitionTable {
   if (table.label !== 'gpt') throw bad(`label is "${table.label}", expected "gpt"`);
