@@ -148,7 +148,7 @@ function buildCommand(): Command {
     .addOption(new Option('--progress-format <FORMAT>').hideHelp().choices(['bar', 'json']))
     .option('--from-partition <N>', 'Copy only partition N of SOURCE (its table is read from SOURCE, also a pipe or gzip)')
     .option('--to-partition <N>', 'Write SOURCE into partition N of DEST (refused if larger than the partition)')
-    .option('--relocate-gpt', 'After the copy, move a GPT backup to the end of a larger DEST (sgdisk -e)')
+    .option('--relocate-gpt', 'After the copy, move a GPT backup to the end of a larger DEST (sfdisk --relocate gpt-bak-std)')
     .option('--json', 'Print a machine-readable summary (JSON) on stdout')
     .option('--force', 'Write to a block device even if it is mounted or in use')
     .option('--debug', 'Show stack traces of errors')

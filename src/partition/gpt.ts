@@ -460,7 +460,7 @@ function analyze(read: SectorReader, sectorSize: number, diskSectors: number): G
   if (primary.trusted) {
     const alt = primary.header!.alternateLba;
     if (alt < lastLba) {
-      problems.push(problem('error', 'backup-not-at-end', `backup GPT header at LBA ${alt}, not at the last LBA ${lastLba}: the disk grew; relocate the backup to the end (sgdisk -e)`, alt));
+      problems.push(problem('error', 'backup-not-at-end', `backup GPT header at LBA ${alt}, not at the last LBA ${lastLba}: the disk grew; relocate the backup to the end (ptable relocate)`, alt));
       backupLba = alt;
     } else if (alt > lastLba) {
       problems.push(problem('error', 'backup-past-end', `backup GPT header LBA ${alt} is past the end of the disk (last LBA ${lastLba}): the disk shrank or the image was truncated`, alt));

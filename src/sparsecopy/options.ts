@@ -57,7 +57,7 @@ export interface SparseCopyOptions {
   fromPartition?: number;
   /** Write the source into partition N of the destination, refusing a source larger than it. */
   toPartition?: number;
-  /** After the copy, move a GPT's backup to the end of a larger destination (sgdisk -e). */
+  /** After the copy, move a GPT's backup to the end of a larger destination (sfdisk --relocate gpt-bak-std). */
   relocateGpt?: boolean;
   /** Read chunk size (tuning and tests). */
   chunkBytes?: number;

@@ -192,7 +192,7 @@ export function locateDestinationPartition(name: string, fd: number, isBlockDevi
 
 /**
  * --relocate-gpt: after writing a GPT image to a larger destination, move the backup header and
- * entries to its true end and fix the headers (sgdisk -e). Nothing to do for an MBR or a GPT
+ * entries to its true end and fix the headers (sfdisk --relocate gpt-bak-std). Nothing to do for an MBR or a GPT
  * already at the end. Returns a message for the summary, or null.
  */
 export function relocateGptAfterCopy(name: string, fd: number, isBlockDevice: boolean, sizeBytes: number): string | null {
