@@ -187,6 +187,23 @@ export function parseSfdiskPartitionType(label: LabelType, text: string): Parsed
   return typeFromData(label, text);
 }
 
+/** One partition line of a script, as sfdisk reads it for -N (nothing laid out yet). */
+export type PartitionLine = Template;
+
+/**
+ * A single partition line (sfdisk -N's input): the fields it gives, the ones it leaves to the
+ * current partition undefined, or the parser's error.
+ */
+export function parseSfdiskPartitionLine(text: string, label: LabelType, sectorSize: number): PartitionLine | { error: string } {
+  const s = trimC(text);
+  try {
+    return s.includes('=') ? parseNameVal(s, 1, label, { ss: sectorSize, scriptSectorSize: 0 }) : parseValCommas(s, 1, label, { ss: sectorSize, scriptSectorSize: 0 });
+  } catch (e) {
+    if (e instanceof ParseError) return { error: e.message };
+    throw e;
+  }
+}
+
 /** sfdisk's size syntax (lib/strutils.c parse_size): value and the suffix power (0 = none). */
 export function parseSfdiskSize(text: string): { value: bigint; power: number } | null {
   return parseSize(text);
@@ -493,6 +510,12 @@ interface Template {
   name?: string;
   attrs?: string;
   boot: boolean;
+  /** Whether the line gave the bootable field ('-' clears it): -N keeps the flag otherwise. */
+  bootGiven?: boolean;
+  /** -N: a start written "+N"/"-N" moves the partition by N; "+" alone, to the free space before it. */
+  move?: 'up' | 'down';
+  /** -N: a size written "+N"/"-N" grows or shrinks by N; "+" alone, to all the free space after it. */
+  resize?: 'enlarge' | 'reduce';
 }
 
 class ParseError extends Error {}
@@ -535,33 +558,39 @@ function toSectors(v: bigint): number {
  * A start or size field: empty or "+" means the default; otherwise a number of sectors, or a size
  * with a unit (converted to sectors). Returns null for the default.
  */
-function parsePositionValue(cur: Cursor, geo: DeviceGeometry, what: 'start' | 'size'): { sectors: number; withUnit: boolean } | null {
-  if (isDefaultValue(cur)) return null;
+function parsePositionValue(cur: Cursor, geo: DeviceGeometry, what: 'start' | 'size'): { sectors: number; withUnit: boolean; sign: string } | 'default' | 'plus' {
+  if (isDefaultValue(cur)) return 'default';
   const tk = nextToken(cur);
   if (tk === null) throw new ParseError(`bad ${what} value`);
-  if (tk === '+') return null;
+  if (tk === '+') return 'plus';
   let q = skipBlank(tk, 0);
-  if (tk[q] === '-' || tk[q] === '+') q++;
+  const sign = tk[q] === '-' || tk[q] === '+' ? (tk[q] as string) : '';
+  if (sign) q++;
   const r = parseSize(tk.slice(q));
   if (!r) throw new ParseError(`bad ${what} value '${tk}'`);
-  if (r.power) return { sectors: toSectors(r.value / BigInt(geo.ss)), withUnit: true };
-  return { sectors: toSectors(recount(geo, r.value, what)), withUnit: false };
+  if (r.power) return { sectors: toSectors(r.value / BigInt(geo.ss)), withUnit: true, sign };
+  return { sectors: toSectors(recount(geo, r.value, what)), withUnit: false, sign };
 }
 
 /** parse_start_value(). */
 function parseStart(cur: Cursor, t: Template, geo: DeviceGeometry): void {
   const v = parsePositionValue(cur, geo, 'start');
-  t.startDefault = v === null;
-  if (v) t.start = v.sectors;
+  t.startDefault = typeof v === 'string';
+  if (v === 'plus') t.move = 'down';
+  if (typeof v === 'string') return;
+  t.start = v.sectors;
+  if (v.sign) t.move = v.sign === '-' ? 'down' : 'up';
 }
 
 /** parse_size_value(). */
 function parseSizeField(cur: Cursor, t: Template, geo: DeviceGeometry): void {
   const v = parsePositionValue(cur, geo, 'size');
-  t.endDefault = v === null;
-  if (!v) return;
+  t.endDefault = typeof v === 'string';
+  if (v === 'plus') t.resize = 'enlarge';
+  if (typeof v === 'string') return;
   t.size = v.sectors;
   if (!v.withUnit) t.sizeExplicit = true;
+  if (v.sign) t.resize = v.sign === '-' ? 'reduce' : 'enlarge';
 }
 
 /** partno_from_devname(): the trailing number of "dev3", 0-based; undefined when none. */
@@ -601,7 +630,7 @@ function parseNameVal(s: string, line: number, label: LabelType, geo: DeviceGeom
       parseSizeField(cur, t, geo);
     } else if (rest.startsWith('bootable')) {
       const tk = nextToken(cur);
-      if (tk !== null && tk.toLowerCase() === 'bootable') t.boot = true;
+      if (tk !== null && tk.toLowerCase() === 'bootable') t.boot = t.bootGiven = true;
       else throw new ParseError('bad bootable field');
     } else if (rest.startsWith('attrs=')) {
       cur.i += 6;
@@ -662,6 +691,7 @@ function parseValCommas(s: string, line: number, label: LabelType, geo: DeviceGe
         if (tk === '*' || tk === '+') t.boot = true;
         else if (tk === '-') t.boot = false;
         else throw new ParseError(`bad bootable value '${tk ?? ''}'`);
+        t.bootGiven = true;
         break;
       }
       default:

@@ -1,0 +1,117 @@
+/**
+ * sfdisk -N N (move, resize, retype from a one-line script) against the machine's sfdisk 2.38.1,
+ * bytes compared: util-linux's tests/ts/sfdisk/resize (its steps replayed one after the other on
+ * the image each leaves, for dos and gpt) and the dos subtests resize, resize-empty-extended,
+ * reduce-empty-extended, resize-extended, resize-logical, each on 512- and 4096-byte sectors.
+ */
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { editPartitionFromScript } from '../src/partition/edit-script.js';
+import { growPartition } from '../src/partition/align.js';
+import { sfdiskWrite, useTempDir } from './helpers.js';
+import { replayEdit } from './ptable-edit-oracle.js';
+import { imageDifference } from './sfdisk-oracle.js';
+
+let dir = '';
+useTempDir('ptable-edit-resize-', (d) => {
+  dir = d;
+});
+
+const MiB = 1024 * 1024;
+
+/** sfdisk -N N with `line`, and editPartitionFromScript on the same image: same bytes, same verdict. */
+function expectSameEdit(name: string, image: (file: string) => void, number: number, line: string, bytes: number, sectorSize: 512 | 4096 = 512): Buffer {
+  const r = replayEdit(dir, name, {
+    bytes,
+    sectorSize,
+    setup: image,
+    sfdisk: ['-N', String(number), 'DISK'],
+    input: `${line}\n`,
+    edit: (t) => editPartitionFromScript(t, number, line).table,
+    device: sectorSize === 4096,
+  });
+  expect(r.oracle.status, `${name}: ${r.oracle.stderr}`).toBe(0);
+  expect(r.ours.error, `${name}: ${String(r.ours.error)}`).toBeUndefined();
+  expect(imageDifference(r.oracle.image, r.ours.image, sectorSize), name).toBeNull();
+  return r.oracle.image;
+}
+
+const fromBytes = (bytes: Buffer) => (file: string) => fs.writeFileSync(file, bytes);
+
+// tests/ts/sfdisk/resize, in its order (each step on the image the previous one left)
+const RESIZE_STEPS: Array<[string, string]> = [
+  ['move-up-absolute', '3000,'],
+  ['move-down-absolute', '2048,'],
+  ['move-up-relative', '+1M,'],
+  ['move-down-relative', '-1M,'],
+  ['enlarge-absolute', '-,15M'],
+  ['reduce-absolute', ',5M,'],
+  ['enlarge-relative', ', +10M'],
+  ['reduce-relative', ', -10M'],
+  ['enlarge-all', ',+'],
+  ['up-preduce', '+10M,-10M'],
+  ['down-enlarge', '-10M,+10M,,*'],
+  ['absolute-move-resize', '2048,10M,L'],
+];
+
+describe('ptable -N N: util-linux tests/ts/sfdisk/resize replayed against sfdisk', () => {
+  for (const label of ['dos', 'gpt'] as const) {
+    for (const sectorSize of [512, 4096] as const) {
+      it(`${label}, ${sectorSize}-byte sectors: every step, then reduce-middle and max-last after two appends`, () => {
+        const bytes = 100 * MiB;
+        // sfdisk's own image after each of its commands: the state the next step starts from
+        const bySfdisk = (args: string[], input: string, from: Buffer | null): Buffer =>
+          replayEdit(dir, 'sfdisk-step', {
+            bytes,
+            sectorSize,
+            setup: (f) => (from ? fs.writeFileSync(f, from) : undefined),
+            sfdisk: [...args, 'DISK'],
+            input,
+            edit: (t) => t,
+            device: sectorSize === 4096,
+          }).oracle.image;
+        let image = bySfdisk(['--label', label], ',10M,L\n', null);
+        RESIZE_STEPS.forEach(([name, line]) => {
+          image = expectSameEdit(`${label}-${sectorSize}-${name}`, fromBytes(image), 1, line, bytes, sectorSize);
+        });
+        image = bySfdisk(['--append'], ',10M,L\n', image);
+        image = bySfdisk(['--append'], ',10M,L\n', image);
+        image = expectSameEdit(`${label}-${sectorSize}-reduce-middle`, fromBytes(image), 2, ',-5M', bytes, sectorSize);
+        expectSameEdit(`${label}-${sectorSize}-max-last`, fromBytes(image), 3, '-5M,+', bytes, sectorSize);
+      });
+    }
+  }
+
+  it('dos-unsorted: a primary after the extended partition grown', () => {
+    const script = `label: dos\nlabel-id: 0xda2e45ac\nunit: sectors\n\nstart=2048, size=2048, type=83\nstart=4096, size=2048, type=83\nstart=6144, size=102400, type=5\nstart=108544, size=2048, type=83\nstart=8192, size=2048, type=83\nstart=12288, size=96256, type=83\n`;
+    expectSameEdit('dos-unsorted', (f) => sfdiskWrite(f, script), 4, ',+,', 100 * MiB);
+  });
+});
+
+const DOS_SUBTESTS: Array<[string, string, number, string]> = [
+  ['resize', 'label: dos\n,10M,S,*\n', 1, ',+'],
+  ['resize-empty-extended', 'label: dos\n,1M\n,2M,E\n', 2, ',+'],
+  ['reduce-empty-extended', 'label: dos\n,1M\n,5M,E\n', 2, ',-2M'],
+  ['resize-extended', 'label: dos\n,1M\n,1M\n,1M\n,5M,E\n,1M\n,1M\n', 4, ',+'],
+  ['resize-logical', 'label: dos\n,1M\n,1M\n,1M\n,10M,E\n,1M\n,1M\n', 6, ',+'],
+];
+
+describe('ptable -N N: util-linux tests/ts/sfdisk/dos resize subtests replayed against sfdisk', () => {
+  for (const [name, script, number, line] of DOS_SUBTESTS) {
+    it(`${name} (-N${number} '${line}')`, () => {
+      expectSameEdit(name, (f) => sfdiskWrite(f, script), number, line, 50 * MiB);
+    });
+  }
+
+  it('defect 3: growing logical partition 6 keeps the link entry of the EBR before it (growPartition too)', () => {
+    const r = replayEdit(dir, 'grow-logical', {
+      bytes: 50 * MiB,
+      setup: (f) => sfdiskWrite(f, 'label: dos\n,1M\n,1M\n,1M\n,10M,E\n,1M\n,1M\n'),
+      sfdisk: ['-N', '6', 'DISK'],
+      input: ',+\n',
+      edit: (t) => growPartition(t, 6),
+    });
+    expect(r.oracle.status).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ours.image, 512)).toBeNull();
+  });
+});
