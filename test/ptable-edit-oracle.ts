@@ -21,7 +21,9 @@ export interface EditReplay {
 export interface EditCase {
   bytes: number;
   sectorSize?: 512 | 4096;
-  setup: (image: string) => void;
+  setup?: (image: string) => void;
+  /** An sfdisk script that prepares the image (on the loop device with `device`), after `setup`. */
+  setupScript?: string;
   /** sfdisk's arguments after `--no-reread --no-tell-kernel -q`; DISK is the image or device. */
   sfdisk: string[];
   input?: string;
@@ -37,12 +39,16 @@ export function replayEdit(dir: string, name: string, c: EditCase): EditReplay {
   try {
     fs.writeFileSync(files.oracle, '');
     fs.truncateSync(files.oracle, c.bytes);
-    c.setup(files.oracle);
-    fs.copyFileSync(files.oracle, files.ours);
+    c.setup?.(files.oracle);
     const ss = c.sectorSize ?? 512;
     const device = c.device ? execFileSync('losetup', ['-b', String(ss), '-f', '--show', files.oracle]).toString().trim() : null;
     let r;
     try {
+      if (c.setupScript !== undefined) {
+        const s = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', device ?? files.oracle], { input: c.setupScript });
+        if (s.status !== 0) throw new Error(`sfdisk setup failed: ${s.stderr.toString()}`);
+      }
+      fs.copyFileSync(files.oracle, files.ours);
       const args = ['--no-reread', '--no-tell-kernel', '-q', ...c.sfdisk.map((a) => (a === 'DISK' ? device ?? files.oracle : a))];
       r = spawnSync('sfdisk', args, { input: c.input ?? '', env: { ...process.env, LC_ALL: 'C' } });
     } finally {

@@ -11,11 +11,11 @@
  * Pure: tables and strings, no I/O.
  */
 import { ToolError } from '../errors.js';
-import { defaultFirstLba, extendedPartition, firstUsableLba, isExtendedType, lastUsableLba, partitionEnd } from './align.js';
-import { isGuid, normalizeGuid } from './guid.js';
+import { defaultFirstLba, extendedPartition, firstUsableLba, isExtendedType, lastUsableLba, partitionEnd, pinLogicalEbr } from './align.js';
+import { isGuid, normalizeGuid, randomGuid } from './guid.js';
 import type { Partition, PartitionTable } from './model.js';
 import type { ScriptPlan } from './script-table.js';
-import { parseGptAttributes, parseSfdiskPartitionLine } from './sfdisk-script.js';
+import { parseGptAttributes, parseSfdiskPartitionLine, parseSfdiskScript } from './sfdisk-script.js';
 
 /** One area of libfdisk's resize table: a partition (the extended one included) or free space. */
 interface Area {
@@ -176,10 +176,11 @@ function asLine(table: PartitionTable, text: string) {
  */
 export function editPartitionFromScript(current: PartitionTable, number: number, text: string): ScriptPlan {
   const p = current.partitions.find((q) => q.number === number);
-  if (!p) throw new ToolError('PARTITION_MISSING', `partition ${number}: partition is unused (-N adds no partition here; use --append)`);
+  // sfdisk: "partition N is not defined yet": the line adds it as partition N
+  if (!p) return appendFromScript(current, `${text}\n`, number);
   const line = asLine(current, text);
   const warnings: string[] = [];
-  const next: Partition = { ...p };
+  const next: Partition = pinLogicalEbr(current, p);
   if (line.start !== undefined || line.size !== undefined || line.move || line.resize) {
     const placed = recountResize(current, p, line);
     next.start = placed.start;
@@ -187,8 +188,8 @@ export function editPartitionFromScript(current: PartitionTable, number: number,
   }
   if (current.label === 'dos') applyDosFields(current, p, next, line, warnings);
   else applyGptFields(current, next, line);
-  if (next.number >= 5 && p.ebrLba !== undefined && next.start <= p.ebrLba) {
-    throw new ToolError('REFUSED', `Failed to resize partition #${number}: it would start at or before its EBR (LBA ${p.ebrLba}); nothing written`);
+  if (next.ebrLba !== undefined && next.start <= next.ebrLba) {
+    throw new ToolError('REFUSED', `Failed to resize partition #${number}: it would start at or before its EBR (LBA ${next.ebrLba}); nothing written`);
   }
   const partitions = current.partitions.map((q) => (q === p ? next : { ...q }));
   return { table: { ...current, partitions }, warnings };
@@ -225,4 +226,21 @@ function applyGptFields(table: PartitionTable, next: Partition, line: ReturnType
   }
   if (next.start < firstUsableLba(table)) throw new ToolError('REFUSED', `partition ${next.number}: The start of the partition understeps FirstUsableLBA; nothing written`);
   if (partitionEnd(next) > lastUsableLba(table)) throw new ToolError('REFUSED', `partition ${next.number}: The end of the partition oversteps LastUsableLBA; nothing written`);
+}
+
+/**
+ * sfdisk --append (and -N N for an unused N, `partno`): the script's partitions added to the
+ * table on the disk, laid out by sfdisk's own rules around the partitions already there (dos: new
+ * logical partitions inside the extended one, their EBRs where libfdisk puts them). The existing
+ * partitions come back unchanged; new GPT partitions get random unique GUIDs unless the script
+ * gives them. Throws ToolError SCRIPT with the script line's number when sfdisk would fail.
+ */
+export function appendFromScript(current: PartitionTable, script: string, partno?: number): ScriptPlan {
+  const options = partno === undefined ? { existing: current } : { existing: current, partno };
+  const result = parseSfdiskScript(script, { sectorSize: current.sectorSize, diskSectors: current.diskSectors }, options);
+  if (!result.ok) throw new ToolError('SCRIPT', `script line ${result.error.line}: ${result.error.message}`);
+  const departure = result.departures[0];
+  if (departure) throw new ToolError('SCRIPT', `script line ${departure.line}: ${departure.message}`);
+  const partitions = result.table.partitions.map((p) => (current.label === 'gpt' && !p.uuid ? { ...p, uuid: randomGuid() } : p));
+  return { table: { ...current, partitions }, warnings: result.warnings.map((w) => `script line ${w.line}: ${w.message}`) };
 }

@@ -315,7 +315,8 @@ function analyze(read: SectorReader, sectorSize: number, diskSectors: number): M
       const n = number++;
       if (c.dataCleared) continue; // a lone all-zero entry: counted by libfdisk, listed by nobody
       const p: Partition = { number: n, start: c.ebr + c.data.lbaStart, size: c.data.sectors, type: c.data.type.toString(16), ebrLba: c.ebr };
-      if (c.linkSectors !== undefined && n > 5) p.linkSectors = c.linkSectors;
+      // only a link the writer would not compute itself (a partition resized since) is kept
+      if (c.linkSectors !== undefined && n > 5 && c.linkSectors !== p.start + p.size - c.ebr) p.linkSectors = c.linkSectors;
       if (c.data.bootIndicator === ACTIVE_FLAG) p.bootable = true;
       partitions.push(p);
     }

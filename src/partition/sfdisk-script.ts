@@ -64,6 +64,7 @@
  *
  * Pure: strings and model objects, no I/O.
  */
+import { logicalEbrLbas } from './align.js';
 import { DOS_SHORTCUTS, GPT_SHORTCUTS } from './gpt-types.js';
 import type { LabelType, Partition, PartitionTable } from './model.js';
 
@@ -83,6 +84,13 @@ export interface ScriptOptions {
   defaultLabel?: LabelType;
   /** The device's grain in bytes, when it is not libfdisk's default (1 MiB, one sector on tiny disks). */
   grain?: number;
+  /**
+   * sfdisk --append and -N N (N unused): the table on the disk, which the script's partitions are
+   * added to (its label is used, headers create nothing). Its partitions come back unchanged.
+   */
+  existing?: PartitionTable;
+  /** With `existing`, -N N: the script's partition line is partition N. */
+  partno?: number;
 }
 
 /** A message tied to a script line (1-based, counting blank and comment lines too). */
@@ -771,6 +779,8 @@ interface DosPte {
   /** Logical partitions: the slot of the extended partition whose EBR chain holds them. */
   ext: number;
   line: number;
+  /** A partition of the existing table (--append), returned as it was. */
+  orig?: Partition;
 }
 
 const UINT_MAX = 0xffffffff;
@@ -789,6 +799,8 @@ class DosLabel {
   npartsMax = 4;
   extOffset = 0;
   extIndex = 0;
+  /** Holds an existing table's partitions (--append): new logical partitions get their EBR's place. */
+  seeded = false;
 
   constructor(private readonly a: Align) {}
 
@@ -1088,7 +1100,9 @@ class DosLabel {
         if (p.size === 0) return;
       }
       const number = i < 4 ? i + 1 : logical++;
-      out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot });
+      if (p.orig) out.push({ ...p.orig, number });
+      else if (this.seeded && i >= 4) out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot, ebrLba: p.offset });
+      else out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot });
     });
     return out;
   }
@@ -1109,6 +1123,8 @@ interface GptEnt {
   name?: string;
   attrs: bigint;
   line: number;
+  /** A partition of the existing table (--append), returned as it was. */
+  orig?: Partition;
 }
 
 class GptLabel {
@@ -1296,6 +1312,10 @@ class GptLabel {
     const out: Partition[] = [];
     this.entries.forEach((e, i) => {
       if (!e || !this.isUsed(i)) return;
+      if (e.orig) {
+        out.push({ ...e.orig });
+        return;
+      }
       const p: Partition = { number: i + 1, start: e.start, size: e.end - e.start + 1, type: e.type, attributes: e.attrs };
       if (e.uuid !== undefined) p.uuid = e.uuid;
       if (e.name !== undefined) p.name = e.name;
@@ -1343,7 +1363,41 @@ class ScriptRun {
       firstLba: tiny ? 1 : Math.floor(io / ss),
       total: disk.diskSectors,
     };
-    this.label = options.defaultLabel ?? 'dos';
+    this.label = options.existing?.label ?? options.defaultLabel ?? 'dos';
+    if (options.existing) this.seed(options.existing);
+  }
+
+  /** dos_read / gpt_read: the labels hold the existing table's partitions, as libfdisk's after reading the disk. */
+  private seed(t: PartitionTable): void {
+    if (t.id !== undefined) this.labelId = t.id;
+    if (t.label === 'dos') {
+      const dos = new DosLabel(this.a);
+      dos.seeded = true;
+      const ebrs = logicalEbrLbas(t);
+      for (const p of t.partitions) {
+        const sys = Number.parseInt(p.type, 16) & 0xff;
+        const pte: DosPte = { start: p.start, size: p.size, sys, boot: p.bootable === true, offset: p.number >= 5 ? ebrs.get(p.number) ?? 0 : 0, ext: 0, line: 0, orig: p };
+        dos.ptes[p.number - 1] = pte;
+        if (p.number <= 4 && isExtendedCode(sys) && !dos.extOffset) {
+          dos.extIndex = p.number - 1;
+          dos.extOffset = p.start;
+        }
+      }
+      for (let i = 0; i < dos.ptes.length; i++) if (dos.ptes[i] === undefined) dos.ptes[i] = null;
+      for (const pte of dos.ptes) if (pte) pte.ext = dos.extIndex;
+      dos.npartsMax = Math.max(4, dos.ptes.length);
+      this.dos = dos;
+    } else {
+      const nents = t.tableLength ?? 128;
+      const gpt = new GptLabel(this.a, nents, t.firstLba ?? 34, t.lastLba ?? t.diskSectors - 34, this.warn);
+      for (const p of t.partitions) {
+        const e: GptEnt = { start: p.start, end: p.start + p.size - 1, type: p.type, attrs: p.attributes ?? 0n, line: 0, orig: p };
+        if (p.uuid !== undefined) e.uuid = p.uuid;
+        gpt.entries[p.number - 1] = e;
+      }
+      this.gpt = gpt;
+    }
+    this.created = true;
   }
 
   private warn = (m: ScriptMessage): void => {
@@ -1420,12 +1474,14 @@ class ScriptRun {
     };
     let lineNo = 0;
     let nents = 0; // partition lines read so far (sfdisk's script table)
-    let nextPartno = -1;
+    // sfdisk: --append continues after the last partition, -N N is partition N
+    const existing = this.options.existing;
+    let nextPartno = !existing ? -1 : this.options.partno !== undefined ? this.options.partno - 1 : Math.max(0, ...existing.partitions.map((p) => p.number));
     let stop: { line: number; why: string } | null = null;
 
     for (;;) {
       if (nextPartno === -1) nextPartno = nents;
-      if (this.created && nextPartno === this.npartitions() && !this.hasContainerOrUnused()) {
+      if (this.created && this.options.partno === undefined && nextPartno === this.npartitions() && !this.hasContainerOrUnused()) {
         stop = { line: lineNo, why: 'All partitions used' };
         break;
       }
@@ -1446,6 +1502,7 @@ class ScriptRun {
         continue;
       }
       if (!this.created) this.createLabel(lineNo);
+      if (this.options.partno !== undefined) pa.partno = this.options.partno - 1;
       try {
         const cur = this.dos ? this.dos.add(pa) : (this.gpt as GptLabel).add(pa);
         nextPartno = cur + 1;
@@ -1638,6 +1695,8 @@ class ScriptRun {
       t = { label: 'dos', ...base, partitions: (this.dos as DosLabel).partitions() };
     }
     if (this.labelId !== undefined) t.id = this.labelId;
+    // an existing table keeps its header fields (entries' place, table length, size)
+    if (this.options.existing) return { ...this.options.existing, partitions: t.partitions };
     return t;
   }
 }
