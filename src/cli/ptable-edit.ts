@@ -27,7 +27,7 @@ import { editPartitionFromScript } from '../partition/edit-script.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { PartitionTable } from '../partition/model.js';
 import { writeHazards } from '../partition/read.js';
-import { type Globals, type RegisterCommands, commitTable, loadTable, withDisk } from './ptable-common.js';
+import { type Globals, type RegisterCommands, commitTable, loadTable, warn, withDisk } from './ptable-common.js';
 
 /** A partition number argument as sfdisk reads it (strtou32_or_err). */
 export function partitionNumber(path: string, text: string): number {
@@ -61,7 +61,8 @@ function edit(disk: Disk, change: (table: PartitionTable) => EditResult | Partit
   const result = onDisk(disk.path, () => change(table));
   if (result === null) return;
   const next = 'notes' in result ? result.table : result;
-  if ('notes' in result) say(result.notes);
+  // what sfdisk says about the change goes to stderr: stdout carries only the values asked for
+  if ('notes' in result) for (const note of result.notes) warn(`${disk.path}: ${note}`);
   commitTable(disk, () => next);
 }
 
@@ -187,7 +188,7 @@ export const registerEditCommands: RegisterCommands = (program, globals) => {
         (disk) =>
           edit(disk, (t) => {
             const next = reorderPartitions(t);
-            if (next === null) say(['Nothing to do. Ordering is correct already.']);
+            if (next === null) warn(`${path}: nothing to do, the ordering is correct already (nothing written)`);
             return next;
           }),
         true,

@@ -173,7 +173,8 @@ export function partitionValue(table: PartitionTable, number: number, what: 'typ
   const p = usedPartition(table, number);
   switch (what) {
     case 'type':
-      return table.label === 'gpt' ? p.type.toUpperCase() : p.type.toLowerCase();
+      // sfdisk prints a dos type with "%2x"
+      return table.label === 'gpt' ? p.type.toUpperCase() : p.type.toLowerCase().padStart(2, ' ');
     case 'name':
       if (table.label !== 'gpt') throw new ToolError('USAGE', `partition ${number}: failed to get partition name: a dos partition has none`);
       return p.name ?? '';
@@ -208,15 +209,15 @@ const ENTRY_BYTES = 16;
 
 /**
  * `sfdisk --activate` on a GPT disk: libfdisk enters the protective MBR as a nested dos label and
- * sets the boot indicator of its entries (all cleared, then each N toggled, N from 1 to 4). Returns
- * the new sector 0, or throws when N names an empty entry. Pure: sector in, sector out.
+ * sets the boot indicator of its entries (all cleared, then each N toggled, N from 1 to 4, empty or
+ * not). Returns the new sector 0, or throws for an N past 4. Pure: sector in, sector out.
  */
 export function activateProtectiveMbr(sector0: Buffer, numbers: readonly number[]): Buffer {
   const out = Buffer.from(sector0);
-  const used = (i: number): boolean => out[MBR_ENTRIES_AT + i * ENTRY_BYTES + 4] !== 0;
   for (let i = 0; i < 4; i++) out[MBR_ENTRIES_AT + i * ENTRY_BYTES] = 0;
+  // libfdisk toggles an empty entry too (sfdisk 2.38.1 does: only 1-4 are checked)
   for (const n of numbers) {
-    if (!Number.isInteger(n) || n < 1 || n > 4 || !used(n - 1)) throw new ToolError('PARTITION_MISSING', `partition ${n}: failed to toggle bootable flag (no such entry in the protective MBR)`);
+    if (!Number.isInteger(n) || n < 1 || n > 4) throw new ToolError('PARTITION_MISSING', `partition ${n}: failed to toggle bootable flag (the protective MBR has entries 1-4)`);
     const at = MBR_ENTRIES_AT + (n - 1) * ENTRY_BYTES;
     out[at] = out[at] === 0x80 ? 0 : 0x80;
   }
@@ -226,7 +227,7 @@ export function activateProtectiveMbr(sector0: Buffer, numbers: readonly number[
 /** The protective MBR's bootable entries (1-4), as `sfdisk --activate DISK` lists them on a GPT disk. */
 export function protectiveMbrBootable(sector0: Buffer): number[] {
   const out: number[] = [];
-  for (let i = 0; i < 4; i++) if (sector0[MBR_ENTRIES_AT + i * ENTRY_BYTES + 4] !== 0 && sector0[MBR_ENTRIES_AT + i * ENTRY_BYTES] === 0x80) out.push(i + 1);
+  for (let i = 0; i < 4; i++) if (sector0[MBR_ENTRIES_AT + i * ENTRY_BYTES] === 0x80) out.push(i + 1);
   return out;
 }
 
