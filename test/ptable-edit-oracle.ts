@@ -25,7 +25,9 @@ export interface EditCase {
   /** An sfdisk script that prepares the image (on the loop device with `device`), after `setup`. */
   setupScript?: string;
   /** sfdisk's arguments after `--no-reread --no-tell-kernel -q`; DISK is the image or device. */
-  sfdisk: string[];
+  sfdisk?: string[];
+  /** Or sgdisk's arguments (as given; DISK as above). */
+  sgdisk?: string[];
   input?: string;
   /** The edit under test, on the table read from the prepared image. */
   edit: (table: PartitionTable) => PartitionTable;
@@ -49,8 +51,9 @@ export function replayEdit(dir: string, name: string, c: EditCase): EditReplay {
         if (s.status !== 0) throw new Error(`sfdisk setup failed: ${s.stderr.toString()}`);
       }
       fs.copyFileSync(files.oracle, files.ours);
-      const args = ['--no-reread', '--no-tell-kernel', '-q', ...c.sfdisk.map((a) => (a === 'DISK' ? device ?? files.oracle : a))];
-      r = spawnSync('sfdisk', args, { input: c.input ?? '', env: { ...process.env, LC_ALL: 'C' } });
+      const disk = (a: string): string => (a === 'DISK' ? device ?? files.oracle : a);
+      const [command, args] = c.sgdisk ? ['sgdisk', c.sgdisk.map(disk)] : ['sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...(c.sfdisk ?? []).map(disk)]];
+      r = spawnSync(command, args, { input: c.input ?? '', env: { ...process.env, LC_ALL: 'C' } });
     } finally {
       if (device) execFileSync('losetup', ['-d', device]);
     }
