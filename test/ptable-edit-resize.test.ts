@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { ToolError } from '../src/errors.js';
 import { editPartitionFromScript } from '../src/partition/edit-script.js';
 import { growPartition } from '../src/partition/align.js';
 import { sfdiskWrite, useTempDir } from './helpers.js';
@@ -94,6 +95,8 @@ const DOS_SUBTESTS: Array<[string, string, number, string]> = [
   ['reduce-empty-extended', 'label: dos\n,1M\n,5M,E\n', 2, ',-2M'],
   ['resize-extended', 'label: dos\n,1M\n,1M\n,1M\n,5M,E\n,1M\n,1M\n', 4, ',+'],
   ['resize-logical', 'label: dos\n,1M\n,1M\n,1M\n,10M,E\n,1M\n,1M\n', 6, ',+'],
+  // beyond util-linux: free space between logical partitions (libfdisk counts it up to the next one's first sector)
+  ['a logical partition moved up into that gap', 'label: dos\n,1M\n,30M,E\nstart=6144, size=2048\nstart=40960, size=2048\n', 5, '+4M,'],
 ];
 
 describe('ptable -N N: util-linux tests/ts/sfdisk/dos resize subtests replayed against sfdisk', () => {
@@ -102,6 +105,27 @@ describe('ptable -N N: util-linux tests/ts/sfdisk/dos resize subtests replayed a
       expectSameEdit(name, (f) => sfdiskWrite(f, script), number, line, 50 * MiB);
     });
   }
+
+  it("a logical partition grown into the gap before the next one: sfdisk overlaps it, ptable refuses (grow stops at the next EBR)", () => {
+    const script = 'label: dos\n,1M\n,30M,E\nstart=6144, size=2048\nstart=40960, size=2048\n';
+    const r = replayEdit(dir, 'gap', { bytes: 50 * MiB, setup: (f) => sfdiskWrite(f, script), sfdisk: ['-N', '5', 'DISK'], input: ',+\n', edit: (t) => editPartitionFromScript(t, 5, ',+').table });
+    expect(r.oracle.status).toBe(0);
+    // sfdisk's partition 5 now ends on partition 6's first sector, over its EBR
+    expect(r.oracle.image.readUInt32LE(6144 * 512 - 2048 * 512 + 0x1be + 12)).toBe(40960 - 6144 + 1);
+    expect(r.ours.error).toBeInstanceOf(ToolError);
+    expect(String(r.ours.error)).toMatch(/cover the EBR of partition 6|overlap partition 6/);
+    expect(imageDifference(r.oracle.image, r.ours.image, 512)).not.toBeNull();
+    // the same quirk outside: free space at the start of the extended partition counts for the primary before it
+    const before = 'label: dos\nstart=2048, size=2048\nstart=20480, size=20M, type=5\nstart=24576, size=2048\n';
+    const p = replayEdit(dir, 'gap-primary', { bytes: 50 * MiB, setup: (f) => sfdiskWrite(f, before), sfdisk: ['-N', '1', 'DISK'], input: ',+\n', edit: (t) => editPartitionFromScript(t, 1, ',+').table });
+    expect(p.oracle.status).toBe(0);
+    expect(p.oracle.image.readUInt32LE(0x1be + 12), 'sfdisk runs partition 1 into the extended one').toBeGreaterThan(20480 - 2048);
+    expect(String(p.ours.error)).toMatch(/overlap partition 2/);
+    const grown = replayEdit(dir, 'gap-grow', { bytes: 50 * MiB, setup: (f) => sfdiskWrite(f, script), sfdisk: ['--dump', 'DISK'], edit: (t) => growPartition(t, 5) });
+    expect(grown.ours.error).toBeUndefined();
+    const size5 = grown.ours.image.readUInt32LE(4096 * 512 + 0x1be + 12);
+    expect(size5).toBe(38912 - 6144); // up to the sector before partition 6's EBR
+  });
 
   it('defect 3: growing logical partition 6 keeps the link entry of the EBR before it (growPartition too)', () => {
     const r = replayEdit(dir, 'grow-logical', {

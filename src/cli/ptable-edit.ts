@@ -23,7 +23,7 @@ import {
   setPartitionUuid,
   usedPartition,
 } from '../partition/edit.js';
-import { editPartitionFromScript } from '../partition/edit-script.js';
+import { growPartition } from '../partition/align.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { PartitionTable } from '../partition/model.js';
 import { writeHazards } from '../partition/read.js';
@@ -117,7 +117,7 @@ function activate(disk: Disk, numbers: number[] | null): void {
 export const registerEditCommands: RegisterCommands = (program, globals) => {
   program
     .command('grow')
-    .description("extend partition N to the end of the free space after it (sfdisk -N N with ',+')")
+    .description("extend partition N to the end of the free space after it (sfdisk -N N with ',+'; a logical partition stops before the next EBR)")
     .argument('<DISK>')
     .argument('<N>')
     .action((path: string, n: string) =>
@@ -131,8 +131,8 @@ export const registerEditCommands: RegisterCommands = (program, globals) => {
           refuseHazards(disk, `grow partition ${number}`, number);
           // A grown disk: the GPT's backup moves to its new end first.
           const current = table.label === 'gpt' ? relocateBackup(table, disk.sectors) : table;
-          const plan = onDisk(path, () => editPartitionFromScript(current, number, ',+'));
-          commitTable(disk, () => plan.table);
+          // sfdisk -N N ',+' (the same bytes), but stopping before the next EBR where libfdisk runs over it
+          commitTable(disk, () => growPartition(current, number));
         },
         true,
       ),

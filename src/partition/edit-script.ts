@@ -11,7 +11,7 @@
  * Pure: tables and strings, no I/O.
  */
 import { ToolError } from '../errors.js';
-import { defaultFirstLba, extendedPartition, firstUsableLba, isExtendedType, lastUsableLba, partitionEnd, pinLogicalEbr } from './align.js';
+import { defaultFirstLba, extendedPartition, firstUsableLba, isExtendedType, lastUsableLba, logicalEbrLbas, partitionEnd, pinLogicalEbr } from './align.js';
 import { isGuid, normalizeGuid, randomGuid } from './guid.js';
 import type { Partition, PartitionTable } from './model.js';
 import type { ScriptPlan } from './script-table.js';
@@ -192,7 +192,31 @@ export function editPartitionFromScript(current: PartitionTable, number: number,
     throw new ToolError('REFUSED', `Failed to resize partition #${number}: it would start at or before its EBR (LBA ${next.ebrLba}); nothing written`);
   }
   const partitions = current.partitions.map((q) => (q === p ? next : { ...q }));
-  return { table: { ...current, partitions }, warnings };
+  const table = { ...current, partitions };
+  const clash = overlapAfterEdit(table, next);
+  if (clash) throw new ToolError('REFUSED', `Failed to resize partition #${number}: it would ${clash} (sfdisk 2.38.1 writes that table, which its own -V rejects); nothing written`);
+  return { table, warnings };
+}
+
+/**
+ * What the edited partition would run into: libfdisk's free space inside an extended partition
+ * ends on the next logical partition's first sector, so its resize can cover the next EBR and
+ * that sector. Null when it stays clear of every other partition and EBR.
+ */
+function overlapAfterEdit(table: PartitionTable, edited: Partition): string | null {
+  const logical = table.label === 'dos' && edited.number >= 5;
+  const end = partitionEnd(edited);
+  const ebrs = logical ? logicalEbrLbas(table) : new Map<number, number>();
+  for (const q of table.partitions) {
+    if (q.number === edited.number || q.size === 0) continue;
+    if (table.label === 'dos' && (q.number >= 5) !== logical) continue;
+    if (edited.start <= partitionEnd(q) && q.start <= end) return `overlap partition ${q.number}`;
+    const ebr = ebrs.get(q.number);
+    if (ebr !== undefined && ebr >= edited.start && ebr <= end) return `cover the EBR of partition ${q.number} (LBA ${ebr})`;
+  }
+  const ext = logical ? extendedPartition(table) : undefined;
+  if (ext && end > partitionEnd(ext)) return `end past its extended partition (LBA ${partitionEnd(ext)})`;
+  return null;
 }
 
 function applyDosFields(table: PartitionTable, p: Partition, next: Partition, line: ReturnType<typeof asLine>, warnings: string[]): void {
