@@ -139,3 +139,29 @@ describe('ptable -N N: util-linux tests/ts/sfdisk/dos resize subtests replayed a
     expect(imageDifference(r.oracle.image, r.ours.image, 512)).toBeNull();
   });
 });
+
+describe("ptable -N N: sfdisk's refusals refused (a ToolError, nothing written)", () => {
+  const TWO = 'label: gpt\n,10M\n,10M\n';
+  const DOS = 'label: dos\n,10M\n,10M\n,10M\n,20M,E\n,5M\n';
+  const cases: Array<[string, string, number, string]> = [
+    ['gpt: moved onto partition 2', TWO, 1, '+10M,'],
+    ['gpt: an absolute start inside partition 2', TWO, 1, '30000,'],
+    ['gpt: reduced by more than its size', TWO, 1, ',-20M'],
+    ['gpt: enlarged into partition 2', TWO, 1, ',+1M'],
+    ['gpt: moved down past the first usable sector', TWO, 1, '-2M,'],
+    ['gpt: a line that does not parse', TWO, 1, 'start=x'],
+    ['dos: a primary moved into the extended partition', DOS, 3, '+10M,'],
+    ['dos: a logical partition enlarged past the extended one', DOS, 5, ',+30M'],
+    ['dos: a logical partition moved out of the extended one', DOS, 5, '-20M,'],
+    ['dos: the extended partition retyped while it holds logical ones', DOS, 4, ',,83'],
+    ['dos: a second extended partition', DOS, 1, ',,E'],
+  ];
+  for (const [name, script, number, line] of cases) {
+    it(name, () => {
+      const r = replayEdit(dir, name, { bytes: 64 * MiB, setup: (f) => sfdiskWrite(f, script), sfdisk: ['-N', String(number), 'DISK'], input: `${line}\n`, edit: (t) => editPartitionFromScript(t, number, line).table });
+      expect(r.oracle.status, `sfdisk: ${r.oracle.stdout}`).not.toBe(0);
+      expect(r.ours.error, String(r.ours.error)).toBeInstanceOf(ToolError);
+      expect(imageDifference(r.oracle.image, r.ours.image, 512, false)).toBeNull();
+    });
+  }
+});
