@@ -165,3 +165,26 @@ describe("ptable -N N: sfdisk's refusals refused (a ToolError, nothing written)"
     });
   }
 });
+
+describe('ptable -N N: the script around the line', () => {
+  it('comments, blank and header lines before the line are skipped, lines after it ignored (as sfdisk)', () => {
+    const script = '# resize\n\nunit: sectors\n,+\n,-1M\n';
+    const r = replayEdit(dir, 'around', { bytes: 64 * MiB, setup: (f) => sfdiskWrite(f, 'label: gpt\n,10M\n'), sfdisk: ['-N', '1', 'DISK'], input: script, edit: (t) => editPartitionFromScript(t, 1, script).table });
+    expect(r.oracle.status).toBe(0);
+    expect(r.ours.error).toBeUndefined();
+    expect(imageDifference(r.oracle.image, r.ours.image, 512)).toBeNull();
+  });
+
+  it('no partition line: the partition stays as it is (sfdisk writes the same table)', () => {
+    const r = replayEdit(dir, 'empty', { bytes: 64 * MiB, setup: (f) => sfdiskWrite(f, 'label: gpt\n,10M\n'), sfdisk: ['-N', '1', 'DISK'], input: '\n# nothing\n', edit: (t) => editPartitionFromScript(t, 1, '\n# nothing\n').table });
+    expect(r.oracle.status).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ours.image, 512, false)).toBeNull();
+  });
+
+  it("a GPT name= with \\x escapes, decoded as sfdisk's scripts decode it", () => {
+    const line = 'name="a\\x20b"';
+    const r = replayEdit(dir, 'name', { bytes: 64 * MiB, setup: (f) => sfdiskWrite(f, 'label: gpt\n,10M\n'), sfdisk: ['-N', '1', 'DISK'], input: `${line}\n`, edit: (t) => editPartitionFromScript(t, 1, line).table });
+    expect(r.oracle.status).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ours.image, 512)).toBeNull();
+  });
+});

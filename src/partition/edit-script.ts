@@ -15,7 +15,7 @@ import { defaultFirstLba, extendedPartition, firstUsableLba, isExtendedType, las
 import { isGuid, normalizeGuid, randomGuid } from './guid.js';
 import type { Partition, PartitionTable } from './model.js';
 import type { ScriptPlan } from './script-table.js';
-import { parseGptAttributes, parseSfdiskPartitionLine, parseSfdiskScript } from './sfdisk-script.js';
+import { isHeaderLine, parseGptAttributes, parseSfdiskPartitionLine, parseSfdiskScript, sfdiskGptName } from './sfdisk-script.js';
 
 /** One area of libfdisk's resize table: a partition (the extended one included) or free space. */
 interface Area {
@@ -161,25 +161,32 @@ function recountResize(table: PartitionTable, p: Partition, line: ReturnType<typ
   return size === undefined ? { start } : { start, size };
 }
 
-function asLine(table: PartitionTable, text: string) {
+function asLine(table: PartitionTable, text: string, lineNumber = 1) {
   const line = parseSfdiskPartitionLine(text, table.label, table.sectorSize);
-  if ('error' in line) throw new ToolError('SCRIPT', `script line 1: ${line.error}`);
+  if ('error' in line) throw new ToolError('SCRIPT', `script line ${lineNumber}: ${line.error}`);
   return line;
 }
 
 /**
- * `sfdisk -N number` with a one-line script: partition `number` of `current` moved, resized or
+ * `sfdisk -N number` with a script (its first partition line; blank, comment and header lines are
+ * skipped, later lines ignored with a warning): partition `number` of `current` moved, resized or
  * retyped (the label's set_part rules: dos type changes to and from extended, gpt's usable range).
- * Returns the new table, or throws a ToolError: SCRIPT for a line that does not parse, REFUSED
- * for a change that does not fit, PARTITION_MISSING when partition `number` is unused (adding a
- * partition is `appendFromScript`'s).
+ * An unused `number` is added as partition `number` (appendFromScript), as sfdisk does. Returns
+ * the new table, or throws a ToolError: SCRIPT for a line that does not parse, REFUSED for a
+ * change that does not fit.
  */
-export function editPartitionFromScript(current: PartitionTable, number: number, text: string): ScriptPlan {
+export function editPartitionFromScript(current: PartitionTable, number: number, script: string): ScriptPlan {
   const p = current.partitions.find((q) => q.number === number);
   // sfdisk: "partition N is not defined yet": the line adds it as partition N
-  if (!p) return appendFromScript(current, `${text}\n`, number);
-  const line = asLine(current, text);
+  if (!p) return appendFromScript(current, script.endsWith('\n') ? script : `${script}\n`, number);
   const warnings: string[] = [];
+  // sfdisk applies the first partition line (headers before it are read and change nothing here)
+  const lines = script.split('\n').map((l) => l.replace(/\r$/, '').trim()).map((l, i) => ({ l, i: i + 1 }));
+  const content = lines.filter(({ l }) => l !== '' && !l.startsWith('#') && !isHeaderLine(l));
+  const first = content[0];
+  if (!first) return { table: { ...current, partitions: current.partitions.map((q) => ({ ...q })) }, warnings: ['no partition line: partition unchanged'] };
+  for (const rest of content.slice(1)) warnings.push(`script line ${rest.i}: ignored (-N changes one partition, from the first partition line)`);
+  const line = asLine(current, first.l, first.i);
   const next: Partition = pinLogicalEbr(current, p);
   if (line.start !== undefined || line.size !== undefined || line.move || line.resize) {
     const placed = recountResize(current, p, line);
@@ -238,7 +245,11 @@ function applyGptFields(table: PartitionTable, next: Partition, line: ReturnType
     if (!isGuid(line.uuid)) throw new ToolError('SCRIPT', `partition ${next.number}: failed to parse partition uuid '${line.uuid}'`);
     next.uuid = normalizeGuid(line.uuid);
   }
-  if (line.name !== undefined) next.name = line.name;
+  if (line.name !== undefined) {
+    const name = sfdiskGptName(line.name);
+    if (name === null) throw new ToolError('SCRIPT', `partition ${next.number}: the name is not UTF-8 of the Basic Multilingual Plane`);
+    next.name = name;
+  }
   if (line.type?.label === 'gpt') {
     if (!isGuid(line.type.typestr)) throw new ToolError('SCRIPT', `partition ${next.number}: failed to parse GUID: ${line.type.typestr}`);
     next.type = normalizeGuid(line.type.typestr);

@@ -212,6 +212,15 @@ export function parseSfdiskPartitionLine(text: string, label: LabelType, sectorS
   }
 }
 
+/**
+ * A GPT name as libfdisk stores a script's name= (\xHH escapes decoded, UTF-8 to at most 36
+ * UTF-16 code units), or null when it is not UTF-8 of the BMP (libfdisk leaves it empty then).
+ */
+export function sfdiskGptName(text: string): string | null {
+  const bytes = unhexmangle(utf8Bytes(text));
+  return bytes.length === 0 ? '' : gptNameFromBytes(bytes);
+}
+
 /** sfdisk's size syntax (lib/strutils.c parse_size): value and the suffix power (0 = none). */
 export function parseSfdiskSize(text: string): { value: bigint; power: number } | null {
   return parseSize(text);
@@ -1709,7 +1718,7 @@ class ScriptFailure extends Error {
 
 
 /** is_header_line(): "name: value" with no '=' anywhere. */
-function isHeaderLine(s: string): boolean {
+export function isHeaderLine(s: string): boolean {
   const p = s.indexOf(':');
   return !(p < 0 || p === 0 || p + 1 >= s.length || s.includes('='));
 }
