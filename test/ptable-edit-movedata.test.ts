@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDisk } from '../src/io/disk.js';
-import { moveDataRefusal, moveLogPath, movePartitionData } from '../src/io/move-data.js';
+import { moveDataRefusal, moveLogPath, movePartitionData, planMoveData } from '../src/io/move-data.js';
 import { writeTable } from '../src/io/table-writer.js';
 import { editPartitionFromScript } from '../src/partition/edit-script.js';
 import { readTable } from '../src/partition/read.js';
@@ -116,5 +116,10 @@ describe('ptable -N N --move-data against sfdisk (util-linux movedata: up, down,
     expect(moveDataRefusal(p, { ...p })).toMatch(/has not been moved/);
     expect(moveDataRefusal(p, { ...p, start: 4096, size: 100 })).toMatch(/smaller than original/);
     expect(moveDataRefusal(p, { ...p, start: 4096 })).toBeNull();
+    // ptable's plan: nothing to move, a move, or a refusal before anything is written
+    expect(planMoveData(p, { ...p, size: 40000 })).toBeNull();
+    expect(planMoveData(undefined, p)).toBeNull();
+    expect(planMoveData(p, { ...p, start: 4096 })).toEqual({ from: 2048, to: 4096, sectors: 20480 });
+    expect(() => planMoveData(p, { ...p, start: 4096, size: 100 })).toThrow(/smaller than original/);
   });
 });

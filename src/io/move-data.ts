@@ -24,6 +24,20 @@ export function moveDataRefusal(original: Partition, moved: Partition): string |
   return null;
 }
 
+/**
+ * What `write -N N --move-data` does, decided before the table is written: the move, or null when
+ * the start did not change (nothing to move: sfdisk warns, writes the table and exits 1; ptable
+ * warns and exits 0). A partition made smaller is refused (sfdisk writes the moved table and
+ * leaves the data behind; ptable writes nothing).
+ */
+export function planMoveData(original: Partition | undefined, moved: Partition): { from: number; to: number; sectors: number } | null {
+  if (!original) return null; // -N N added partition N: there is no data to move
+  const refusal = moveDataRefusal(original, moved);
+  if (refusal && moved.start !== original.start) throw new ToolError('REFUSED', `partition ${moved.number}: ${refusal}: the data would not fit; nothing written`);
+  if (refusal) return null;
+  return { from: original.start, to: moved.start, sectors: original.size };
+}
+
 /** The typescript file sfdisk writes for --move-data=LOGFILE (mk_backup_filename_tpl). */
 export function moveLogPath(logTemplate: string, diskPath: string, number: number): string {
   return `${logTemplate}-${path.basename(sfdiskPartitionName(diskPath, number))}.move`;

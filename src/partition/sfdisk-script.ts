@@ -59,8 +59,12 @@
  * headers, at the first partition line). The result is the table as `sfdisk -d` shows it after
  * writing (e.g. a 0-sector logical partition is dropped, as libfdisk's reader omits it).
  *
- * Not supported: sun/sgi/bsd labels, sfdisk's -N/--append modes, moving partitions; a device
- * with I/O hints other than an optimal I/O size (options.grain).
+ * sfdisk's --append (and -N N for an unused N) is options.existing: the script is laid out around
+ * the table on the disk. -N N for a used N reads one line (parseSfdiskPartitionLine; the move
+ * and resize are edit-script.ts's).
+ *
+ * Not supported: sun/sgi/bsd labels; a device with I/O hints other than an optimal I/O size
+ * (options.grain).
  *
  * Pure: strings and model objects, no I/O.
  */
