@@ -121,6 +121,21 @@ export function logicalEbrLbas(table: PartitionTable): Map<number, number> {
   return result;
 }
 
+/**
+ * A copy of logical partition `p` with its EBR's place and the link that points to that EBR
+ * pinned as they are now: libfdisk's set_part moves or resizes a logical partition inside its
+ * EBR and leaves the previous EBR's link alone, so an edit must not let the writer recompute
+ * either from the new start and size. Other partitions come back as copies.
+ */
+export function pinLogicalEbr(table: PartitionTable, p: Partition): Partition {
+  if (table.label !== 'dos' || p.number < 5) return { ...p };
+  const ebr = logicalEbrLbas(table).get(p.number);
+  if (ebr === undefined) return { ...p };
+  const pinned: Partition = { ...p, ebrLba: ebr };
+  if (p.number > 5 && pinned.linkSectors === undefined) pinned.linkSectors = partitionEnd(p) - ebr + 1;
+  return pinned;
+}
+
 /** Sector ranges taken in the primary space (GPT partitions; dos primaries including the extended one). */
 function primaryRanges(table: PartitionTable): Array<{ start: number; end: number; number: number }> {
   return table.partitions
@@ -214,6 +229,6 @@ export function growPartition(table: PartitionTable, number: number, options: Gr
   if (end <= partitionEnd(p)) return { ...table, partitions: table.partitions.map((q) => ({ ...q })) };
   return {
     ...table,
-    partitions: table.partitions.map((q) => (q === p ? { ...q, size: end - q.start + 1 } : { ...q })),
+    partitions: table.partitions.map((q) => (q === p ? { ...pinLogicalEbr(table, q), size: end - q.start + 1 } : { ...q })),
   };
 }

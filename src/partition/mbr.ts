@@ -170,6 +170,8 @@ interface EbrRead {
   data: MbrEntry;
   dataCleared: boolean;
   linkCleared: boolean;
+  /** The size of the previous EBR's link to this one (not for the first EBR). */
+  linkSectors?: number;
 }
 
 /**
@@ -201,13 +203,19 @@ function ebrEntries(sector: Buffer, ebr: number, problems: TableProblem[]): { da
  * One EBR as the chain is read: the entry taken as its logical partition, and the LBA of the next
  * EBR (null: the chain ends here). Pure; problems with the EBR go to `problems`.
  */
-export function readEbr(sector: Buffer, ebr: number, extendedStart: number, problems: TableProblem[] = []): { partition: MbrEntry; next: number | null; dataCleared: boolean; linkCleared: boolean } {
+export function readEbr(
+  sector: Buffer,
+  ebr: number,
+  extendedStart: number,
+  problems: TableProblem[] = [],
+): { partition: MbrEntry; next: number | null; nextLinkSectors: number; dataCleared: boolean; linkCleared: boolean } {
   const { data, link } = ebrEntries(sector, ebr, problems);
   const entries = parseMbrEntries(sector);
   const l = entries[link]!;
   return {
     partition: entries[data]!,
     next: isExtendedType(l.type.toString(16)) ? extendedStart + l.lbaStart : null,
+    nextLinkSectors: l.sectors,
     dataCleared: isCleared(sector, data),
     linkCleared: isCleared(sector, link),
   };
@@ -222,6 +230,7 @@ function readEbrChain(read: SectorReader, sectorSize: number, diskSectors: numbe
   const chain: EbrRead[] = [];
   const ebrLbas: number[] = [];
   let next: number | null = ext.start;
+  let linkSectors = 0;
   while (next !== null) {
     const ebr: number = next;
     next = null;
@@ -244,8 +253,11 @@ function readEbrChain(read: SectorReader, sectorSize: number, diskSectors: numbe
       problems.push(problem('warning', 'bad-ebr-signature', `EBR at LBA ${ebr}: expected signature 55aa, found ${found}`, ebr));
     }
     const taken = readEbr(sector, ebr, ext.start, problems);
-    chain.push({ ebr, data: taken.partition, dataCleared: taken.dataCleared, linkCleared: taken.linkCleared });
+    const read_: EbrRead = { ebr, data: taken.partition, dataCleared: taken.dataCleared, linkCleared: taken.linkCleared };
+    if (chain.length > 0) read_.linkSectors = linkSectors;
+    chain.push(read_);
     next = taken.next;
+    linkSectors = taken.nextLinkSectors;
   }
   // libfdisk drops a last EBR with nothing in it, then every empty (0-sector) partition but a
   // lone logical partition of type 0, renumbering the ones after it.
@@ -256,6 +268,8 @@ function readEbrChain(read: SectorReader, sectorSize: number, diskSectors: numbe
     const empty = chain.findIndex((c) => c.data.sectors === 0 && (chain.length > 1 || firstType !== 0));
     if (empty < 0) break;
     chain.splice(empty, 1);
+    // the links no longer pair with their EBRs: the writer computes them afresh
+    for (const c of chain) delete c.linkSectors;
   }
   return { chain, ebrLbas };
 }
@@ -301,6 +315,8 @@ function analyze(read: SectorReader, sectorSize: number, diskSectors: number): M
       const n = number++;
       if (c.dataCleared) continue; // a lone all-zero entry: counted by libfdisk, listed by nobody
       const p: Partition = { number: n, start: c.ebr + c.data.lbaStart, size: c.data.sectors, type: c.data.type.toString(16), ebrLba: c.ebr };
+      // only a link the writer would not compute itself (a partition resized since) is kept
+      if (c.linkSectors !== undefined && n > 5 && c.linkSectors !== p.start + p.size - c.ebr) p.linkSectors = c.linkSectors;
       if (c.data.bootIndicator === ACTIVE_FLAG) p.bootable = true;
       partitions.push(p);
     }
@@ -470,14 +486,16 @@ export function serializeMbr(table: PartitionTable): SectorWrite[] {
       const qEnd = partitionEnd(q);
       // The link's fields are relative to the extended partition and span EBR and partition.
       checkU32(`logical partition ${q.number}: its EBR's offset in the extended partition`, qEbr - ext.start);
-      checkU32(`logical partition ${q.number}: the link's size (EBR at LBA ${qEbr} to LBA ${qEnd})`, qEnd - qEbr + 1);
+      // A link read from the disk stays as it was (libfdisk keeps it when a partition is resized).
+      const linkSectors = q.linkSectors ?? qEnd - qEbr + 1;
+      checkU32(`logical partition ${q.number}: the link's size (EBR at LBA ${qEbr}, ${linkSectors} sectors)`, linkSectors);
       writeEntry(sector, 1, {
         boot: false,
         type: EBR_LINK_TYPE,
         relativeStart: qEbr - ext.start,
-        sectors: qEnd - qEbr + 1,
+        sectors: linkSectors,
         absoluteStart: qEbr,
-        absoluteEnd: qEnd,
+        absoluteEnd: qEbr + Math.max(linkSectors, 1) - 1,
       });
     }
     writes.push({ lba: ebr, data: sector });

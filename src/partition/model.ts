@@ -34,6 +34,13 @@ export interface Partition {
    * EBRs where sfdisk would (see align.ts logicalEbrLbas).
    */
   ebrLba?: number;
+  /**
+   * dos logical partitions from 6 on: the size field of the link entry (in the previous EBR) that
+   * points to this partition's EBR, as read. libfdisk rewrites a link only when it adds or deletes
+   * a logical partition, so a resized one keeps the link it had. Set by the reader only when it is
+   * not what the writer computes when it is absent (the EBR to the end of this partition).
+   */
+  linkSectors?: number;
 }
 
 export interface PartitionTable {

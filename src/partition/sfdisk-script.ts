@@ -59,11 +59,16 @@
  * headers, at the first partition line). The result is the table as `sfdisk -d` shows it after
  * writing (e.g. a 0-sector logical partition is dropped, as libfdisk's reader omits it).
  *
- * Not supported: sun/sgi/bsd labels, sfdisk's -N/--append modes, moving partitions; a device
- * with I/O hints other than an optimal I/O size (options.grain).
+ * sfdisk's --append (and -N N for an unused N) is options.existing: the script is laid out around
+ * the table on the disk. -N N for a used N reads one line (parseSfdiskPartitionLine; the move
+ * and resize are edit-script.ts's).
+ *
+ * Not supported: sun/sgi/bsd labels; a device with I/O hints other than an optimal I/O size
+ * (options.grain).
  *
  * Pure: strings and model objects, no I/O.
  */
+import { logicalEbrLbas } from './align.js';
 import { DOS_SHORTCUTS, GPT_SHORTCUTS } from './gpt-types.js';
 import type { LabelType, Partition, PartitionTable } from './model.js';
 
@@ -83,6 +88,13 @@ export interface ScriptOptions {
   defaultLabel?: LabelType;
   /** The device's grain in bytes, when it is not libfdisk's default (1 MiB, one sector on tiny disks). */
   grain?: number;
+  /**
+   * sfdisk --append and -N N (N unused): the table on the disk, which the script's partitions are
+   * added to (its label is used, headers create nothing). Its partitions come back unchanged.
+   */
+  existing?: PartitionTable;
+  /** With `existing`, -N N: the script's partition line is partition N. */
+  partno?: number;
 }
 
 /** A message tied to a script line (1-based, counting blank and comment lines too). */
@@ -185,6 +197,32 @@ export function parseSfdiskPartitionType(label: LabelType, text: string): Parsed
   const names = label === 'dos' ? dosTypeNames() : gptTypeNames();
   for (const [data, name] of names) if (alnumCompare(name, text) === 0) return typeFromData(label, data);
   return typeFromData(label, text);
+}
+
+/** One partition line of a script, as sfdisk reads it for -N (nothing laid out yet). */
+export type PartitionLine = Template;
+
+/**
+ * A single partition line (sfdisk -N's input): the fields it gives, the ones it leaves to the
+ * current partition undefined, or the parser's error.
+ */
+export function parseSfdiskPartitionLine(text: string, label: LabelType, sectorSize: number): PartitionLine | { error: string } {
+  const s = trimC(text);
+  try {
+    return s.includes('=') ? parseNameVal(s, 1, label, { ss: sectorSize, scriptSectorSize: 0 }) : parseValCommas(s, 1, label, { ss: sectorSize, scriptSectorSize: 0 });
+  } catch (e) {
+    if (e instanceof ParseError) return { error: e.message };
+    throw e;
+  }
+}
+
+/**
+ * A GPT name as libfdisk stores a script's name= (\xHH escapes decoded, UTF-8 to at most 36
+ * UTF-16 code units), or null when it is not UTF-8 of the BMP (libfdisk leaves it empty then).
+ */
+export function sfdiskGptName(text: string): string | null {
+  const bytes = unhexmangle(utf8Bytes(text));
+  return bytes.length === 0 ? '' : gptNameFromBytes(bytes);
 }
 
 /** sfdisk's size syntax (lib/strutils.c parse_size): value and the suffix power (0 = none). */
@@ -493,6 +531,12 @@ interface Template {
   name?: string;
   attrs?: string;
   boot: boolean;
+  /** Whether the line gave the bootable field ('-' clears it): -N keeps the flag otherwise. */
+  bootGiven?: boolean;
+  /** -N: a start written "+N"/"-N" moves the partition by N; "+" alone, to the free space before it. */
+  move?: 'up' | 'down';
+  /** -N: a size written "+N"/"-N" grows or shrinks by N; "+" alone, to all the free space after it. */
+  resize?: 'enlarge' | 'reduce';
 }
 
 class ParseError extends Error {}
@@ -535,33 +579,39 @@ function toSectors(v: bigint): number {
  * A start or size field: empty or "+" means the default; otherwise a number of sectors, or a size
  * with a unit (converted to sectors). Returns null for the default.
  */
-function parsePositionValue(cur: Cursor, geo: DeviceGeometry, what: 'start' | 'size'): { sectors: number; withUnit: boolean } | null {
-  if (isDefaultValue(cur)) return null;
+function parsePositionValue(cur: Cursor, geo: DeviceGeometry, what: 'start' | 'size'): { sectors: number; withUnit: boolean; sign: string } | 'default' | 'plus' {
+  if (isDefaultValue(cur)) return 'default';
   const tk = nextToken(cur);
   if (tk === null) throw new ParseError(`bad ${what} value`);
-  if (tk === '+') return null;
+  if (tk === '+') return 'plus';
   let q = skipBlank(tk, 0);
-  if (tk[q] === '-' || tk[q] === '+') q++;
+  const sign = tk[q] === '-' || tk[q] === '+' ? (tk[q] as string) : '';
+  if (sign) q++;
   const r = parseSize(tk.slice(q));
   if (!r) throw new ParseError(`bad ${what} value '${tk}'`);
-  if (r.power) return { sectors: toSectors(r.value / BigInt(geo.ss)), withUnit: true };
-  return { sectors: toSectors(recount(geo, r.value, what)), withUnit: false };
+  if (r.power) return { sectors: toSectors(r.value / BigInt(geo.ss)), withUnit: true, sign };
+  return { sectors: toSectors(recount(geo, r.value, what)), withUnit: false, sign };
 }
 
 /** parse_start_value(). */
 function parseStart(cur: Cursor, t: Template, geo: DeviceGeometry): void {
   const v = parsePositionValue(cur, geo, 'start');
-  t.startDefault = v === null;
-  if (v) t.start = v.sectors;
+  t.startDefault = typeof v === 'string';
+  if (v === 'plus') t.move = 'down';
+  if (typeof v === 'string') return;
+  t.start = v.sectors;
+  if (v.sign) t.move = v.sign === '-' ? 'down' : 'up';
 }
 
 /** parse_size_value(). */
 function parseSizeField(cur: Cursor, t: Template, geo: DeviceGeometry): void {
   const v = parsePositionValue(cur, geo, 'size');
-  t.endDefault = v === null;
-  if (!v) return;
+  t.endDefault = typeof v === 'string';
+  if (v === 'plus') t.resize = 'enlarge';
+  if (typeof v === 'string') return;
   t.size = v.sectors;
   if (!v.withUnit) t.sizeExplicit = true;
+  if (v.sign) t.resize = v.sign === '-' ? 'reduce' : 'enlarge';
 }
 
 /** partno_from_devname(): the trailing number of "dev3", 0-based; undefined when none. */
@@ -601,7 +651,7 @@ function parseNameVal(s: string, line: number, label: LabelType, geo: DeviceGeom
       parseSizeField(cur, t, geo);
     } else if (rest.startsWith('bootable')) {
       const tk = nextToken(cur);
-      if (tk !== null && tk.toLowerCase() === 'bootable') t.boot = true;
+      if (tk !== null && tk.toLowerCase() === 'bootable') t.boot = t.bootGiven = true;
       else throw new ParseError('bad bootable field');
     } else if (rest.startsWith('attrs=')) {
       cur.i += 6;
@@ -662,6 +712,7 @@ function parseValCommas(s: string, line: number, label: LabelType, geo: DeviceGe
         if (tk === '*' || tk === '+') t.boot = true;
         else if (tk === '-') t.boot = false;
         else throw new ParseError(`bad bootable value '${tk ?? ''}'`);
+        t.bootGiven = true;
         break;
       }
       default:
@@ -741,6 +792,8 @@ interface DosPte {
   /** Logical partitions: the slot of the extended partition whose EBR chain holds them. */
   ext: number;
   line: number;
+  /** A partition of the existing table (--append), returned as it was. */
+  orig?: Partition;
 }
 
 const UINT_MAX = 0xffffffff;
@@ -759,6 +812,8 @@ class DosLabel {
   npartsMax = 4;
   extOffset = 0;
   extIndex = 0;
+  /** Holds an existing table's partitions (--append): new logical partitions get their EBR's place. */
+  seeded = false;
 
   constructor(private readonly a: Align) {}
 
@@ -1058,7 +1113,9 @@ class DosLabel {
         if (p.size === 0) return;
       }
       const number = i < 4 ? i + 1 : logical++;
-      out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot });
+      if (p.orig) out.push({ ...p.orig, number });
+      else if (this.seeded && i >= 4) out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot, ebrLba: p.offset });
+      else out.push({ number, start: p.start, size: p.size, type: (p.sys & 0xff).toString(16), bootable: p.boot });
     });
     return out;
   }
@@ -1079,6 +1136,8 @@ interface GptEnt {
   name?: string;
   attrs: bigint;
   line: number;
+  /** A partition of the existing table (--append), returned as it was. */
+  orig?: Partition;
 }
 
 class GptLabel {
@@ -1266,6 +1325,10 @@ class GptLabel {
     const out: Partition[] = [];
     this.entries.forEach((e, i) => {
       if (!e || !this.isUsed(i)) return;
+      if (e.orig) {
+        out.push({ ...e.orig });
+        return;
+      }
       const p: Partition = { number: i + 1, start: e.start, size: e.end - e.start + 1, type: e.type, attributes: e.attrs };
       if (e.uuid !== undefined) p.uuid = e.uuid;
       if (e.name !== undefined) p.name = e.name;
@@ -1313,7 +1376,41 @@ class ScriptRun {
       firstLba: tiny ? 1 : Math.floor(io / ss),
       total: disk.diskSectors,
     };
-    this.label = options.defaultLabel ?? 'dos';
+    this.label = options.existing?.label ?? options.defaultLabel ?? 'dos';
+    if (options.existing) this.seed(options.existing);
+  }
+
+  /** dos_read / gpt_read: the labels hold the existing table's partitions, as libfdisk's after reading the disk. */
+  private seed(t: PartitionTable): void {
+    if (t.id !== undefined) this.labelId = t.id;
+    if (t.label === 'dos') {
+      const dos = new DosLabel(this.a);
+      dos.seeded = true;
+      const ebrs = logicalEbrLbas(t);
+      for (const p of t.partitions) {
+        const sys = Number.parseInt(p.type, 16) & 0xff;
+        const pte: DosPte = { start: p.start, size: p.size, sys, boot: p.bootable === true, offset: p.number >= 5 ? ebrs.get(p.number) ?? 0 : 0, ext: 0, line: 0, orig: p };
+        dos.ptes[p.number - 1] = pte;
+        if (p.number <= 4 && isExtendedCode(sys) && !dos.extOffset) {
+          dos.extIndex = p.number - 1;
+          dos.extOffset = p.start;
+        }
+      }
+      for (let i = 0; i < dos.ptes.length; i++) if (dos.ptes[i] === undefined) dos.ptes[i] = null;
+      for (const pte of dos.ptes) if (pte) pte.ext = dos.extIndex;
+      dos.npartsMax = Math.max(4, dos.ptes.length);
+      this.dos = dos;
+    } else {
+      const nents = t.tableLength ?? 128;
+      const gpt = new GptLabel(this.a, nents, t.firstLba ?? 34, t.lastLba ?? t.diskSectors - 34, this.warn);
+      for (const p of t.partitions) {
+        const e: GptEnt = { start: p.start, end: p.start + p.size - 1, type: p.type, attrs: p.attributes ?? 0n, line: 0, orig: p };
+        if (p.uuid !== undefined) e.uuid = p.uuid;
+        gpt.entries[p.number - 1] = e;
+      }
+      this.gpt = gpt;
+    }
+    this.created = true;
   }
 
   private warn = (m: ScriptMessage): void => {
@@ -1390,12 +1487,14 @@ class ScriptRun {
     };
     let lineNo = 0;
     let nents = 0; // partition lines read so far (sfdisk's script table)
-    let nextPartno = -1;
+    // sfdisk: --append continues after the last partition, -N N is partition N
+    const existing = this.options.existing;
+    let nextPartno = !existing ? -1 : this.options.partno !== undefined ? this.options.partno - 1 : Math.max(0, ...existing.partitions.map((p) => p.number));
     let stop: { line: number; why: string } | null = null;
 
     for (;;) {
       if (nextPartno === -1) nextPartno = nents;
-      if (this.created && nextPartno === this.npartitions() && !this.hasContainerOrUnused()) {
+      if (this.created && this.options.partno === undefined && nextPartno === this.npartitions() && !this.hasContainerOrUnused()) {
         stop = { line: lineNo, why: 'All partitions used' };
         break;
       }
@@ -1416,6 +1515,7 @@ class ScriptRun {
         continue;
       }
       if (!this.created) this.createLabel(lineNo);
+      if (this.options.partno !== undefined) pa.partno = this.options.partno - 1;
       try {
         const cur = this.dos ? this.dos.add(pa) : (this.gpt as GptLabel).add(pa);
         nextPartno = cur + 1;
@@ -1608,6 +1708,8 @@ class ScriptRun {
       t = { label: 'dos', ...base, partitions: (this.dos as DosLabel).partitions() };
     }
     if (this.labelId !== undefined) t.id = this.labelId;
+    // an existing table keeps its header fields (entries' place, table length, size)
+    if (this.options.existing) return { ...this.options.existing, partitions: t.partitions };
     return t;
   }
 }
@@ -1620,7 +1722,7 @@ class ScriptFailure extends Error {
 
 
 /** is_header_line(): "name: value" with no '=' anywhere. */
-function isHeaderLine(s: string): boolean {
+export function isHeaderLine(s: string): boolean {
   const p = s.indexOf(':');
   return !(p < 0 || p === 0 || p + 1 >= s.length || s.includes('='));
 }

@@ -1,0 +1,77 @@
+/**
+ * In-process replays for ptable's pure edits (src/partition/edit-script.ts): sfdisk runs on one
+ * copy of an image, the pure function's table is written with the one writer on another, and the
+ * images are compared with test/sfdisk-oracle.ts's imageDifference. For the edits ptable's
+ * `write` command reaches (-N, --append) before that command calls them.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openDisk } from '../src/io/disk.js';
+import { writeTable } from '../src/io/table-writer.js';
+import type { PartitionTable } from '../src/partition/model.js';
+import { readTable } from '../src/partition/read.js';
+
+export interface EditReplay {
+  oracle: { status: number | null; stdout: string; stderr: string; image: Buffer };
+  /** The pure edit's table written, or the error it threw. */
+  ours: { image: Buffer; error?: unknown };
+}
+
+export interface EditCase {
+  bytes: number;
+  sectorSize?: 512 | 4096;
+  setup?: (image: string) => void;
+  /** An sfdisk script that prepares the image (on the loop device with `device`), after `setup`. */
+  setupScript?: string;
+  /** sfdisk's arguments after `--no-reread --no-tell-kernel -q`; DISK is the image or device. */
+  sfdisk?: string[];
+  /** Or sgdisk's arguments (as given; DISK as above). */
+  sgdisk?: string[];
+  input?: string;
+  /** The edit under test, on the table read from the prepared image. */
+  edit: (table: PartitionTable) => PartitionTable;
+  /** Run sfdisk on a loop device of this sector size (root). */
+  device?: boolean;
+}
+
+export function replayEdit(dir: string, name: string, c: EditCase): EditReplay {
+  const base = path.join(dir, name.replace(/[^A-Za-z0-9_.-]+/g, '_'));
+  const files = { oracle: `${base}.sfdisk.img`, ours: `${base}.ptable.img` };
+  try {
+    fs.writeFileSync(files.oracle, '');
+    fs.truncateSync(files.oracle, c.bytes);
+    c.setup?.(files.oracle);
+    const ss = c.sectorSize ?? 512;
+    const device = c.device ? execFileSync('losetup', ['-b', String(ss), '-f', '--show', files.oracle]).toString().trim() : null;
+    let r;
+    try {
+      if (c.setupScript !== undefined) {
+        const s = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', device ?? files.oracle], { input: c.setupScript });
+        if (s.status !== 0) throw new Error(`sfdisk setup failed: ${s.stderr.toString()}`);
+      }
+      fs.copyFileSync(files.oracle, files.ours);
+      const disk = (a: string): string => (a === 'DISK' ? device ?? files.oracle : a);
+      const [command, args] = c.sgdisk ? ['sgdisk', c.sgdisk.map(disk)] : ['sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...(c.sfdisk ?? []).map(disk)]];
+      r = spawnSync(command, args, { input: c.input ?? '', env: { ...process.env, LC_ALL: 'C' } });
+    } finally {
+      if (device) execFileSync('losetup', ['-d', device]);
+    }
+    const ours: EditReplay['ours'] = { image: Buffer.alloc(0) };
+    const disk = openDisk(files.ours, { writable: true, sectorSize: ss });
+    try {
+      const { table } = readTable(disk.read, disk.sectorSize, disk.sectors);
+      if (!table) throw new Error('no table on the prepared image');
+      writeTable(disk, c.edit(table));
+    } catch (error) {
+      ours.error = error;
+    } finally {
+      disk.close();
+    }
+    ours.image = fs.readFileSync(files.ours);
+    return { oracle: { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), image: fs.readFileSync(files.oracle) }, ours };
+  } finally {
+    fs.rmSync(files.oracle, { force: true });
+    fs.rmSync(files.ours, { force: true });
+  }
+}
