@@ -1,0 +1,184 @@
+/**
+ * The sectors a table write puts on a disk: the new table's sectors plus the wipes of what the
+ * disk carried before, as sfdisk 2.38.1 does them (found by experiment, byte by byte). Pure: the
+ * disk comes in as a reader, sector writes come out; src/io/table-writer.ts writes them, and
+ * fsmaker streams the same writes as pieces of its disk.
+ *
+ * sfdisk's rules (--wipe, default auto):
+ * - auto or always, and the disk had a GPT while the new label is dos: "EFI PART" (8 bytes) is
+ *   zeroed in each GPT header blkid accepts (signature, header CRC, my LBA, entries CRC): the
+ *   primary at LBA 1 and the backup at the last LBA. The entry arrays stay, and so does a backup
+ *   stranded before the end by a grown image (blkid does not look there). A dos table under a new
+ *   GPT needs no wipe: the protective MBR replaces sector 0, and its EBRs are not signatures.
+ *   Unlike sfdisk, a GPT whose protective MBR was zeroed counts too (libfdisk then sees no label
+ *   and wipes nothing, leaving a dos table over two GPT headers).
+ * - always: also the boot code of sector 0 (bytes 0..439) and every signature findSignatures
+ *   finds on the whole disk (filesystems, RAID, swap...), each magic zeroed as blkid_do_wipe does.
+ * - never: nothing but the table.
+ * --wipe-partitions: always zeroes the signatures found in each new partition; auto (in script
+ *   mode, as sfdisk) only notes them ("Partition #1 contains a swap signature."); never, nothing.
+ */
+import { crc32 } from '../codec/crc32.js';
+import { GPT_HEADER, GPT_HEADER_SIZE, GPT_SIGNATURE } from './gpt.js';
+import { MBR_BOOT_CODE_BYTES, mergeMbrSector } from './mbr.js';
+import type { PartitionTable, SectorReader, SectorWrite } from './model.js';
+import { serializeTable } from './read.js';
+
+export type WipeMode = 'auto' | 'always' | 'never';
+
+export const WIPE_MODES: readonly WipeMode[] = ['auto', 'always', 'never'];
+
+/** A signature as engineer D's findSignatures (src/partition/signatures.ts) reports it. */
+export interface Signature {
+  type: string;
+  usage: 'partition-table' | 'filesystem' | 'raid' | 'crypto' | 'other';
+  /** Bytes from the area's start. */
+  offset: number;
+  /** Bytes of magic to zero. */
+  length: number;
+}
+
+export type SignatureFinder = (read: (offset: number, length: number) => Buffer, areaBytes: number, options?: { sectorSize?: number }) => Signature[];
+
+export interface WipeOptions {
+  /** sfdisk --wipe; default auto. */
+  wipe?: WipeMode;
+  /** sfdisk --wipe-partitions; default auto. */
+  wipePartitions?: WipeMode;
+  /** Signatures other than partition tables (for always); without it only tables are found. */
+  findSignatures?: SignatureFinder;
+}
+
+/** One range of bytes zeroed, and why (for -n and for the notes). */
+export interface ByteWipe {
+  /** Byte offset on the disk. */
+  offset: number;
+  length: number;
+  type: string;
+  /** 'old-label': the table replaced; 'disk': --wipe always; 'partition': --wipe-partitions. */
+  reason: 'old-label' | 'boot-code' | 'disk' | 'partition';
+  partition?: number;
+}
+
+export interface TableWritePlan {
+  /** Every sector to write, wipes first, in the order to write them. */
+  writes: SectorWrite[];
+  wipes: ByteWipe[];
+  /** What sfdisk says without doing it (a signature left in a new partition). */
+  notes: string[];
+}
+
+const EXTENDED_TYPES: ReadonlySet<string> = new Set(['5', 'f', '85']);
+
+/** Bound on an entry array checked for its CRC (sgdisk refuses far less). */
+const MAX_ENTRY_ARRAY_BYTES = 16 * 1024 * 1024;
+
+/** Whether the sector at `lba` is a GPT header blkid would accept (and so wipe). */
+export function isValidGptHeaderAt(read: SectorReader, sectorSize: number, diskSectors: number, lba: number): boolean {
+  if (lba < 1 || lba >= diskSectors) return false;
+  const sector = read(lba, 1);
+  if (sector.length < sectorSize || !sector.subarray(0, 8).equals(GPT_SIGNATURE)) return false;
+  const headerSize = sector.readUInt32LE(GPT_HEADER.headerSize);
+  if (headerSize < GPT_HEADER_SIZE || headerSize > sectorSize) return false;
+  const copy = Buffer.from(sector.subarray(0, headerSize));
+  copy.writeUInt32LE(0, GPT_HEADER.headerCrc32);
+  if (crc32(copy) !== sector.readUInt32LE(GPT_HEADER.headerCrc32)) return false;
+  if (sector.readBigUInt64LE(GPT_HEADER.myLba) !== BigInt(lba)) return false;
+  const entriesLba = sector.readBigUInt64LE(GPT_HEADER.entriesLba);
+  const bytes = sector.readUInt32LE(GPT_HEADER.entryCount) * sector.readUInt32LE(GPT_HEADER.entrySize);
+  if (bytes === 0 || bytes > MAX_ENTRY_ARRAY_BYTES || entriesLba >= BigInt(diskSectors)) return false;
+  const first = Number(entriesLba);
+  const count = Math.ceil(bytes / sectorSize);
+  if (first + count > diskSectors) return false;
+  return crc32(read(first, count).subarray(0, bytes)) === sector.readUInt32LE(GPT_HEADER.entriesCrc32);
+}
+
+/** The GPT headers a new dos table must not leave behind: valid ones at LBA 1 and the last LBA. */
+export function leftoverGptHeaders(read: SectorReader, sectorSize: number, diskSectors: number): number[] {
+  const lbas = [1, diskSectors - 1].filter((lba, i, all) => all.indexOf(lba) === i);
+  return lbas.filter((lba) => isValidGptHeaderAt(read, sectorSize, diskSectors, lba));
+}
+
+/** A byte reader over a sector reader, for findSignatures (area = `startLba` onward). */
+function byteReader(read: SectorReader, sectorSize: number, startLba: number): (offset: number, length: number) => Buffer {
+  return (offset, length) => {
+    if (length <= 0) return Buffer.alloc(0);
+    const first = Math.floor(offset / sectorSize);
+    const last = Math.floor((offset + length - 1) / sectorSize);
+    const data = read(startLba + first, last - first + 1);
+    const at = offset - first * sectorSize;
+    return data.subarray(at, at + length);
+  };
+}
+
+function oldLabelWipes(read: SectorReader, sectorSize: number, diskSectors: number, table: PartitionTable): ByteWipe[] {
+  if (table.label !== 'dos') return [];
+  return leftoverGptHeaders(read, sectorSize, diskSectors).map((lba) => ({ offset: lba * sectorSize, length: GPT_SIGNATURE.length, type: 'gpt', reason: 'old-label' }));
+}
+
+function signatureWipes(found: Signature[], base: number, reason: ByteWipe['reason'], partition?: number): ByteWipe[] {
+  return found.map((s) => ({ offset: base + s.offset, length: s.length, type: s.type, reason, ...(partition === undefined ? {} : { partition }) }));
+}
+
+/**
+ * Plans writing `table` over what `read` shows of the disk (`diskSectors` long, the size the
+ * table is written for). Sector 0 keeps its boot code unless --wipe always zeroes it.
+ */
+export function planTableWrite(read: SectorReader, table: PartitionTable, options: WipeOptions = {}): TableWritePlan {
+  const { sectorSize, diskSectors } = table;
+  const wipe = options.wipe ?? 'auto';
+  const wipePartitions = options.wipePartitions ?? 'auto';
+  const wipes: ByteWipe[] = [];
+  const notes: string[] = [];
+  if (wipe !== 'never') wipes.push(...oldLabelWipes(read, sectorSize, diskSectors, table));
+  if (wipe === 'always') {
+    wipes.push({ offset: 0, length: MBR_BOOT_CODE_BYTES, type: 'boot code', reason: 'boot-code' });
+    const found = options.findSignatures?.(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize }) ?? [];
+    wipes.push(...signatureWipes(found.filter((s) => !wipes.some((w) => w.offset === s.offset)), 0, 'disk'));
+  }
+  if (wipePartitions !== 'never' && options.findSignatures) {
+    for (const p of table.partitions) {
+      // An extended partition's first sector is its EBR, which the table writes anyway.
+      if (p.size <= 0 || p.start >= diskSectors || (table.label === 'dos' && EXTENDED_TYPES.has(p.type))) continue;
+      const area = Math.min(p.size, diskSectors - p.start) * sectorSize;
+      const found = options.findSignatures(byteReader(read, sectorSize, p.start), area, { sectorSize });
+      if (wipePartitions === 'always') wipes.push(...signatureWipes(found, p.start * sectorSize, 'partition', p.number));
+      else for (const s of found) notes.push(`Partition #${p.number} contains a ${s.type} signature.`);
+    }
+  }
+  return { writes: sectorWrites(read, sectorSize, serializeTable(table), wipes), wipes, notes };
+}
+
+/**
+ * The wipes as sector writes (each touched sector read, its bytes zeroed), then the table's
+ * writes, whose sector 0 keeps the (possibly wiped) boot code. A wiped sector the table rewrites
+ * whole is not written twice.
+ */
+function sectorWrites(read: SectorReader, sectorSize: number, tableWrites: SectorWrite[], wipes: ByteWipe[]): SectorWrite[] {
+  const covered = new Set<number>();
+  for (const w of tableWrites) for (let i = 0; i < w.data.length / sectorSize; i++) covered.add(w.lba + i);
+  const wiped = new Map<number, Buffer>();
+  for (const w of wipes) {
+    for (let lba = Math.floor(w.offset / sectorSize); lba * sectorSize < w.offset + w.length; lba++) {
+      let sector = wiped.get(lba);
+      if (!sector) {
+        sector = Buffer.from(read(lba, 1));
+        wiped.set(lba, sector);
+      }
+      const from = Math.max(w.offset, lba * sectorSize) - lba * sectorSize;
+      const to = Math.min(w.offset + w.length, (lba + 1) * sectorSize) - lba * sectorSize;
+      sector.fill(0, from, to);
+    }
+  }
+  const writes: SectorWrite[] = [];
+  for (const [lba, data] of [...wiped].sort((a, b) => a[0] - b[0])) if (!covered.has(lba)) writes.push({ lba, data });
+  for (const w of tableWrites) {
+    if (w.lba !== 0) {
+      writes.push(w);
+      continue;
+    }
+    const existing = wiped.get(0) ?? read(0, 1);
+    writes.push({ lba: 0, data: Buffer.concat([mergeMbrSector(existing, w.data.subarray(0, 512)), w.data.subarray(512)]) });
+  }
+  return writes;
+}

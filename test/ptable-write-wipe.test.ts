@@ -1,0 +1,144 @@
+/**
+ * Defect 1 of issue 14: a label change leaves the old table behind. sfdisk 2.38.1's wipes, found
+ * by experiment and replayed here on the same image for both tools (test/sfdisk-oracle.ts): dos
+ * over GPT zeroes only the 8 bytes "EFI PART" of each valid header (LBA 1 and the last LBA); GPT
+ * over dos, GPT over GPT (also of another size), a script without "label:", and --wipe never
+ * wipe nothing; --wipe always also zeroes the boot code. Each case also on a loop device of
+ * 4096-byte sectors, where the last LBA and the header offsets move.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loopUnavailableReason, sfdiskWrite, useTempDir } from './helpers.js';
+import { type ReplayCase, imageDifference, replay } from './sfdisk-oracle.js';
+
+let dir = '';
+useTempDir('ptable-write-wipe-', (d) => {
+  dir = d;
+});
+
+const MiB = 1024 * 1024;
+const SFDISK = ['-q', '--no-reread', '--no-tell-kernel'];
+const loopReason = loopUnavailableReason();
+
+/** sfdisk on `file` seen with `sectorSize`-byte sectors (a loop device for 4096). */
+function sfdiskAt(file: string, script: string, sectorSize: number): void {
+  if (sectorSize === 512) return sfdiskWrite(file, script);
+  const device = execFileSync('losetup', ['-b', String(sectorSize), '-f', '--show', file]).toString().trim();
+  try {
+    sfdiskWrite(device, script);
+  } finally {
+    execFileSync('losetup', ['-d', device]);
+  }
+}
+
+/** Grows an image file (a GPT's backup then stranded before the new end). */
+const grow = (file: string, bytes: number): void => fs.truncateSync(file, bytes);
+
+/** Writes `bytes` at `offset` of a file (a boot loader, a damaged byte). */
+function poke(file: string, offset: number, bytes: Buffer): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.writeSync(fd, bytes, 0, bytes.length, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const BOOT_CODE = Buffer.from('BOOTCODE'.repeat(50));
+
+interface WipeCase {
+  name: string;
+  setup: (file: string, sectorSize: number) => void;
+  script: string;
+  args?: string[];
+}
+
+const GPT_ONE = 'label: gpt\n,,L\n';
+const DOS_LOGICALS = 'label: dos\n,10M,L\n,,E\n,5M,L\n,,L\n';
+
+const CASES: WipeCase[] = [
+  { name: 'dos over gpt', setup: (f, s) => sfdiskAt(f, GPT_ONE, s), script: 'label: dos\n,,L\n' },
+  { name: 'dos over gpt, --wipe always (boot code too)', setup: (f, s) => { sfdiskAt(f, GPT_ONE, s); poke(f, 0, BOOT_CODE); }, script: 'label: dos\n,,L\n', args: ['--wipe', 'always'] },
+  { name: 'dos over gpt, --wipe never (the gpt stays, as sfdisk)', setup: (f, s) => sfdiskAt(f, GPT_ONE, s), script: 'label: dos\n,,L\n', args: ['--wipe', 'never'] },
+  { name: 'dos over gpt with a damaged primary (only the backup is wiped)', setup: (f, s) => { sfdiskAt(f, GPT_ONE, s); poke(f, s + 16, Buffer.from('X')); }, script: 'label: dos\n,,L\n' },
+  { name: 'dos over a grown gpt (the stranded backup stays, as sfdisk)', setup: (f, s) => { sfdiskAt(f, GPT_ONE, s); grow(f, 48 * MiB); }, script: 'label: dos\n,,L\n' },
+  { name: 'gpt over dos with logical partitions (the EBRs stay)', setup: (f, s) => { sfdiskAt(f, DOS_LOGICALS, s); poke(f, 0, BOOT_CODE); }, script: GPT_ONE },
+  { name: 'gpt over dos, --wipe always', setup: (f, s) => { sfdiskAt(f, DOS_LOGICALS, s); poke(f, 0, BOOT_CODE); }, script: GPT_ONE, args: ['--wipe', 'always'] },
+  { name: 'gpt over a grown gpt', setup: (f, s) => { sfdiskAt(f, GPT_ONE, s); grow(f, 48 * MiB); }, script: GPT_ONE },
+  { name: 'label: gpt on a gpt disk', setup: (f, s) => sfdiskAt(f, 'label: gpt\n,4M,L\n,4M,S\n', s), script: 'label: gpt\n,8M,L\n' },
+  { name: 'a script without label: on a gpt disk keeps gpt (defect 2)', setup: (f, s) => sfdiskAt(f, GPT_ONE, s), script: ',10M,L\n' },
+  { name: 'a script without label: on a dos disk', setup: (f, s) => { sfdiskAt(f, DOS_LOGICALS, s); poke(f, 0, BOOT_CODE); }, script: ',10M,L\n' },
+  { name: '-X dos on a gpt disk: the script\'s label, over the disk\'s', setup: (f, s) => sfdiskAt(f, GPT_ONE, s), script: ',10M,L\n', args: ['-X', 'dos'] },
+  { name: '-X gpt on an empty disk', setup: () => undefined, script: ',10M,L\n', args: ['-X', 'gpt'] },
+  { name: '-X dos with label: gpt (the script wins)', setup: (f, s) => sfdiskAt(f, GPT_ONE, s), script: 'label: gpt\n,10M,L\n', args: ['-X', 'dos'] },
+];
+
+function replayWipe(c: WipeCase, sectorSize: 512 | 4096): ReturnType<typeof replay> {
+  const device = sectorSize === 4096;
+  const replayCase: ReplayCase = {
+    bytes: 32 * MiB,
+    sectorSize,
+    device,
+    setup: (file) => c.setup(file, sectorSize),
+    oracle: { command: 'sfdisk', args: [...SFDISK, ...(c.args ?? []), 'DISK'] },
+    ptable: ['write', '--no-reread', ...(c.args ?? []), 'DISK'],
+    input: c.script,
+  };
+  return replay(dir, `${c.name}-${sectorSize}`, replayCase);
+}
+
+function inspect(image: Buffer, dirName: string, command: string, args: string[]): { status: number | null; out: string } {
+  const file = `${dir}/${dirName}.img`;
+  fs.writeFileSync(file, image);
+  try {
+    const r = spawnSync(command, [...args, file], { env: { ...process.env, LC_ALL: 'C' } });
+    return { status: r.status, out: r.stdout.toString() + r.stderr.toString() };
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+describe('ptable write wipes what sfdisk wipes, byte for byte (512-byte image files)', () => {
+  it.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const r = replayWipe(c, 512);
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 512)).toBeNull();
+    // wipefs lists the same signatures after both.
+    const theirs = inspect(r.oracle.image, 'wipefs-o', 'wipefs', ['-n', '-O', 'TYPE,OFFSET']);
+    const ours = inspect(r.ptable.image, 'wipefs-p', 'wipefs', ['-n', '-O', 'TYPE,OFFSET']);
+    expect(ours.out.replace(/\S*wipefs-p\S*/g, 'IMG')).toBe(theirs.out.replace(/\S*wipefs-o\S*/g, 'IMG'));
+  });
+
+  it('dos over gpt: the disk is a dos disk for wipefs and sgdisk -p (it was not before the fix)', () => {
+    const r = replayWipe(CASES[0]!, 512);
+    const sectors = r.ptable.image.length / 512;
+    for (const lba of [1, sectors - 1]) {
+      expect(r.ptable.image.subarray(lba * 512, lba * 512 + 8).equals(Buffer.alloc(8))).toBe(true);
+      // Only the signature: the rest of the header stays, as sfdisk leaves it.
+      expect(r.ptable.image.subarray(lba * 512 + 8, lba * 512 + 92).equals(Buffer.alloc(84))).toBe(false);
+    }
+    const wipefs = inspect(r.ptable.image, 'wipefs', 'wipefs', ['-n', '-O', 'TYPE']);
+    expect(wipefs.out.trim().split('\n').slice(1)).toEqual(['dos']);
+    const sgdisk = inspect(r.ptable.image, 'sgdisk', 'sgdisk', ['-p']);
+    expect(sgdisk.status).toBe(0);
+    expect(sgdisk.out).not.toMatch(/Invalid partition data|Found valid MBR and GPT/);
+  });
+
+  it('--wipe always zeroes the boot code of sector 0; auto keeps it', () => {
+    const always = replayWipe(CASES[1]!, 512);
+    expect(always.ptable.image.subarray(0, 440).equals(Buffer.alloc(440))).toBe(true);
+    const auto = replayWipe(CASES[5]!, 512);
+    expect(auto.ptable.image.subarray(0, 400).equals(BOOT_CODE)).toBe(true);
+  });
+});
+
+describe.skipIf(loopReason !== null)('the same on a loop device of 4096-byte sectors', () => {
+  it.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const r = replayWipe(c, 4096);
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 4096)).toBeNull();
+  });
+});
