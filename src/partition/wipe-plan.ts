@@ -18,8 +18,8 @@
  * --wipe-partitions: always zeroes the signatures found in each new partition; auto (in script
  *   mode, as sfdisk) only notes them ("Partition #1 contains a swap signature."); never, nothing.
  */
-import { crc32 } from '../codec/crc32.js';
-import { GPT_HEADER, GPT_HEADER_SIZE, GPT_SIGNATURE } from './gpt.js';
+import { GPT_SIGNATURE } from './gpt.js';
+import { leftoverGptHeaders } from './gpt-leftovers.js';
 import { MBR_BOOT_CODE_BYTES, mergeMbrSector } from './mbr.js';
 import type { PartitionTable, SectorReader, SectorWrite } from './model.js';
 import { serializeTable } from './read.js';
@@ -69,35 +69,6 @@ export interface TableWritePlan {
 }
 
 const EXTENDED_TYPES: ReadonlySet<string> = new Set(['5', 'f', '85']);
-
-/** Bound on an entry array checked for its CRC (sgdisk refuses far less). */
-const MAX_ENTRY_ARRAY_BYTES = 16 * 1024 * 1024;
-
-/** Whether the sector at `lba` is a GPT header blkid would accept (and so wipe). */
-export function isValidGptHeaderAt(read: SectorReader, sectorSize: number, diskSectors: number, lba: number): boolean {
-  if (lba < 1 || lba >= diskSectors) return false;
-  const sector = read(lba, 1);
-  if (sector.length < sectorSize || !sector.subarray(0, 8).equals(GPT_SIGNATURE)) return false;
-  const headerSize = sector.readUInt32LE(GPT_HEADER.headerSize);
-  if (headerSize < GPT_HEADER_SIZE || headerSize > sectorSize) return false;
-  const copy = Buffer.from(sector.subarray(0, headerSize));
-  copy.writeUInt32LE(0, GPT_HEADER.headerCrc32);
-  if (crc32(copy) !== sector.readUInt32LE(GPT_HEADER.headerCrc32)) return false;
-  if (sector.readBigUInt64LE(GPT_HEADER.myLba) !== BigInt(lba)) return false;
-  const entriesLba = sector.readBigUInt64LE(GPT_HEADER.entriesLba);
-  const bytes = sector.readUInt32LE(GPT_HEADER.entryCount) * sector.readUInt32LE(GPT_HEADER.entrySize);
-  if (bytes === 0 || bytes > MAX_ENTRY_ARRAY_BYTES || entriesLba >= BigInt(diskSectors)) return false;
-  const first = Number(entriesLba);
-  const count = Math.ceil(bytes / sectorSize);
-  if (first + count > diskSectors) return false;
-  return crc32(read(first, count).subarray(0, bytes)) === sector.readUInt32LE(GPT_HEADER.entriesCrc32);
-}
-
-/** The GPT headers a new dos table must not leave behind: valid ones at LBA 1 and the last LBA. */
-export function leftoverGptHeaders(read: SectorReader, sectorSize: number, diskSectors: number): number[] {
-  const lbas = [1, diskSectors - 1].filter((lba, i, all) => all.indexOf(lba) === i);
-  return lbas.filter((lba) => isValidGptHeaderAt(read, sectorSize, diskSectors, lba));
-}
 
 /** A byte reader over a sector reader, for findSignatures (area = `startLba` onward). */
 function byteReader(read: SectorReader, sectorSize: number, startLba: number): (offset: number, length: number) => Buffer {
