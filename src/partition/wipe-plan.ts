@@ -47,6 +47,11 @@ export interface WipeOptions {
   wipePartitions?: WipeMode;
   /** Signatures other than partition tables (for always); without it only tables are found. */
   findSignatures?: SignatureFinder;
+  /**
+   * The medium's size in sectors when it is larger than the table's disk (fsmaker's disk on a
+   * larger device): a GPT header at its last LBA is then old, whatever the new label.
+   */
+  mediumSectors?: number;
 }
 
 /** One range of bytes zeroed, and why (for -n and for the notes). */
@@ -82,9 +87,9 @@ function byteReader(read: SectorReader, sectorSize: number, startLba: number): (
   };
 }
 
-function oldLabelWipes(read: SectorReader, sectorSize: number, diskSectors: number, table: PartitionTable): ByteWipe[] {
-  if (table.label !== 'dos') return [];
-  return leftoverGptHeaders(read, sectorSize, diskSectors).map((lba) => ({ offset: lba * sectorSize, length: GPT_SIGNATURE.length, type: 'gpt', reason: 'old-label' }));
+function oldLabelWipes(read: SectorReader, sectorSize: number, mediumSectors: number, table: PartitionTable): ByteWipe[] {
+  const replaced = (lba: number): boolean => table.label === 'dos' || lba >= table.diskSectors;
+  return leftoverGptHeaders(read, sectorSize, mediumSectors).filter(replaced).map((lba) => ({ offset: lba * sectorSize, length: GPT_SIGNATURE.length, type: 'gpt', reason: 'old-label' }));
 }
 
 function signatureWipes(found: Signature[], base: number, reason: ByteWipe['reason'], partition?: number): ByteWipe[] {
@@ -101,7 +106,8 @@ export function planTableWrite(read: SectorReader, table: PartitionTable, option
   const wipePartitions = options.wipePartitions ?? 'auto';
   const wipes: ByteWipe[] = [];
   const notes: string[] = [];
-  if (wipe !== 'never') wipes.push(...oldLabelWipes(read, sectorSize, diskSectors, table));
+  const mediumSectors = Math.max(options.mediumSectors ?? diskSectors, diskSectors);
+  if (wipe !== 'never') wipes.push(...oldLabelWipes(read, sectorSize, mediumSectors, table));
   if (wipe === 'always') {
     wipes.push({ offset: 0, length: MBR_BOOT_CODE_BYTES, type: 'boot code', reason: 'boot-code' });
     const found = options.findSignatures?.(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize }) ?? [];
