@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { loopUnavailableReason, sfdiskWrite, useTempDir } from './helpers.js';
+import { loopUnavailableReason, newImageIn, ptable, sfdiskWrite, useTempDir, withLoop } from './helpers.js';
 import { type ReplayCase, imageDifference, replay } from './sfdisk-oracle.js';
 
 let dir = '';
@@ -140,5 +140,104 @@ describe.skipIf(loopReason !== null)('the same on a loop device of 4096-byte sec
     expect(r.oracle.status, r.oracle.stderr).toBe(0);
     expect(r.ptable.status, r.ptable.stderr).toBe(0);
     expect(imageDifference(r.oracle.image, r.ptable.image, 4096)).toBeNull();
+  });
+});
+
+describe('util-linux tests/ts/sfdisk/wipe, replayed on image files', () => {
+  // Its subtests create the first table with `--label=gpt` and a script of ',,L'.
+  const created = (file: string): void => sfdiskWrite(file, ',,L\n', ['--label=gpt']);
+  it.each([
+    ['gpt-to-dos', ['--wipe=always', '--label=dos']],
+    ['gpt-to-dos-auto', ['--label=dos']],
+  ])('%s', (name, args) => {
+    const r = replay(dir, name, {
+      bytes: 50 * MiB,
+      setup: created,
+      oracle: { command: 'sfdisk', args: [...SFDISK, ...args, 'DISK'] },
+      ptable: ['write', ...args, 'DISK'],
+      input: ',,L\n',
+    });
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 512)).toBeNull();
+    // The test's expected output: wipefs sees the dos table only.
+    expect(inspect(r.ptable.image, name, 'wipefs', ['-n', '-O', 'OFFSET,TYPE', '--noheadings']).out.trim().replace(/\s+/g, ' ')).toBe('0x1fe dos');
+  });
+});
+
+describe('where ptable wipes more than sfdisk, on purpose', () => {
+  it('dos over a GPT whose protective MBR is zeroed: sfdisk sees no label and keeps both GPT headers; ptable wipes them', () => {
+    const r = replay(dir, 'zeroed-pmbr', {
+      bytes: 32 * MiB,
+      setup: (f) => {
+        sfdiskWrite(f, GPT_ONE);
+        poke(f, 0, Buffer.alloc(512));
+      },
+      oracle: { command: 'sfdisk', args: [...SFDISK, 'DISK'] },
+      ptable: ['write', 'DISK'],
+      input: 'label: dos\n,,L\n',
+    });
+    expect(r.oracle.status).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    const last = r.ptable.image.length - 512;
+    expect(r.oracle.image.subarray(512, 520).toString('latin1')).toBe('EFI PART');
+    expect(r.ptable.image.subarray(512, 520).equals(Buffer.alloc(8))).toBe(true);
+    expect(r.ptable.image.subarray(last, last + 8).equals(Buffer.alloc(8))).toBe(true);
+    // Apart from those 16 bytes, the same disk.
+    const ours = Buffer.from(r.ptable.image);
+    r.oracle.image.copy(ours, 512, 512, 520);
+    r.oracle.image.copy(ours, last, last, last + 8);
+    expect(imageDifference(r.oracle.image, ours, 512)).toBeNull();
+  });
+});
+
+describe('write options', () => {
+  it('-n: prints the wipes and sector writes, and changes no byte (nor creates an image)', () => {
+    const file = newImageIn(dir, 'noact.img', 32 * MiB);
+    sfdiskWrite(file, GPT_ONE);
+    const before = fs.readFileSync(file);
+    const r = ptable(['write', '-n', file], { input: 'label: dos\n,,L\n' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(r.stdout).toContain('wipe 8 byte(s) of the gpt signature at byte 512\n');
+    expect(r.stdout).toContain(`wipe 8 byte(s) of the gpt signature at byte ${32 * MiB - 512}\n`);
+    expect(r.stdout).toContain('write 1 sector(s) at LBA 0\n');
+    expect(r.stdout).toMatch(/nothing written \(--no-act\)\n$/);
+    const missing = `${dir}/never-made.img`;
+    const m = ptable(['write', '--no-act', '--size', '8M', missing], { input: 'label: dos\n' });
+    expect(m.status).toBe(2);
+    expect(fs.existsSync(missing)).toBe(false);
+  });
+
+  it('-q: no informational lines; -f is accepted', () => {
+    const file = newImageIn(dir, 'quiet.img', 8 * MiB);
+    expect(ptable(['write', file], { input: '# nothing\n' }).stderr).toMatch(/nothing written/);
+    const r = ptable(['write', '-q', '-f', file], { input: '# nothing\n' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
+  });
+
+  it('--wipe and -W take auto, always or never only (exit 1)', () => {
+    const file = newImageIn(dir, 'bad-wipe.img', 8 * MiB);
+    for (const args of [['--wipe', 'sometimes'], ['-W', 'yes']]) {
+      const r = ptable(['write', ...args, file], { input: 'label: dos\n' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/'(sometimes|yes)' is invalid\. Allowed choices are auto, always, never/);
+      expect(r.stderr).not.toMatch(/    at /);
+    }
+  });
+
+  it.skipIf(loopReason !== null)('--no-reread / --no-tell-kernel: no BLKRRPART (a loop device that cannot re-read says nothing then)', async () => {
+    const file = newImageIn(dir, 'reread.img', 16 * MiB);
+    await withLoop(file, (device) => {
+      const told = ptable(['write', device], { input: 'label: dos\n,,L\n' });
+      expect(told.status, told.stderr).toBe(0);
+      expect(told.stderr).toMatch(/did not re-read it/);
+      for (const flag of ['--no-reread', '--no-tell-kernel']) {
+        const quiet = ptable(['write', flag, device], { input: 'label: dos\n,,L\n' });
+        expect(quiet.status, quiet.stderr).toBe(0);
+        expect(quiet.stderr).toBe('');
+      }
+    });
   });
 });
