@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools qemu-utils pigz bmap-tools hyperfine time file strace
   grub-pc-bin grub-efi-amd64-bin grub-common cpio xfsprogs btrfs-progs squashfs-tools erofs-utils
   qemu-system-x86 ovmf xz-utils zstd bzip2 lbzip2 lz4 zip genisoimage android-sdk-libsparse-utils
-  libvmdk-utils libxml2-utils grub2-common mmdebstrap nfs-ganesha nfs-ganesha-vfs rpcbind libcap2-bin attr libarchive-tools)
+  libvmdk-utils libxml2-utils grub2-common mmdebstrap nfs-ganesha nfs-ganesha-vfs rpcbind libcap2-bin attr libarchive-tools
+  exfatprogs ntfs-3g mdadm cryptsetup-bin lvm2 f2fs-tools bcache-tools)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
