@@ -165,6 +165,71 @@ describe('util-linux tests/ts/sfdisk/wipe, replayed on image files', () => {
   });
 });
 
+/** A swap area of `bytes` at byte `at` of `file` (mkswap on a scratch file, copied in). */
+function swapAt(file: string, at: number, bytes: number): void {
+  const scratch = `${file}.swap`;
+  fs.writeFileSync(scratch, '');
+  fs.truncateSync(scratch, bytes);
+  try {
+    execFileSync('mkswap', ['-q', scratch], { stdio: 'ignore' });
+    const head = Buffer.alloc(8192);
+    const fd = fs.openSync(scratch, 'r');
+    fs.readSync(fd, head, 0, head.length, 0);
+    fs.closeSync(fd);
+    poke(file, at, head);
+  } finally {
+    fs.rmSync(scratch, { force: true });
+  }
+}
+
+describe('util-linux tests/ts/sfdisk/wipe: the subtests with other signatures', () => {
+  it('fs-to-dos: a swap over the whole disk, then --wipe=always --label=dos', () => {
+    const r = replay(dir, 'fs-to-dos', {
+      bytes: 50 * MiB,
+      setup: (f) => swapAt(f, 0, 50 * MiB),
+      oracle: { command: 'sfdisk', args: [...SFDISK, '--wipe=always', '--label=dos', 'DISK'] },
+      ptable: ['write', '--wipe=always', '--label=dos', 'DISK'],
+      input: ',,L\n',
+    });
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 512)).toBeNull();
+    expect(inspect(r.ptable.image, 'fs-to-dos', 'wipefs', ['-n', '-O', 'OFFSET,TYPE', '--noheadings']).out.trim().replace(/\s+/g, ' ')).toBe('0x1fe dos');
+  });
+
+  it.each(loopReason === null ? ([512, 4096] as const) : ([512] as const))('partition: a swap where partition 1 starts, --wipe-partitions=always --label=gpt (%i-byte sectors)', (sectorSize) => {
+    const r = replay(dir, `partition-${sectorSize}`, {
+      bytes: 50 * MiB,
+      sectorSize,
+      device: sectorSize === 4096,
+      setup: (f) => swapAt(f, MiB, 8 * MiB),
+      oracle: { command: 'sfdisk', args: [...SFDISK, '--wipe-partitions=always', '--label=gpt', 'DISK'] },
+      ptable: ['write', '--no-reread', '--wipe-partitions=always', '--label=gpt', 'DISK'],
+      input: ',,L\n',
+    });
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, sectorSize)).toBeNull();
+    expect(r.ptable.image.subarray(MiB + 4086, MiB + 4096).equals(Buffer.alloc(10))).toBe(true);
+  });
+
+  it('-W auto (the default in script mode) keeps the swap and says so, as sfdisk', () => {
+    const r = replay(dir, 'partition-auto', {
+      bytes: 50 * MiB,
+      setup: (f) => swapAt(f, MiB, 8 * MiB),
+      oracle: { command: 'sfdisk', args: [...SFDISK, '--label=gpt', 'DISK'] },
+      ptable: ['write', '--label=gpt', 'DISK'],
+      input: ',,L\n',
+    });
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 512)).toBeNull();
+    expect(r.ptable.image.subarray(MiB + 4086, MiB + 4096).toString('latin1')).toBe('SWAPSPACE2');
+    expect(r.oracle.stderr).toContain('Partition #1 contains a swap signature.');
+    expect(r.ptable.stderr).toContain('Partition #1 contains a swap signature.');
+  });
+});
+
 describe('where ptable wipes more than sfdisk, on purpose', () => {
   it('dos over a GPT whose protective MBR is zeroed: sfdisk sees no label and keeps both GPT headers; ptable wipes them', () => {
     const r = replay(dir, 'zeroed-pmbr', {

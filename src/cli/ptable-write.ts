@@ -10,7 +10,7 @@ import { writeTable } from '../io/table-writer.js';
 import type { LabelType } from '../partition/model.js';
 import { readTable } from '../partition/read.js';
 import { prepareScriptTable } from '../partition/script-table.js';
-import { type ByteWipe, type SignatureFinder, WIPE_MODES, type WipeMode } from '../partition/wipe-plan.js';
+import { type ByteWipe, WIPE_MODES, type WipeMode } from '../partition/wipe-plan.js';
 import { parseSize } from '../size.js';
 import { type GlobalOptions, type RegisterCommands, sectorSizeOption, warn } from './ptable-common.js';
 
@@ -27,13 +27,6 @@ interface WriteOptions {
   quiet?: boolean;
 }
 
-/**
- * Filesystem, RAID and swap signatures (engineer D's findSignatures, src/partition/signatures.ts,
- * wired here when it lands). Without it, --wipe always and --wipe-partitions find partition
- * tables only, and say so.
- */
-const findSignatures: SignatureFinder | undefined = undefined;
-
 function describeWipe(w: ByteWipe): string {
   const where = w.partition === undefined ? '' : ` in partition ${w.partition}`;
   return `wipe ${w.length} byte(s) of the ${w.type} signature at byte ${w.offset}${where}`;
@@ -48,9 +41,6 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
   const say = (message: string): void => {
     if (!opts.quiet) warn(message);
   };
-  if (!findSignatures && (opts.wipe === 'always' || opts.wipePartitions === 'always')) {
-    say(`${path}: filesystem and RAID signatures are not detected yet: only partition tables and the boot code are wiped`);
-  }
   // -n touches nothing: no image is created for it.
   const disk = openDisk(path, { writable: opts.act !== false, create: opts.act !== false, sectorSize });
   let written = false;
@@ -77,7 +67,6 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
       result = writeTable(disk, plan.table, {
         ...(opts.wipe ? { wipe: opts.wipe } : {}),
         ...(opts.wipePartitions ? { wipePartitions: opts.wipePartitions } : {}),
-        ...(findSignatures ? { findSignatures } : {}),
         noAct: opts.act === false,
         noReread: opts.reread === false || opts.tellKernel === false,
       });

@@ -23,29 +23,21 @@ import { leftoverGptHeaders } from './gpt-leftovers.js';
 import { MBR_BOOT_CODE_BYTES, mergeMbrSector } from './mbr.js';
 import type { PartitionTable, SectorReader, SectorWrite } from './model.js';
 import { serializeTable } from './read.js';
+import { type Signature, findSignatures } from './signatures.js';
 
 export type WipeMode = 'auto' | 'always' | 'never';
 
 export const WIPE_MODES: readonly WipeMode[] = ['auto', 'always', 'never'];
 
-/** A signature as engineer D's findSignatures (src/partition/signatures.ts) reports it. */
-export interface Signature {
-  type: string;
-  usage: 'partition-table' | 'filesystem' | 'raid' | 'crypto' | 'other';
-  /** Bytes from the area's start. */
-  offset: number;
-  /** Bytes of magic to zero. */
-  length: number;
-}
-
-export type SignatureFinder = (read: (offset: number, length: number) => Buffer, areaBytes: number, options?: { sectorSize?: number }) => Signature[];
+/** What finds filesystem, RAID, swap and table signatures in an area (signatures.ts findSignatures). */
+export type SignatureFinder = typeof findSignatures;
 
 export interface WipeOptions {
   /** sfdisk --wipe; default auto. */
   wipe?: WipeMode;
   /** sfdisk --wipe-partitions; default auto. */
   wipePartitions?: WipeMode;
-  /** Signatures other than partition tables (for always); without it only tables are found. */
+  /** What finds the signatures for always and --wipe-partitions; default signatures.ts's. */
   findSignatures?: SignatureFinder;
   /**
    * The medium's size in sectors when it is larger than the table's disk (fsmaker's disk on a
@@ -104,21 +96,22 @@ export function planTableWrite(read: SectorReader, table: PartitionTable, option
   const { sectorSize, diskSectors } = table;
   const wipe = options.wipe ?? 'auto';
   const wipePartitions = options.wipePartitions ?? 'auto';
+  const finder = options.findSignatures ?? findSignatures;
   const wipes: ByteWipe[] = [];
   const notes: string[] = [];
   const mediumSectors = Math.max(options.mediumSectors ?? diskSectors, diskSectors);
   if (wipe !== 'never') wipes.push(...oldLabelWipes(read, sectorSize, mediumSectors, table));
   if (wipe === 'always') {
     wipes.push({ offset: 0, length: MBR_BOOT_CODE_BYTES, type: 'boot code', reason: 'boot-code' });
-    const found = options.findSignatures?.(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize }) ?? [];
+    const found = finder(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize });
     wipes.push(...signatureWipes(found.filter((s) => !wipes.some((w) => w.offset === s.offset)), 0, 'disk'));
   }
-  if (wipePartitions !== 'never' && options.findSignatures) {
+  if (wipePartitions !== 'never') {
     for (const p of table.partitions) {
       // An extended partition's first sector is its EBR, which the table writes anyway.
       if (p.size <= 0 || p.start >= diskSectors || (table.label === 'dos' && EXTENDED_TYPES.has(p.type))) continue;
       const area = Math.min(p.size, diskSectors - p.start) * sectorSize;
-      const found = options.findSignatures(byteReader(read, sectorSize, p.start), area, { sectorSize });
+      const found = finder(byteReader(read, sectorSize, p.start), area, { sectorSize });
       if (wipePartitions === 'always') wipes.push(...signatureWipes(found, p.start * sectorSize, 'partition', p.number));
       else for (const s of found) notes.push(`Partition #${p.number} contains a ${s.type} signature.`);
     }
