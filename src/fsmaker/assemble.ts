@@ -20,13 +20,12 @@ import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.j
 import { DEFAULT_CHUNK_BYTES, sourceExtents } from '../io/sources.js';
 import { prestartWriterThread } from '../io/writer-thread.js';
 import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
-import { type OpenedInput, openInput } from '../io/target.js';
+import { diskOnFd, fdSectorReader, writeSectors } from '../io/disk.js';
+import { type OpenedInput, deviceSize, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
 import type { SectorReader, SectorWrite } from '../partition/model.js';
 import { serializeTable } from '../partition/read.js';
 import { planTableWrite } from '../partition/wipe-plan.js';
-import { fdSectorReader, writeSectors, diskOnFd } from '../io/disk.js';
-import { deviceSize } from '../io/target.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
 import { type BootChoice, chooseBootFor } from './boot-choice.js';
@@ -406,19 +405,27 @@ async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs
 function tableWrites(output: string, layout: DiskLayout): { inDisk: SectorWrite[]; pastDisk: SectorWrite[] } {
   const sectors = layout.table.diskSectors;
   const blank: SectorReader = (_lba, count) => Buffer.alloc(count * 512);
-  const device = output !== '-' && isBlockDevice(output) ? fs.openSync(output, 'r') : null;
+  const device = output !== '-' && isBlockDevice(output) ? openOutput(output, 'r') : null;
   try {
     let read = blank;
     let deviceSectors = sectors;
     if (device !== null) {
       deviceSectors = Math.floor(deviceSize(device) / 512);
-      const old = fdSectorReader(output, device, 512, { errorCode: 'WRITE' });
+      const old = fdSectorReader(output, device, 512, { errorCode: 'DEST_CHECK_READ' });
       read = (lba, count) => (lba >= sectors ? old(lba, count) : blank(lba, count));
     }
     const { writes } = planTableWrite(read, layout.table, { mediumSectors: deviceSectors });
     return { inDisk: writes.filter((w) => w.lba < sectors), pastDisk: writes.filter((w) => w.lba >= sectors) };
   } finally {
     if (device !== null) fs.closeSync(device);
+  }
+}
+
+function openOutput(output: string, flags: 'r' | 'r+'): number {
+  try {
+    return fs.openSync(output, flags);
+  } catch (err) {
+    throw new ToolError('DEST_OPEN', `${output}: cannot open it to look for an old GPT past the new disk: ${describeSystemError(err)}`, { cause: err });
   }
 }
 
@@ -433,12 +440,7 @@ function isBlockDevice(p: string): boolean {
 /** The plan's wipes past the disk fsmaker built (after the copy, which ends at the disk's end). */
 function writePastTheDisk(output: string, writes: SectorWrite[]): void {
   if (writes.length === 0) return;
-  let fd: number;
-  try {
-    fd = fs.openSync(output, 'r+');
-  } catch (err) {
-    throw new ToolError('WRITE', `${output}: cannot open it to wipe its old GPT backup: ${describeSystemError(err)}`, { cause: err });
-  }
+  const fd = openOutput(output, 'r+');
   try {
     const sizeBytes = Math.max(...writes.map((w) => w.lba * 512 + w.data.length));
     writeSectors(diskOnFd(output, fd, { isBlockDevice: true, sectorSize: 512, sizeBytes, errors: { read: 'WRITE', write: 'WRITE' } }), writes);

@@ -15,6 +15,8 @@
  * - always: also the boot code of sector 0 (bytes 0..439) and every signature findSignatures
  *   finds on the whole disk (filesystems, RAID, swap...), each magic zeroed as blkid_do_wipe does.
  * - never: nothing but the table.
+ * - A medium larger than the table's disk (fsmaker's disk on a larger device): a valid GPT header
+ *   at the medium's last LBA is old whatever the new label, and goes too (auto and always).
  * --wipe-partitions: always zeroes the signatures found in each new partition; auto (in script
  *   mode, as sfdisk) only notes them ("Partition #1 contains a swap signature."); never, nothing.
  */
