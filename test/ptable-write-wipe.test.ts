@@ -282,6 +282,25 @@ describe('write options', () => {
     expect(r.stderr).toBe('');
   });
 
+  it('-N, --append, --move-data, -b and -O are parsed and checked, and refused until wired (exit 1, nothing written)', () => {
+    const file = newImageIn(dir, 'pending.img', 8 * MiB);
+    const cases: [string[], RegExp][] = [
+      [['-N', '0'], /bad -N '0'/],
+      [['-N', '2', '--append'], /-N and --append cannot be used together/],
+      [['--move-data=log'], /--move-data needs -N/],
+      [['-N', '2'], /-N: not available/],
+      [['--append'], /--append: not available/],
+      [['-b'], /-b\/-O: not available/],
+      [['-O', `${dir}/bak`], /-b\/-O: not available/],
+    ];
+    for (const [args, message] of cases) {
+      const r = ptable(['write', ...args, file], { input: ',,L\n' });
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^ptable: ${message.source}`, 'm'));
+      expect(fs.readFileSync(file).equals(Buffer.alloc(8 * MiB))).toBe(true);
+    }
+  });
+
   it('--wipe and -W take auto, always or never only (exit 1)', () => {
     const file = newImageIn(dir, 'bad-wipe.img', 8 * MiB);
     for (const args of [['--wipe', 'sometimes'], ['-W', 'yes']]) {

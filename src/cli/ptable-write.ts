@@ -25,6 +25,29 @@ interface WriteOptions {
   tellKernel?: boolean;
   force?: boolean;
   quiet?: boolean;
+  partno?: string;
+  append?: boolean;
+  moveData?: string | boolean;
+  backup?: boolean;
+  backupFile?: string;
+}
+
+/**
+ * The write options whose work lives in other modules (the -N/--append edits and --move-data of
+ * src/partition/edit-script.ts and src/io/move-data.ts, the -b/-O backup of src/io/table-backup.ts):
+ * parsed and checked here, refused until they are wired.
+ */
+function checkPendingOptions(opts: WriteOptions): void {
+  if (opts.partno !== undefined && !/^[1-9]\d*$/.test(opts.partno)) throw new ToolError('USAGE', `bad -N '${opts.partno}': expected a partition number`);
+  if (opts.partno !== undefined && opts.append) throw new ToolError('USAGE', '-N and --append cannot be used together');
+  if (opts.moveData !== undefined && opts.partno === undefined) throw new ToolError('USAGE', '--move-data needs -N');
+  const pending = [
+    ...(opts.partno !== undefined ? ['-N'] : []),
+    ...(opts.append ? ['--append'] : []),
+    ...(opts.moveData !== undefined ? ['--move-data'] : []),
+    ...(opts.backup || opts.backupFile !== undefined ? ['-b/-O'] : []),
+  ];
+  if (pending.length > 0) throw new ToolError('USAGE', `${pending.join(', ')}: not available in this build of ptable write yet`);
 }
 
 function describeWipe(w: ByteWipe): string {
@@ -36,6 +59,7 @@ function describeWipe(w: ByteWipe): string {
 function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): void {
   // stdin first: a command waiting for its script holds nothing open and is ended by a signal.
   const script = fs.readFileSync(0, 'utf8');
+  checkPendingOptions(opts);
   const sectorSize = sectorSizeOption(options.sectorSize) ?? 512;
   const sizeSectors = opts.size === undefined ? 0 : Math.ceil(parseSize(opts.size, sectorSize, 'size') / sectorSize);
   const say = (message: string): void => {
@@ -108,5 +132,10 @@ export const registerWriteCommand: RegisterCommands = (program, globals) => {
     .option('--no-tell-kernel', 'as --no-reread')
     .option('-f, --force', 'accepted for sfdisk (ptable write has no check it would relax)')
     .option('-q, --quiet', 'no informational messages')
+    .option('-N, --partno <N>', 'change only partition N, from a one-line script (sfdisk -N)')
+    .option('-a, --append', 'add the script\'s partitions to the table on the disk')
+    .option('--move-data [LOGFILE]', 'with -N: move the partition\'s data to its new start')
+    .option('-b, --backup', 'back up the table sectors first (~/sfdisk-DEVICE-OFFSET.bak)')
+    .option('-O, --backup-file <PATH>', 'with -b: the backup files\' prefix instead of ~/sfdisk')
     .action((path: string, opts: WriteOptions) => writeScript(path, globals(), opts));
 };
