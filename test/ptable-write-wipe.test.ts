@@ -4,7 +4,9 @@
  * over GPT zeroes only the 8 bytes "EFI PART" of each valid header (LBA 1 and the last LBA); GPT
  * over dos, GPT over GPT (also of another size), a script without "label:", and --wipe never
  * wipe nothing; --wipe always also zeroes the boot code. Each case also on a loop device of
- * 4096-byte sectors, where the last LBA and the header offsets move.
+ * 4096-byte sectors, where the last LBA and the header offsets move. Then util-linux's
+ * tests/ts/sfdisk/wipe subtests, the one case where ptable wipes more than sfdisk, and the other
+ * options of `write` (-n, -q, -f, --no-reread, the choices of --wipe and -W, the pending -N/-b).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -211,6 +213,25 @@ describe('util-linux tests/ts/sfdisk/wipe: the subtests with other signatures', 
     expect(r.ptable.status, r.ptable.stderr).toBe(0);
     expect(imageDifference(r.oracle.image, r.ptable.image, sectorSize)).toBeNull();
     expect(r.ptable.image.subarray(MiB + 4086, MiB + 4096).equals(Buffer.alloc(10))).toBe(true);
+  });
+
+  it('--wipe auto keeps a whole-disk ext4 under the new table and says so, as sfdisk', () => {
+    const r = replay(dir, 'ext4-auto', {
+      bytes: 32 * MiB,
+      setup: (f) => execFileSync('mkfs.ext4', ['-q', '-F', f]),
+      oracle: { command: 'sfdisk', args: ['--no-reread', '--no-tell-kernel', 'DISK'] },
+      ptable: ['write', 'DISK'],
+      input: 'label: dos\n,,L\n',
+    });
+    expect(r.oracle.status, r.oracle.stderr).toBe(0);
+    expect(r.ptable.status, r.ptable.stderr).toBe(0);
+    expect(imageDifference(r.oracle.image, r.ptable.image, 512)).toBeNull();
+    // sfdisk -q and ptable -q say nothing of it.
+    const quiet = replay(dir, 'ext4-auto-q', { bytes: 32 * MiB, setup: (f) => execFileSync('mkfs.ext4', ['-q', '-F', f]), oracle: { command: 'sfdisk', args: [...SFDISK, 'DISK'] }, ptable: ['write', '-q', 'DISK'], input: 'label: dos\n,,L\n' });
+    expect(quiet.oracle.stderr).toBe('');
+    expect(quiet.ptable.stderr).toBe('');
+    expect(r.oracle.stderr).toContain("The device contains 'ext4' signature and it may remain on the device.");
+    expect(r.ptable.stderr).toContain("The device contains 'ext4' signature and it may remain on the device.");
   });
 
   it('-W auto (the default in script mode) keeps the swap and says so, as sfdisk', () => {

@@ -100,6 +100,7 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
       throw err;
     }
     for (const note of result.plan.notes) warn(`${path}: ${note}`);
+    for (const collision of result.plan.collisions) say(`${path}: ${collision}`);
     if (opts.act === false) {
       const lines = [
         ...result.plan.wipes.map(describeWipe),

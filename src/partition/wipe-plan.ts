@@ -15,6 +15,7 @@
  * - always: also the boot code of sector 0 (bytes 0..439) and every signature findSignatures
  *   finds on the whole disk (filesystems, RAID, swap...), each magic zeroed as blkid_do_wipe does.
  * - never: nothing but the table.
+ * - auto notes (as sfdisk warns) a filesystem, RAID or swap signature on the whole disk it keeps.
  * - A medium larger than the table's disk (fsmaker's disk on a larger device): a valid GPT header
  *   at the medium's last LBA is old whatever the new label, and goes too (auto and always).
  * --wipe-partitions: always zeroes the signatures found in each new partition; auto (in script
@@ -63,8 +64,10 @@ export interface TableWritePlan {
   /** Every sector to write, wipes first, in the order to write them. */
   writes: SectorWrite[];
   wipes: ByteWipe[];
-  /** What sfdisk says without doing it (a signature left in a new partition). */
+  /** What sfdisk says without doing it, even with -q (a signature left in a new partition). */
   notes: string[];
+  /** sfdisk's collision warnings (a whole-disk filesystem kept), which -q silences. */
+  collisions: string[];
 }
 
 const EXTENDED_TYPES: ReadonlySet<string> = new Set(['5', 'f', '85']);
@@ -101,12 +104,18 @@ export function planTableWrite(read: SectorReader, table: PartitionTable, option
   const finder = options.findSignatures ?? findSignatures;
   const wipes: ByteWipe[] = [];
   const notes: string[] = [];
+  const collisions: string[] = [];
   const mediumSectors = Math.max(options.mediumSectors ?? diskSectors, diskSectors);
   if (wipe !== 'never') wipes.push(...oldLabelWipes(read, sectorSize, mediumSectors, table));
   if (wipe === 'always') {
     wipes.push({ offset: 0, length: MBR_BOOT_CODE_BYTES, type: 'boot code', reason: 'boot-code' });
     const found = finder(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize });
     wipes.push(...signatureWipes(found.filter((s) => !wipes.some((w) => w.offset === s.offset)), 0, 'disk'));
+  } else if (wipe === 'auto') {
+    // sfdisk's collision warning: a whole-disk filesystem (or RAID, swap) stays under the table.
+    for (const s of finder(byteReader(read, sectorSize, 0), diskSectors * sectorSize, { sectorSize })) {
+      if (s.usage !== 'partition-table') collisions.push(`The device contains '${s.type}' signature and it may remain on the device. It is recommended to wipe the device with wipefs(8) or --wipe always, in order to avoid possible collisions.`);
+    }
   }
   if (wipePartitions !== 'never') {
     for (const p of table.partitions) {
@@ -118,7 +127,7 @@ export function planTableWrite(read: SectorReader, table: PartitionTable, option
       else for (const s of found) notes.push(`Partition #${p.number} contains a ${s.type} signature.`);
     }
   }
-  return { writes: sectorWrites(read, sectorSize, serializeTable(table), wipes), wipes, notes };
+  return { writes: sectorWrites(read, sectorSize, serializeTable(table), wipes), wipes, notes, collisions };
 }
 
 /**
