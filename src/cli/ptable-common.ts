@@ -76,7 +76,7 @@ export function withDisk<T>(path: string, options: GlobalOptions, body: (disk: D
 export function commitTable(disk: Disk, change: () => PartitionTable): void {
   let warning: string | null;
   try {
-    warning = writeTable(disk, change());
+    warning = writeTable(disk, change()).warning;
   } catch (err) {
     if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError('REFUSED', `${disk.path}: ${err.message}; nothing written`, { cause: err });
     throw err;

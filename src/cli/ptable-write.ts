@@ -1,54 +1,123 @@
 /**
- * `ptable write`: the table an sfdisk script on stdin describes, as `sfdisk DISK < SCRIPT` writes it.
+ * `ptable write`: the table an sfdisk script on stdin describes, as `sfdisk DISK < SCRIPT` writes it,
+ * with sfdisk's wipe rules (src/partition/wipe-plan.ts) and its write options.
  */
 import fs from 'node:fs';
+import { Option } from 'commander';
 import { ToolError } from '../errors.js';
 import { closeDisk, ensureDiskSectors, openDisk } from '../io/disk.js';
 import { writeTable } from '../io/table-writer.js';
+import type { LabelType } from '../partition/model.js';
 import { readTable } from '../partition/read.js';
 import { prepareScriptTable } from '../partition/script-table.js';
+import { type ByteWipe, WIPE_MODES, type WipeMode } from '../partition/wipe-plan.js';
 import { parseSize } from '../size.js';
 import { type GlobalOptions, type RegisterCommands, sectorSizeOption, warn } from './ptable-common.js';
 
 interface WriteOptions {
   size?: string;
+  label?: LabelType;
+  wipe?: WipeMode;
+  wipePartitions?: WipeMode;
+  /** false with -n/--no-act (commander's negated option). */
+  act?: boolean;
+  reread?: boolean;
+  tellKernel?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+  partno?: string;
+  append?: boolean;
+  moveData?: string | boolean;
+  backup?: boolean;
+  backupFile?: string;
+}
+
+/**
+ * The write options whose work lives in other modules (the -N/--append edits and --move-data of
+ * src/partition/edit-script.ts and src/io/move-data.ts, the -b/-O backup of src/io/table-backup.ts):
+ * parsed and checked here, refused until they are wired.
+ */
+function checkPendingOptions(opts: WriteOptions): void {
+  if (opts.partno !== undefined && !/^[1-9]\d*$/.test(opts.partno)) throw new ToolError('USAGE', `bad -N '${opts.partno}': expected a partition number`);
+  if (opts.partno !== undefined && opts.append) throw new ToolError('USAGE', '-N and --append cannot be used together');
+  if (opts.moveData !== undefined && opts.partno === undefined) throw new ToolError('USAGE', '--move-data needs -N');
+  const pending = [
+    ...(opts.partno !== undefined ? ['-N'] : []),
+    ...(opts.append ? ['--append'] : []),
+    ...(opts.moveData !== undefined ? ['--move-data'] : []),
+    ...(opts.backup || opts.backupFile !== undefined ? ['-b/-O'] : []),
+  ];
+  if (pending.length > 0) throw new ToolError('USAGE', `${pending.join(', ')}: not available in this build of ptable write yet`);
+}
+
+function describeWipe(w: ByteWipe): string {
+  const where = w.partition === undefined ? '' : ` in partition ${w.partition}`;
+  return `wipe ${w.length} byte(s) of the ${w.type} signature at byte ${w.offset}${where}`;
 }
 
 /** `ptable write`: the script's table on the disk; an image is created or extended as needed. */
 function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): void {
   // stdin first: a command waiting for its script holds nothing open and is ended by a signal.
   const script = fs.readFileSync(0, 'utf8');
+  checkPendingOptions(opts);
   const sectorSize = sectorSizeOption(options.sectorSize) ?? 512;
   const sizeSectors = opts.size === undefined ? 0 : Math.ceil(parseSize(opts.size, sectorSize, 'size') / sectorSize);
-  const disk = openDisk(path, { writable: true, create: true, sectorSize });
+  const say = (message: string): void => {
+    if (!opts.quiet) warn(message);
+  };
+  // -n touches nothing: no image is created for it.
+  const disk = openDisk(path, { writable: opts.act !== false, create: opts.act !== false, sectorSize });
   let written = false;
   try {
     const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
+    // -X names the label of a script without "label:", even over the disk's own (as sfdisk 2.38.1).
+    const defaultLabel = opts.label ?? current?.label;
     const plan = prepareScriptTable(script, {
       path,
       sectorSize: disk.sectorSize,
       diskSectors: Math.max(disk.sectors, sizeSectors),
-      ...(current ? { currentLabel: current.label } : {}),
+      ...(defaultLabel ? { currentLabel: defaultLabel } : {}),
     });
     if (!plan) {
-      warn(`${path}: the script holds no label and no partition: nothing written (as sfdisk)`);
+      say(`${path}: the script holds no label and no partition: nothing written (as sfdisk)`);
       return;
     }
     for (const w of plan.warnings) warn(`${path}: ${w}`);
-    ensureDiskSectors(disk, Math.max(sizeSectors, plan.table.diskSectors));
+    const sectors = Math.max(sizeSectors, plan.table.diskSectors);
+    if (opts.act !== false) ensureDiskSectors(disk, sectors);
+    else if (sectors > disk.sectors && disk.isBlockDevice) throw new ToolError('DISK_IO', `${path}: the table needs ${sectors} sectors, the device has ${disk.sectors}`);
+    let result;
     try {
-      const warning = writeTable(disk, plan.table);
-      if (warning) warn(warning);
+      result = writeTable(disk, plan.table, {
+        ...(opts.wipe ? { wipe: opts.wipe } : {}),
+        ...(opts.wipePartitions ? { wipePartitions: opts.wipePartitions } : {}),
+        noAct: opts.act === false,
+        noReread: opts.reread === false || opts.tellKernel === false,
+      });
     } catch (err) {
       // The script parser lays out only tables the drivers can write; anything else is the script's.
       if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError('SCRIPT', `${path}: the script's table cannot be written: ${err.message}`, { cause: err });
       throw err;
     }
+    for (const note of result.plan.notes) warn(`${path}: ${note}`);
+    for (const collision of result.plan.collisions) say(`${path}: ${collision}`);
+    if (opts.act === false) {
+      const lines = [
+        ...result.plan.wipes.map(describeWipe),
+        ...result.plan.writes.map((w) => `write ${w.data.length / disk.sectorSize} sector(s) at LBA ${w.lba}`),
+        'nothing written (--no-act)',
+      ];
+      if (!opts.quiet) process.stdout.write(lines.map((l) => `${path}: ${l}\n`).join(''));
+      return;
+    }
+    if (result.warning) warn(result.warning);
     written = true;
   } finally {
     closeDisk(disk, written || !disk.created);
   }
 }
+
+const wipeOption = (flags: string, what: string): Option => new Option(flags, what).choices(WIPE_MODES as string[]);
 
 export const registerWriteCommand: RegisterCommands = (program, globals) => {
   program
@@ -56,5 +125,18 @@ export const registerWriteCommand: RegisterCommands = (program, globals) => {
     .description('write the table an sfdisk script on stdin describes (image files are created or extended, sparse)')
     .argument('<DISK>')
     .option('--size <SIZE>', 'size of a new or extended image (e.g. 2G; suffixes K M G T, a bare number is sectors)')
+    .addOption(new Option('-X, --label <LABEL>', 'label of a script without "label:" (default: the disk\'s, else dos)').choices(['dos', 'gpt']))
+    .addOption(wipeOption('-w, --wipe <WHEN>', 'wipe old signatures: auto (the old label\'s), always (also the boot code and filesystems), never'))
+    .addOption(wipeOption('-W, --wipe-partitions <WHEN>', 'signatures where a new partition starts: always wipes them, auto only says so, never'))
+    .option('-n, --no-act', 'everything but the write: print what would be written and wiped')
+    .option('--no-reread', 'do not ask the kernel to re-read the table (block devices)')
+    .option('--no-tell-kernel', 'as --no-reread')
+    .option('-f, --force', 'accepted for sfdisk (ptable write has no check it would relax)')
+    .option('-q, --quiet', 'no informational messages')
+    .option('-N, --partno <N>', 'change only partition N, from a one-line script (sfdisk -N)')
+    .option('-a, --append', 'add the script\'s partitions to the table on the disk')
+    .option('--move-data [LOGFILE]', 'with -N: move the partition\'s data to its new start')
+    .option('-b, --backup', 'back up the table sectors first (~/sfdisk-DEVICE-OFFSET.bak)')
+    .option('-O, --backup-file <PATH>', 'with -b: the backup files\' prefix instead of ~/sfdisk')
     .action((path: string, opts: WriteOptions) => writeScript(path, globals(), opts));
 };

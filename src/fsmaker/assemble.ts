@@ -20,9 +20,12 @@ import { registerExitCleanup, unregisterExitCleanup } from '../io/exit-cleanup.j
 import { DEFAULT_CHUNK_BYTES, sourceExtents } from '../io/sources.js';
 import { prestartWriterThread } from '../io/writer-thread.js';
 import { isStaleWorkDir, removeStale, workDirName } from '../io/temp-files.js';
-import { type OpenedInput, openInput } from '../io/target.js';
+import { diskOnFd, fdSectorReader, writeSectors } from '../io/disk.js';
+import { type OpenedInput, deviceSize, openInput } from '../io/target.js';
 import { partUuid } from '../partition/show.js';
+import type { SectorReader, SectorWrite } from '../partition/model.js';
 import { serializeTable } from '../partition/read.js';
+import { planTableWrite } from '../partition/wipe-plan.js';
 import { copyExtents, needsExtentsInOrder, refuseOutputUpFront } from '../sparsecopy/copy.js';
 import type { CopySummary, SparseCopyOptions } from '../sparsecopy/options.js';
 import { type BootChoice, chooseBootFor } from './boot-choice.js';
@@ -359,7 +362,8 @@ async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs
       }
     }
     signal.throwIfAborted();
-    const { waiting, ready } = piecesOf(d, streams);
+    const table = tableWrites(run.output, layout);
+    const { waiting, ready } = piecesOf(d, streams, table.inDisk);
     const grubPieces = async (): Promise<Piece[]> => {
       const images = await building;
       d.plan(images.coreImg ? Math.ceil(images.coreImg.length / 512) : 0); // refuses a core.img too large for its room
@@ -382,6 +386,7 @@ async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs
       { name: sourceName(spec), length: total, extents, anyOrder: split },
       { ...run.copy, ...ovaFirmwareOf(firmware), destination: run.output, blockSize: 4096, signal },
     );
+    writePastTheDisk(run.output, table.pastDisk);
     return { ...summary, layout, resolved: resolvedLayout(spec, layout, run.padBytes), rootfs, boot: d.boot };
   } finally {
     for (const input of inputs) input.close();
@@ -390,14 +395,67 @@ async function writeDisk(run: LayoutRun, d: Planned, rootfs: PlannedDisk['rootfs
   }
 }
 
+/**
+ * The table's sectors, from the plan every table write follows (src/partition/wipe-plan.ts).
+ * fsmaker replaces every byte of the disk it builds (a file is new; on a device the holes are
+ * written as zeros), so the plan sees that range as blank: its sector 0 carries fsmaker's boot
+ * code, not the device's. What lies past it is old: on a larger device, a former GPT's backup
+ * header at the device's end, which the kernel and sfdisk would still find, is wiped.
+ */
+function tableWrites(output: string, layout: DiskLayout): { inDisk: SectorWrite[]; pastDisk: SectorWrite[] } {
+  const sectors = layout.table.diskSectors;
+  const blank: SectorReader = (_lba, count) => Buffer.alloc(count * 512);
+  const device = output !== '-' && isBlockDevice(output) ? openOutput(output, 'r') : null;
+  try {
+    let read = blank;
+    let deviceSectors = sectors;
+    if (device !== null) {
+      deviceSectors = Math.floor(deviceSize(device) / 512);
+      const old = fdSectorReader(output, device, 512, { errorCode: 'DEST_CHECK_READ' });
+      read = (lba, count) => (lba >= sectors ? old(lba, count) : blank(lba, count));
+    }
+    const { writes } = planTableWrite(read, layout.table, { mediumSectors: deviceSectors });
+    return { inDisk: writes.filter((w) => w.lba < sectors), pastDisk: writes.filter((w) => w.lba >= sectors) };
+  } finally {
+    if (device !== null) fs.closeSync(device);
+  }
+}
+
+function openOutput(output: string, flags: 'r' | 'r+'): number {
+  try {
+    return fs.openSync(output, flags);
+  } catch (err) {
+    throw new ToolError('DEST_OPEN', `${output}: cannot open it to look for an old GPT past the new disk: ${describeSystemError(err)}`, { cause: err });
+  }
+}
+
+function isBlockDevice(p: string): boolean {
+  try {
+    return fs.statSync(p).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+/** The plan's wipes past the disk fsmaker built (after the copy, which ends at the disk's end). */
+function writePastTheDisk(output: string, writes: SectorWrite[]): void {
+  if (writes.length === 0) return;
+  const fd = openOutput(output, 'r+');
+  try {
+    const sizeBytes = Math.max(...writes.map((w) => w.lba * 512 + w.data.length));
+    writeSectors(diskOnFd(output, fd, { isBlockDevice: true, sectorSize: 512, sizeBytes, errors: { read: 'WRITE', write: 'WRITE' } }), writes);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** A partition whose bytes need GRUB's images: the ESP (the EFI image goes in it). */
 const waitsForGrub = (d: Planned, part: PlacedPartition): boolean => d.spec.bootloader !== 'none' && part.spec.contents.kind === 'fat' && isEspPartition(part.spec, d.spec.label) && (d.spec.bootloader === 'uefi' || d.spec.bootloader === 'both');
 
 /** The disk's pieces: those waiting for GRUB's images (a function of them), and the others. */
-function piecesOf(d: Planned, streams: Map<number, OpenedInput>): { waiting: (images: GrubImages) => Piece[]; ready: Piece[] } {
+function piecesOf(d: Planned, streams: Map<number, OpenedInput>, writes: SectorWrite[]): { waiting: (images: GrubImages) => Piece[]; ready: Piece[] } {
   const { layout } = d;
   const firstPartition = Math.min(...layout.parts.map((p) => p.startLba), layout.table.diskSectors);
-  const writes = serializeTable(layout.table);
   const ready: Piece[] = [];
   for (const w of writes) if (w.lba >= firstPartition) ready.push({ name: `table at LBA ${w.lba}`, offset: w.lba * 512, length: w.data.length, source: w.data });
   for (const part of layout.parts) {

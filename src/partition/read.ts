@@ -3,6 +3,7 @@
  * carries a valid MBR, the protective one), read, check, serialize.
  */
 import { gptDriver } from './gpt.js';
+import { leftoverGptHeaders, strayGptSignatures } from './gpt-leftovers.js';
 import { mbrDriver } from './mbr.js';
 import type { LabelDriver, LabelType, PartitionTable, SectorReader, SectorWrite, TableProblem } from './model.js';
 
@@ -32,6 +33,7 @@ export const PROBLEM_CODES = {
   'ebr-loop': 'the EBR chain loops (error)',
   'extra-ebr-entries': 'an EBR with more than one partition or link entry (warning)',
   'logical-outside-extended': 'a logical partition not inside the extended partition (error)',
+  'leftover-gpt': 'a dos disk that still carries a valid GPT header at LBA 1 or the last LBA, from a former label (sgdisk -p refuses the disk, wipefs lists it); lba = the header (error; a bare "EFI PART" signature there: warning)',
   'empty-partition': 'a logical partition of type 0 with a size: sfdisk -V "Partition N: empty." (error)',
   'too-many-logicals': 'more than 56 EBRs: sfdisk omits the partitions after 60 (error)',
   // gpt
@@ -108,12 +110,28 @@ export function readTable(read: SectorReader, sectorSize: number, diskSectors: n
   return { label: null, table: null, problems: [{ severity: 'error', code: 'no-table', message: 'no partition table (neither GPT nor MBR signature)', lba: 0 }] };
 }
 
+/** A former GPT's headers on a dos disk (what sfdisk wipes when it writes dos over GPT). */
+function otherLabelLeftovers(read: SectorReader, sectorSize: number, diskSectors: number): TableProblem[] {
+  const where = (lba: number): string => (lba === 1 ? 'LBA 1' : 'the last LBA');
+  return [
+    ...leftoverGptHeaders(read, sectorSize, diskSectors).map(
+      (lba): TableProblem => ({ severity: 'error', code: 'leftover-gpt', message: `a valid GPT header at ${where(lba)} of this dos disk: a former table that sgdisk and wipefs still see (wipefs -a -t gpt removes it)`, lba }),
+    ),
+    ...strayGptSignatures(read, sectorSize, diskSectors).map(
+      (lba): TableProblem => ({ severity: 'warning', code: 'leftover-gpt', message: `a GPT signature ("EFI PART") at ${where(lba)} of this dos disk`, lba }),
+    ),
+  ];
+}
+
 /** Every problem of the table on disk, from the first driver whose probe recognises it. */
 export function checkTable(read: SectorReader, sectorSize: number, diskSectors: number): { label: LabelType | null; problems: TableProblem[] } {
   const bad = sectorSizeProblem(sectorSize);
   if (bad) return { label: null, problems: [bad] };
   for (const driver of LABEL_DRIVERS) {
-    if (driver.probe(read, sectorSize, diskSectors)) return { label: driver.label, problems: driver.check(read, sectorSize, diskSectors) };
+    if (!driver.probe(read, sectorSize, diskSectors)) continue;
+    const problems = driver.check(read, sectorSize, diskSectors);
+    if (driver.label === 'dos') problems.push(...otherLabelLeftovers(read, sectorSize, diskSectors));
+    return { label: driver.label, problems };
   }
   return { label: null, problems: [{ severity: 'error', code: 'no-table', message: 'no partition table (neither GPT nor MBR signature)', lba: 0 }] };
 }
