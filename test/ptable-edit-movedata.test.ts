@@ -10,10 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDisk } from '../src/io/disk.js';
 import { moveDataRefusal, moveLogPath, movePartitionData, planMoveData } from '../src/io/move-data.js';
-import { writeTable } from '../src/io/table-writer.js';
-import { editPartitionFromScript } from '../src/partition/edit-script.js';
-import { readTable } from '../src/partition/read.js';
-import { patternBytes, sfdiskWrite, useTempDir } from './helpers.js';
+import { PTABLE, patternBytes, sfdiskWrite, useTempDir } from './helpers.js';
 import { measured } from './hostile.js';
 import { imageDifference } from './sfdisk-oracle.js';
 
@@ -24,23 +21,11 @@ useTempDir('ptable-edit-movedata-', (d) => {
 
 const MiB = 1024 * 1024;
 
-/** ptable's side of `sfdisk -N number --move-data=LOG` (what `ptable write -N N --move-data` runs). */
-function ptableMove(file: string, sectorSize: number, number: number, line: string, log: string): string | null {
-  const disk = openDisk(file, { writable: true, sectorSize });
-  try {
-    const { table } = readTable(disk.read, disk.sectorSize, disk.sectors);
-    if (!table) throw new Error('no table');
-    const original = table.partitions.find((p) => p.number === number)!;
-    const plan = editPartitionFromScript(table, number, line);
-    writeTable(disk, plan.table);
-    const moved = plan.table.partitions.find((p) => p.number === number)!;
-    const refusal = moveDataRefusal(original, moved);
-    if (refusal) return refusal;
-    movePartitionData(disk, { number, from: original.start, to: moved.start, sectors: original.size, log });
-    return null;
-  } finally {
-    disk.close();
-  }
+/** `ptable -N number --move-data=LOG DISK` (sfdisk's own command line), as a process; its exit status. */
+function ptableMove(file: string, sectorSize: number, number: number, line: string, log: string): number | null {
+  const r = spawnSync(process.execPath, [PTABLE, '--sector-size', String(sectorSize), '--no-reread', '-q', `--move-data=${log}`, '-N', String(number), file], { input: `${line}\n` });
+  if (r.status !== 0) throw new Error(`ptable failed (${r.status}): ${r.stderr.toString()}`);
+  return r.status;
 }
 
 function sfdiskMove(target: string, number: number, line: string, log: string): void {
@@ -83,7 +68,7 @@ describe('ptable -N N --move-data against sfdisk (util-linux movedata: up, down,
       ] as const) {
         const log = path.join(dir, `${name}-${sectorSize}.log`);
         onOracle((t) => sfdiskMove(t, 1, line, `${log}.sfdisk`));
-        expect(ptableMove(ours, sectorSize, 1, line, `${log}.ptable`), name).toBeNull();
+        expect(ptableMove(ours, sectorSize, 1, line, `${log}.ptable`), name).toBe(0);
         const a = fs.readFileSync(oracle);
         const b = fs.readFileSync(ours);
         expect(imageDifference(a, b, sectorSize, false), name).toBeNull();
@@ -109,6 +94,26 @@ describe('ptable -N N --move-data against sfdisk (util-linux movedata: up, down,
     } finally {
       disk.close();
     }
+  });
+
+  it('through the command line: a smaller partition is refused before anything is written, an unmoved start warns and writes the table', () => {
+    const file = path.join(dir, 'refuse.img');
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, 64 * MiB);
+    sfdiskWrite(file, 'label: dos\nlabel-id: 0x0a0b0c0d\n,10M,L\n');
+    const before = fs.readFileSync(file);
+    const smaller = spawnSync(process.execPath, [PTABLE, 'write', '-N', '1', '--move-data', file], { input: '+1M,5M\n' });
+    expect(smaller.status).toBe(8);
+    expect(smaller.stderr.toString()).toMatch(/smaller than original.*nothing written/);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    const unmoved = spawnSync(process.execPath, [PTABLE, 'write', '-N', '1', '--move-data', file], { input: ',12M\n' });
+    expect(unmoved.status).toBe(0);
+    expect(unmoved.stderr.toString()).toMatch(/has not been moved; ignoring --move-data/);
+    expect(fs.readFileSync(file).readUInt32LE(0x1be + 12)).toBe((12 * MiB) / 512);
+    const dry = spawnSync(process.execPath, [PTABLE, 'write', '-n', '-N', '1', '--move-data', file], { input: '+1M,\n' });
+    expect(dry.status).toBe(0);
+    expect(dry.stdout.toString()).toMatch(/move 24576 sector\(s\) of partition 1 from LBA 2048 to LBA 4096/);
+    expect(fs.readFileSync(file).readUInt32LE(0x1be + 8)).toBe(2048);
   });
 
   it("sfdisk's refusals: start not moved, partition made smaller", () => {

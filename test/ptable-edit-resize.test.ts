@@ -70,6 +70,7 @@ describe('ptable -N N: util-linux tests/ts/sfdisk/resize replayed against sfdisk
             input,
             edit: (t) => t,
             device: sectorSize === 4096,
+            cli: false,
           }).oracle.image;
         let image = bySfdisk(['--label', label], ',10M,L\n', null);
         RESIZE_STEPS.forEach(([name, line]) => {
@@ -121,7 +122,7 @@ describe('ptable -N N: util-linux tests/ts/sfdisk/dos resize subtests replayed a
     expect(p.oracle.status).toBe(0);
     expect(p.oracle.image.readUInt32LE(0x1be + 12), 'sfdisk runs partition 1 into the extended one').toBeGreaterThan(20480 - 2048);
     expect(String(p.ours.error)).toMatch(/overlap partition 2/);
-    const grown = replayEdit(dir, 'gap-grow', { bytes: 50 * MiB, setup: (f) => sfdiskWrite(f, script), sfdisk: ['--dump', 'DISK'], edit: (t) => growPartition(t, 5) });
+    const grown = replayEdit(dir, 'gap-grow', { bytes: 50 * MiB, setup: (f) => sfdiskWrite(f, script), sfdisk: ['--dump', 'DISK'], edit: (t) => growPartition(t, 5), cli: false });
     expect(grown.ours.error).toBeUndefined();
     const size5 = grown.ours.image.readUInt32LE(4096 * 512 + 0x1be + 12);
     expect(size5).toBe(38912 - 6144); // up to the sector before partition 6's EBR

@@ -31,14 +31,21 @@ describe("sfdisk's command line", () => {
     expect(map('-l d.img')).toBe('show d.img');
   });
 
+  it("drops the options only a change uses before the commands that only read", () => {
+    expect(map('--no-reread --no-tell-kernel -q --dump d.img')).toBe('dump d.img');
+    expect(map('-f --lock=no -J d.img')).toBe('dump --json d.img');
+    expect(map('-q --delete d.img 1')).toBe('delete -q d.img 1');
+  });
+
   it('takes --relocate OPER as the mode of relocate, in both spellings', () => {
     expect(map('--relocate gpt-bak-std d.img')).toBe('relocate --mode gpt-bak-std d.img');
     expect(map('--relocate=gpt-bak-mini d.img')).toBe('relocate --mode gpt-bak-mini d.img');
   });
 
-  it('reads a bare DISK as write, and DISK N as write -N N', () => {
+  it('reads a bare DISK as write, and DISK N as write -N N+1 (sfdisk counts the positional N from 0)', () => {
     expect(map('d.img')).toBe('write d.img');
-    expect(map('d.img 3')).toBe('write -N 3 d.img');
+    expect(map('d.img 2')).toBe('write -N 3 d.img');
+    expect(map('d.img x')).toBe('write -N x d.img');
     expect(map('-N 3 d.img')).toBe('write -N 3 d.img');
     expect(map('--no-reread -N1 d.img')).toBe('write --no-reread -N1 d.img');
     expect(map('--wipe always --label dos d.img')).toBe('write --wipe always --label dos d.img');
@@ -54,6 +61,12 @@ describe("sfdisk's command line", () => {
     // "dump" here is the value of --label, not the dump subcommand; "-X" likewise.
     expect(map('-X dos write.img')).toBe('write -X dos write.img');
     expect(map('--wipe never d.img')).toBe('write --wipe never d.img');
+  });
+
+  it('gives --move-data=LOGFILE its file in an option of its own, and a bare --move-data none', () => {
+    expect(map('--move-data=/tmp/log -N1 d.img')).toBe('write --move-data --move-data-log /tmp/log -N1 d.img');
+    expect(map('write -N 1 --move-data=/tmp/log d.img')).toBe('write -N 1 --move-data --move-data-log /tmp/log d.img');
+    expect(map('--move-data -N1 d.img')).toBe('write --move-data -N1 d.img');
   });
 
   it('passes words after -- as words', () => {

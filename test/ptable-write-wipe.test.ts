@@ -6,12 +6,13 @@
  * wipe nothing; --wipe always also zeroes the boot code. Each case also on a loop device of
  * 4096-byte sectors, where the last LBA and the header offsets move. Then util-linux's
  * tests/ts/sfdisk/wipe subtests, the one case where ptable wipes more than sfdisk, and the other
- * options of `write` (-n, -q, -f, --no-reread, the choices of --wipe and -W, the pending -N/-b).
+ * options of `write` (-n, -q, -f, --no-reread, the choices of --wipe and -W, -N/--append refusals, -b/-O against sfdisk's backup files).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loopUnavailableReason, newImageIn, ptable, sfdiskWrite, useTempDir, withLoop } from './helpers.js';
+import { loopUnavailableReason, newImageIn, ptable, runTool, sfdiskWrite, useTempDir, withLoop } from './helpers.js';
 import { type ReplayCase, imageDifference, replay } from './sfdisk-oracle.js';
 
 let dir = '';
@@ -303,22 +304,46 @@ describe('write options', () => {
     expect(r.stderr).toBe('');
   });
 
-  it('-N, --append, --move-data, -b and -O are parsed and checked, and refused until wired (exit 1, nothing written)', () => {
+  it('-N, --append and --move-data: bad combinations are exit 1, and an edit of a disk without a table exit 3, nothing written', () => {
     const file = newImageIn(dir, 'pending.img', 8 * MiB);
-    const cases: [string[], RegExp][] = [
-      [['-N', '0'], /bad -N '0'/],
-      [['-N', '2', '--append'], /-N and --append cannot be used together/],
-      [['--move-data=log'], /--move-data needs -N/],
-      [['-N', '2'], /-N: not available/],
-      [['--append'], /--append: not available/],
-      [['-b'], /-b\/-O: not available/],
-      [['-O', `${dir}/bak`], /-b\/-O: not available/],
+    const cases: [string[], number, RegExp][] = [
+      [['-N', '0'], 1, /bad -N '0'/],
+      [['-N', '2', '--append'], 1, /-N and --append cannot be used together/],
+      [['--move-data=log'], 1, /--move-data needs -N/],
+      [['-N', '2'], 3, /no partition table/],
+      [['--append'], 3, /no partition table/],
     ];
-    for (const [args, message] of cases) {
+    for (const [args, status, message] of cases) {
       const r = ptable(['write', ...args, file], { input: ',,L\n' });
-      expect(r.status, args.join(' ')).toBe(1);
-      expect(r.stderr).toMatch(new RegExp(`^ptable: ${message.source}`, 'm'));
+      expect(r.status, args.join(' ')).toBe(status);
+      expect(r.stderr).toMatch(new RegExp(`^ptable: .*${message.source}`, 'm'));
       expect(fs.readFileSync(file).equals(Buffer.alloc(8 * MiB))).toBe(true);
+    }
+  });
+
+  it('-b -O PREFIX saves the sectors the write replaces in the files sfdisk -b -O saves, then writes the same table', () => {
+    for (const [label, next] of [['gpt', 'dos'], ['dos', 'gpt']] as const) {
+      const base = newImageIn(dir, `backup-${label}.img`, 16 * MiB);
+      sfdiskWrite(base, `label: ${label}\n,4M,L\n,4M,S\n`);
+      const run = (tool: 'sfdisk' | 'ptable'): { image: Buffer; files: Map<string, Buffer>; stdout: string } => {
+        const file = path.join(dir, `backup-${label}-${tool}.img`);
+        fs.copyFileSync(base, file);
+        const prefix = path.join(dir, `bak-${label}-${tool}`, 'pt');
+        fs.mkdirSync(path.dirname(prefix), { recursive: true });
+        const args = ['--no-reread', '-b', '-O', prefix, file];
+        const input = `label: ${next}\n,8M,L\n`;
+        const r = tool === 'sfdisk' ? runTool('sfdisk', args, { input }) : ptable(args, { input });
+        expect(r.status, `${tool}: ${r.stderr}`).toBe(0);
+        const files = new Map(fs.readdirSync(path.dirname(prefix)).map((f) => [f.replace(`-${tool}.img`, ''), fs.readFileSync(path.join(path.dirname(prefix), f))]));
+        return { image: fs.readFileSync(file), files, stdout: r.stdout };
+      };
+      const theirs = run('sfdisk');
+      const ours = run('ptable');
+      expect([...ours.files.keys()].sort(), `${label} -> ${next}`).toEqual([...theirs.files.keys()].sort());
+      for (const [name, data] of theirs.files) expect(ours.files.get(name)?.equals(data), name).toBe(true);
+      expect(ours.files.size).toBeGreaterThan(0);
+      expect(ours.stdout).toMatch(/^Backup files:/m);
+      expect(imageDifference(theirs.image, ours.image, 512)).toBeNull();
     }
   });
 

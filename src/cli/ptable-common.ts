@@ -3,10 +3,11 @@
  * and committing a changed table through the one writer (src/io/table-writer.ts).
  */
 import type { Command } from 'commander';
+import { defaultBackupPrefix, writeSfdiskBackup } from '../io/table-backup.js';
 import { ToolError } from '../errors.js';
 import { type Disk, openDisk } from '../io/disk.js';
-import { writeTable } from '../io/table-writer.js';
-import type { PartitionTable, TableProblem } from '../partition/model.js';
+import { writeRawTableSectors, writeTable } from '../io/table-writer.js';
+import type { PartitionTable, SectorWrite, TableProblem } from '../partition/model.js';
 import { readTable } from '../partition/read.js';
 import { programLine } from './run.js';
 
@@ -69,6 +70,56 @@ export function withDisk<T>(path: string, options: GlobalOptions, body: (disk: D
 }
 
 /**
+ * sfdisk's options of every command that changes a table (--delete, --part-type, ... as much as
+ * a script): no re-read, quiet, force, and the -b/-O backup of the table's sectors before the change.
+ */
+export interface ChangeOptions {
+  reread?: boolean;
+  tellKernel?: boolean;
+  quiet?: boolean;
+  force?: boolean;
+  backup?: boolean;
+  backupFile?: string;
+}
+
+/** Adds the change options a command does not define itself (zap and restore have their own -f). */
+export function addChangeOptions(command: Command): void {
+  const has = (flag: string): boolean => command.options.some((o) => o.short === flag || o.long === flag);
+  if (!has('--no-reread')) command.option('--no-reread', 'do not ask the kernel to re-read the table (block devices)');
+  if (!has('--no-tell-kernel')) command.option('--no-tell-kernel', 'as --no-reread');
+  if (!has('-q')) command.option('-q, --quiet', 'no informational messages');
+  if (!has('-f')) command.option('-f, --force', 'accepted for sfdisk');
+  if (!has('-b')) command.option('-b, --backup', 'back up the table sectors first (~/sfdisk-DEVICE-OFFSET.bak, as sfdisk -b)');
+  if (!has('-O')) command.option('-O, --backup-file <PATH>', 'with -b: the backup files\' prefix instead of ~/sfdisk');
+}
+
+/**
+ * The change options of the command being run: set by ptable.ts's preAction hook, so that every
+ * commit (commitTable, commitSectors) follows them without each action passing them down.
+ */
+let running: ChangeOptions = {};
+
+export function setRunningChangeOptions(options: ChangeOptions): void {
+  running = options;
+}
+
+/** sfdisk -b/-O: the sectors of the table on the disk, saved before they change. */
+function backupBeforeChange(disk: Disk): void {
+  if (!running.backup && running.backupFile === undefined) return;
+  const lines = writeSfdiskBackup(disk, disk.path, running.backupFile ?? defaultBackupPrefix());
+  if (!running.quiet) process.stdout.write(lines.map((l) => `${l}\n`).join(''));
+}
+
+const noReread = (): boolean => running.reread === false || running.tellKernel === false;
+
+/** Raw table sectors (sgdisk's bytes) through the one writer, with the change options. */
+export function commitSectors(disk: Disk, writes: SectorWrite[], keepBootCode: boolean): void {
+  backupBeforeChange(disk);
+  const warning = writeRawTableSectors(disk, writes, { keepBootCode, noReread: noReread() });
+  if (warning) warn(warning);
+}
+
+/**
  * Changes the table on the disk (relocate, grow, the in-place edits). A change the model refuses
  * (a partition that no longer fits) or a table the drivers refuse to serialize (overlapping
  * partitions read from the disk, say) is a refusal: the disk is left as it was.
@@ -76,7 +127,9 @@ export function withDisk<T>(path: string, options: GlobalOptions, body: (disk: D
 export function commitTable(disk: Disk, change: () => PartitionTable): void {
   let warning: string | null;
   try {
-    warning = writeTable(disk, change()).warning;
+    const table = change();
+    backupBeforeChange(disk);
+    warning = writeTable(disk, table, { noReread: noReread() }).warning;
   } catch (err) {
     if (err instanceof ToolError && err.code === 'USAGE') throw new ToolError('REFUSED', `${disk.path}: ${err.message}; nothing written`, { cause: err });
     throw err;

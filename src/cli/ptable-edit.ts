@@ -7,7 +7,6 @@
 import type { Command } from 'commander';
 import { ToolError } from '../errors.js';
 import type { Disk } from '../io/disk.js';
-import { writeSectors } from '../io/disk.js';
 import {
   type EditResult,
   activatePartitions,
@@ -27,7 +26,7 @@ import { growPartition } from '../partition/align.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { PartitionTable } from '../partition/model.js';
 import { writeHazards } from '../partition/read.js';
-import { type Globals, type RegisterCommands, commitTable, loadTable, warn, withDisk } from './ptable-common.js';
+import { type Globals, type RegisterCommands, commitSectors, commitTable, loadTable, warn, withDisk } from './ptable-common.js';
 
 /** A partition number argument as sfdisk reads it (strtou32_or_err). */
 export function partitionNumber(path: string, text: string): number {
@@ -104,7 +103,7 @@ function activate(disk: Disk, numbers: number[] | null): void {
       return;
     }
     const changed = onDisk(disk.path, () => activateProtectiveMbr(sector0, numbers));
-    writeSectors(disk, [{ lba: 0, data: changed }]);
+    commitSectors(disk, [{ lba: 0, data: changed }], false);
     return;
   }
   if (numbers === null) {

@@ -4,7 +4,7 @@
  * sectors (sfdisk --backup-pt-sectors, sgdisk -b) and their restores.
  */
 import { ToolError } from '../errors.js';
-import { type Disk, rereadIfDevice, writeSectors } from '../io/disk.js';
+import type { Disk } from '../io/disk.js';
 import { readSgdiskBackup, restoreSfdiskBackup, writeSfdiskBackup, writeSgdiskBackup } from '../io/table-backup.js';
 import { isExtendedType, partitionEnd } from '../partition/align.js';
 import { validGptHeader } from '../partition/backup-file.js';
@@ -19,19 +19,12 @@ import {
   withNewGuids,
   zapRuns,
 } from '../partition/gpt-ops.js';
-import { mergeMbrSector } from '../partition/mbr.js';
 import type { PartitionTable, SectorWrite } from '../partition/model.js';
-import { type RegisterCommands, type Globals, loadTable, warn, withDisk } from './ptable-common.js';
+import { type RegisterCommands, type Globals, commitSectors, loadTable, warn, withDisk } from './ptable-common.js';
 
-/** Writes raw sectors, the disk's boot code kept in sector 0 when `keepBootCode`, then re-reads. */
+/** Writes raw sectors through the one writer (boot code kept when `keepBootCode`), with the command's change options. */
 function commitWrites(disk: Disk, writes: SectorWrite[], keepBootCode: boolean): void {
-  for (const w of writes) {
-    if (w.lba !== 0 || !keepBootCode) continue;
-    w.data = Buffer.concat([mergeMbrSector(disk.read(0, 1), w.data.subarray(0, 512)), w.data.subarray(512)]);
-  }
-  writeSectors(disk, writes);
-  const warning = rereadIfDevice(disk);
-  if (warning) warn(warning);
+  commitSectors(disk, writes, keepBootCode);
 }
 
 /** A model refusal (a partition that no longer fits) is REFUSED: the disk is left as it was. */

@@ -5,14 +5,17 @@
 import fs from 'node:fs';
 import { Option } from 'commander';
 import { ToolError } from '../errors.js';
-import { closeDisk, ensureDiskSectors, openDisk } from '../io/disk.js';
+import { type Disk, closeDisk, ensureDiskSectors, openDisk } from '../io/disk.js';
+import { type MoveRequest, movePartitionData, planMoveData } from '../io/move-data.js';
+import { defaultBackupPrefix, writeSfdiskBackup } from '../io/table-backup.js';
 import { writeTable } from '../io/table-writer.js';
-import type { LabelType } from '../partition/model.js';
+import { appendFromScript, editPartitionFromScript } from '../partition/edit-script.js';
+import type { LabelType, PartitionTable } from '../partition/model.js';
 import { readTable } from '../partition/read.js';
-import { prepareScriptTable } from '../partition/script-table.js';
+import { type ScriptPlan, prepareScriptTable } from '../partition/script-table.js';
 import { type ByteWipe, WIPE_MODES, type WipeMode } from '../partition/wipe-plan.js';
 import { parseSize } from '../size.js';
-import { type GlobalOptions, type RegisterCommands, sectorSizeOption, warn } from './ptable-common.js';
+import { type GlobalOptions, type RegisterCommands, loadTable, sectorSizeOption, warn } from './ptable-common.js';
 
 interface WriteOptions {
   size?: string;
@@ -27,27 +30,61 @@ interface WriteOptions {
   quiet?: boolean;
   partno?: string;
   append?: boolean;
-  moveData?: string | boolean;
+  moveData?: boolean;
+  /** --move-data=LOGFILE's file (see sfdisk-argv.ts). */
+  moveDataLog?: string;
   backup?: boolean;
   backupFile?: string;
 }
 
-/**
- * The write options whose work lives in other modules (the -N/--append edits and --move-data of
- * src/partition/edit-script.ts and src/io/move-data.ts, the -b/-O backup of src/io/table-backup.ts):
- * parsed and checked here, refused until they are wired.
- */
-function checkPendingOptions(opts: WriteOptions): void {
+/** The combinations sfdisk refuses, refused before anything is read or written. */
+function checkOptions(opts: WriteOptions): void {
   if (opts.partno !== undefined && !/^[1-9]\d*$/.test(opts.partno)) throw new ToolError('USAGE', `bad -N '${opts.partno}': expected a partition number`);
   if (opts.partno !== undefined && opts.append) throw new ToolError('USAGE', '-N and --append cannot be used together');
   if (opts.moveData !== undefined && opts.partno === undefined) throw new ToolError('USAGE', '--move-data needs -N');
-  const pending = [
-    ...(opts.partno !== undefined ? ['-N'] : []),
-    ...(opts.append ? ['--append'] : []),
-    ...(opts.moveData !== undefined ? ['--move-data'] : []),
-    ...(opts.backup || opts.backupFile !== undefined ? ['-b/-O'] : []),
-  ];
-  if (pending.length > 0) throw new ToolError('USAGE', `${pending.join(', ')}: not available in this build of ptable write yet`);
+}
+
+/** The script's table: a whole new one, or (-N, --append) the table on the disk edited by it. */
+function scriptPlan(disk: Disk, script: string, opts: WriteOptions, sizeSectors: number): ScriptPlan | null {
+  if (opts.partno === undefined && !opts.append) {
+    const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
+    // -X names the label of a script without "label:", even over the disk's own (as sfdisk 2.38.1).
+    const defaultLabel = opts.label ?? current?.label;
+    return prepareScriptTable(script, {
+      path: disk.path,
+      sectorSize: disk.sectorSize,
+      diskSectors: Math.max(disk.sectors, sizeSectors),
+      ...(defaultLabel ? { currentLabel: defaultLabel } : {}),
+    });
+  }
+  // sfdisk: "cannot modify partition N: no partition table was found"; ptable's exit 3.
+  const current = loadTable(disk, true);
+  return onDisk(disk, () => (opts.partno !== undefined ? editPartitionFromScript(current, Number(opts.partno), script) : appendFromScript(current, script)));
+}
+
+/** The library's ToolErrors name no disk: this one's path goes in front. */
+function onDisk<T>(disk: Disk, body: () => T): T {
+  try {
+    return body();
+  } catch (err) {
+    if (err instanceof ToolError) throw new ToolError(err.code, `${disk.path}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** -N N --move-data: what moves once the table is written (sfdisk moves the data after the write). */
+function plannedMove(disk: Disk, opts: WriteOptions, table: PartitionTable): MoveRequest | null {
+  if (!opts.moveData || opts.partno === undefined) return null;
+  const number = Number(opts.partno);
+  const moved = table.partitions.find((p) => p.number === number);
+  if (!moved) return null;
+  const original = loadTable(disk).partitions.find((p) => p.number === number);
+  const move = onDisk(disk, () => planMoveData(original, moved));
+  if (!move) {
+    if (original) warn(`${disk.path}: partition ${number}: start of the partition has not been moved; ignoring --move-data`);
+    return null;
+  }
+  return { number, ...move, ...(opts.moveDataLog !== undefined ? { log: opts.moveDataLog } : {}) };
 }
 
 function describeWipe(w: ByteWipe): string {
@@ -59,7 +96,7 @@ function describeWipe(w: ByteWipe): string {
 function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): void {
   // stdin first: a command waiting for its script holds nothing open and is ended by a signal.
   const script = fs.readFileSync(0, 'utf8');
-  checkPendingOptions(opts);
+  checkOptions(opts);
   const sectorSize = sectorSizeOption(options.sectorSize) ?? 512;
   const sizeSectors = opts.size === undefined ? 0 : Math.ceil(parseSize(opts.size, sectorSize, 'size') / sectorSize);
   const say = (message: string): void => {
@@ -69,15 +106,7 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
   const disk = openDisk(path, { writable: opts.act !== false, create: opts.act !== false, sectorSize });
   let written = false;
   try {
-    const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
-    // -X names the label of a script without "label:", even over the disk's own (as sfdisk 2.38.1).
-    const defaultLabel = opts.label ?? current?.label;
-    const plan = prepareScriptTable(script, {
-      path,
-      sectorSize: disk.sectorSize,
-      diskSectors: Math.max(disk.sectors, sizeSectors),
-      ...(defaultLabel ? { currentLabel: defaultLabel } : {}),
-    });
+    const plan = scriptPlan(disk, script, opts, sizeSectors);
     if (!plan) {
       say(`${path}: the script holds no label and no partition: nothing written (as sfdisk)`);
       return;
@@ -86,6 +115,11 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
     const sectors = Math.max(sizeSectors, plan.table.diskSectors);
     if (opts.act !== false) ensureDiskSectors(disk, sectors);
     else if (sectors > disk.sectors && disk.isBlockDevice) throw new ToolError('DISK_IO', `${path}: the table needs ${sectors} sectors, the device has ${disk.sectors}`);
+    const move = plannedMove(disk, opts, plan.table);
+    if (opts.backup && opts.act !== false) {
+      const lines = writeSfdiskBackup(disk, path, opts.backupFile ?? defaultBackupPrefix());
+      if (!opts.quiet) process.stdout.write(lines.map((l) => `${l}\n`).join(''));
+    }
     let result;
     try {
       result = writeTable(disk, plan.table, {
@@ -105,13 +139,15 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
       const lines = [
         ...result.plan.wipes.map(describeWipe),
         ...result.plan.writes.map((w) => `write ${w.data.length / disk.sectorSize} sector(s) at LBA ${w.lba}`),
+        ...(move ? [`move ${move.sectors} sector(s) of partition ${move.number} from LBA ${move.from} to LBA ${move.to}`] : []),
         'nothing written (--no-act)',
       ];
       if (!opts.quiet) process.stdout.write(lines.map((l) => `${path}: ${l}\n`).join(''));
       return;
     }
-    if (result.warning) warn(result.warning);
     written = true;
+    if (move) movePartitionData(disk, move);
+    if (result.warning) warn(result.warning);
   } finally {
     closeDisk(disk, written || !disk.created);
   }
@@ -135,7 +171,10 @@ export const registerWriteCommand: RegisterCommands = (program, globals) => {
     .option('-q, --quiet', 'no informational messages')
     .option('-N, --partno <N>', 'change only partition N, from a one-line script (sfdisk -N)')
     .option('-a, --append', 'add the script\'s partitions to the table on the disk')
-    .option('--move-data [LOGFILE]', 'with -N: move the partition\'s data to its new start')
+    // sfdisk takes the log file only as --move-data=LOGFILE, which sfdisk-argv.ts turns into
+    // --move-data --move-data-log LOGFILE: a bare --move-data never takes DISK for its log.
+    .option('--move-data', 'with -N: move the partition\'s data to its new start (--move-data=LOGFILE logs each step to LOGFILE-PARTITION.move)')
+    .addOption(new Option('--move-data-log <LOGFILE>').hideHelp())
     .option('-b, --backup', 'back up the table sectors first (~/sfdisk-DEVICE-OFFSET.bak)')
     .option('-O, --backup-file <PATH>', 'with -b: the backup files\' prefix instead of ~/sfdisk')
     .action((path: string, opts: WriteOptions) => writeScript(path, globals(), opts));

@@ -12,7 +12,7 @@ import { checkTable } from '../partition/read.js';
 import { formatSfdiskDump } from '../partition/sfdisk-dump.js';
 import { formatSfdiskJson } from '../partition/sfdisk-json.js';
 import { formatShow } from '../partition/show.js';
-import { type GlobalOptions, formatProblem, loadTable, withDisk } from './ptable-common.js';
+import { type ChangeOptions, type GlobalOptions, addChangeOptions, formatProblem, loadTable, setRunningChangeOptions, withDisk } from './ptable-common.js';
 import { registerEditCommands } from './ptable-edit.js';
 import { registerGptCommands } from './ptable-gpt.js';
 import { registerWriteCommand } from './ptable-write.js';
@@ -26,11 +26,12 @@ DISK is an image file or a block device (a FIFO or terminal is refused). A scrip
 and no partition (empty, blank or comment lines) writes nothing, as sfdisk.
 
 sfdisk's command line works too: \`ptable --delete DISK 2\`, \`ptable -N 3 DISK < LINE\`,
-\`ptable -d DISK\`, \`ptable -V DISK\`, \`ptable --relocate gpt-bak-std DISK\` and so on.
+\`ptable -d DISK\`, \`ptable -V DISK\`, \`ptable --relocate gpt-bak-std DISK\` and so on (as in
+sfdisk, \`ptable DISK N < LINE\` counts N from 0: prefer -N).
 
 Exit codes: 0 ok, 1 usage, 2 cannot open the disk, 3 no partition table, 4 check found errors,
 5 reading, writing or extending the disk failed (or it is too small), 6 invalid script (the
-message names the line), 7 no such partition, 8 relocate/grow refused (the change would overlap,
+message names the line), 7 no such partition, 8 a change refused (it would overlap or not fit,
 or the table on the disk is damaged; nothing written), 9 a table backup file cannot be written
 or read, is damaged or does not fit the disk (nothing written), 130/143 interrupted.
 `;
@@ -71,6 +72,25 @@ function readCommands(program: Command, globals: () => GlobalOptions): void {
     );
 }
 
+/** The commands that change a table in place: they take sfdisk's --no-reread, -q, -f, -b and -O. */
+const CHANGE_COMMANDS: ReadonlySet<string> = new Set([
+  'grow',
+  'delete',
+  'part-type',
+  'part-label',
+  'part-uuid',
+  'part-attrs',
+  'disk-id',
+  'activate',
+  'reorder',
+  'relocate',
+  'zap',
+  'randomize-guids',
+  'convert',
+  'restore-pt-sectors',
+  'restore',
+]);
+
 function buildCommand(): Command {
   const program = new Command('ptable')
     .description('Read, check, dump and write MBR and GPT partition tables (sfdisk-compatible).')
@@ -86,6 +106,8 @@ function buildCommand(): Command {
   registerWriteCommand(program, globals);
   registerEditCommands(program, globals);
   registerGptCommands(program, globals);
+  for (const command of program.commands) if (CHANGE_COMMANDS.has(command.name())) addChangeOptions(command);
+  program.hook('preAction', (_program, action) => setRunningChangeOptions(action.opts<ChangeOptions>()));
   return program;
 }
 
