@@ -6,6 +6,13 @@
  * superblock whose magic is right but whose geometry is impossible is reported with `corrupt`
  * set (and `describeCorruption` says why), so the caller can say "corrupt" instead of "unknown".
  */
+import {
+  EXT3_INCOMPAT_SUPPORTED,
+  EXT3_RO_COMPAT_SUPPORTED,
+  EXT_COMPAT_HAS_JOURNAL as COMPAT_HAS_JOURNAL,
+  EXT_INCOMPAT_64BIT as INCOMPAT_64BIT,
+  EXT_INCOMPAT_JOURNAL_DEV as INCOMPAT_JOURNAL_DEV,
+} from '../format/ext-features.js';
 
 export type FsType = 'ext2' | 'ext3' | 'ext4' | 'xfs' | 'btrfs' | 'squashfs' | 'erofs' | 'vfat';
 
@@ -62,21 +69,6 @@ function u64be(b: Buffer, off: number): number {
 const EXT_SB_OFFSET = 1024;
 const EXT_MAGIC = 0xef53;
 
-// Feature bits (kernel Documentation/filesystems/ext4/super.rst).
-const COMPAT_HAS_JOURNAL = 0x4;
-const INCOMPAT_FILETYPE = 0x2;
-const INCOMPAT_RECOVER = 0x4;
-const INCOMPAT_JOURNAL_DEV = 0x8;
-const INCOMPAT_META_BG = 0x10;
-const INCOMPAT_64BIT = 0x80;
-const RO_COMPAT_SPARSE_SUPER = 0x1;
-const RO_COMPAT_LARGE_FILE = 0x2;
-const RO_COMPAT_BTREE_DIR = 0x4;
-
-/** What ext3 (and ext2) understand; anything beyond makes the filesystem ext4, as blkid decides. */
-const EXT3_INCOMPAT_SUPP = INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG;
-const EXT3_RO_COMPAT_SUPP = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
-
 /** Why an ext superblock (given as its 1024 bytes) is impossible, or null when it is sane. */
 export function extSuperblockProblem(sb: Buffer): string | null {
   const logBlock = sb.readUInt32LE(0x18);
@@ -125,7 +117,7 @@ function detectExt(read: ByteReader): FsInfo | null {
   const roCompat = sb.readUInt32LE(0x64);
   if (incompat & INCOMPAT_JOURNAL_DEV) return null; // an external journal, not a filesystem
   let type: FsType;
-  if (incompat & ~EXT3_INCOMPAT_SUPP || roCompat & ~EXT3_RO_COMPAT_SUPP) type = 'ext4';
+  if (incompat & ~EXT3_INCOMPAT_SUPPORTED || roCompat & ~EXT3_RO_COMPAT_SUPPORTED) type = 'ext4';
   else if (compat & COMPAT_HAS_JOURNAL) type = 'ext3';
   else type = 'ext2';
   const info: FsInfo = { type };

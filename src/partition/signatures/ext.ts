@@ -2,6 +2,15 @@
  * ext2, ext3, ext4, ext4dev and jbd as libblkid tells them apart: one magic (0xEF53 at 0x438), then
  * the superblock's feature flags decide which one prober accepts it.
  */
+import {
+  EXT2_INCOMPAT_SUPPORTED,
+  EXT2_RO_COMPAT_SUPPORTED,
+  EXT3_INCOMPAT_SUPPORTED,
+  EXT3_RO_COMPAT_SUPPORTED,
+  EXT_COMPAT_HAS_JOURNAL as COMPAT_HAS_JOURNAL,
+  EXT_FLAGS_TEST_FILESYS as FLAGS_TEST_FILESYS,
+  EXT_INCOMPAT_JOURNAL_DEV as INCOMPAT_JOURNAL_DEV,
+} from '../../format/ext-features.js';
 import { type Prober, magic } from './types.js';
 import type { AreaView } from './view.js';
 
@@ -9,22 +18,6 @@ const SUPERBLOCK_OFFSET = 0x400;
 /** ext2_super_block fields (little-endian). */
 const SB = { featureCompat: 0x5c, featureIncompat: 0x60, featureRoCompat: 0x64, flags: 0x160 } as const;
 const EXT_MAGICS = [magic([0x53, 0xef], 0x38, 1)];
-
-const COMPAT_HAS_JOURNAL = 0x0004;
-const INCOMPAT_FILETYPE = 0x0002;
-const INCOMPAT_RECOVER = 0x0004;
-const INCOMPAT_JOURNAL_DEV = 0x0008;
-const INCOMPAT_META_BG = 0x0010;
-const RO_COMPAT_SPARSE_SUPER = 0x0001;
-const RO_COMPAT_LARGE_FILE = 0x0002;
-const RO_COMPAT_BTREE_DIR = 0x0004;
-const FLAGS_TEST_FILESYS = 0x0004;
-
-/** What ext2 and ext3 understand: anything else makes the filesystem ext4. */
-const EXT2_RO_COMPAT_SUPPORTED = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
-const EXT2_INCOMPAT_SUPPORTED = INCOMPAT_FILETYPE | INCOMPAT_META_BG;
-const EXT3_RO_COMPAT_SUPPORTED = EXT2_RO_COMPAT_SUPPORTED;
-const EXT3_INCOMPAT_SUPPORTED = INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG;
 
 interface Features {
   compat: number;
