@@ -111,7 +111,9 @@ const ROUTES: Route[] = [
     title: 'by fsmaker from the tree unpacked as root',
     makeDisk: (label, disk) => runCli(FSMAKER, ['-q', '--seed', 'debian', '--label', label, tree, disk]),
     diskDir: () => dir,
-    cases: CASES,
+    // The tarball route boots both firmwares; what this route adds is the directory as the
+    // source, which one boot proves (a boot costs 30 s of the suite's 20 minutes).
+    cases: CASES.slice(1),
   },
   {
     title: 'by mkfs.ext4 -d of the tree unpacked as root, and fsmaker of the image',

@@ -238,3 +238,12 @@ export function useTempDir(prefix: string, onReady: (dir: string) => void): void
 
 /** The partition number of a `sfdisk -J` node ("/x/a.img5" -> 5, "/dev/loop0p5" -> 5). */
 export const nodeNumber = (device: string, node: string): number => Number(node.slice(device.length).replace(/^p/, ''));
+
+/**
+ * Copies an image keeping its holes (fs.copyFileSync writes every zero of a sparse file: 2 s for
+ * a 512 MiB image of holes, where cp --sparse=always takes milliseconds). For byte comparisons
+ * only: zero runs the source had allocated become holes too.
+ */
+export function copySparse(from: string, to: string): void {
+  execFileSync('cp', ['--sparse=always', '--', from, to]);
+}

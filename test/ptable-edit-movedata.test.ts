@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDisk } from '../src/io/disk.js';
 import { moveDataRefusal, moveLogPath, movePartitionData, planMoveData } from '../src/io/move-data.js';
-import { PTABLE, patternBytes, sfdiskWrite, useTempDir } from './helpers.js';
+import { copySparse, patternBytes, PTABLE, sfdiskWrite, useTempDir } from './helpers.js';
 import { measured } from './hostile.js';
 import { imageDifference } from './sfdisk-oracle.js';
 
@@ -59,7 +59,7 @@ describe('ptable -N N --move-data against sfdisk (util-linux movedata: up, down,
       const start = sectorSize === 512 ? 2048 * 512 : 256 * 4096;
       fs.writeSync(fd, data, 0, data.length, start);
       fs.closeSync(fd);
-      fs.copyFileSync(oracle, ours);
+      copySparse(oracle, ours);
       let offset = start;
       for (const [name, line, shift] of [
         ['up', '+1000,', 1000],

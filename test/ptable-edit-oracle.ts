@@ -13,7 +13,7 @@ import { openDisk } from '../src/io/disk.js';
 import { writeTable } from '../src/io/table-writer.js';
 import type { PartitionTable } from '../src/partition/model.js';
 import { readTable } from '../src/partition/read.js';
-import { PTABLE } from './helpers.js';
+import { copySparse, PTABLE } from './helpers.js';
 import { imageDifference } from './sfdisk-oracle.js';
 
 /** The prepared image holds no table: a step that creates one, which the edit cannot replay. */
@@ -66,8 +66,8 @@ export function replayEdit(dir: string, name: string, c: EditCase): EditReplay {
         const s = spawnSync('sfdisk', ['--no-reread', '--no-tell-kernel', '-q', device ?? files.oracle], { input: c.setupScript });
         if (s.status !== 0) throw new Error(`sfdisk setup failed: ${s.stderr.toString()}`);
       }
-      fs.copyFileSync(files.oracle, files.ours);
-      fs.copyFileSync(files.oracle, files.cli);
+      copySparse(files.oracle, files.ours);
+      copySparse(files.oracle, files.cli);
       const disk = (a: string): string => (a === 'DISK' ? device ?? files.oracle : a);
       const [command, args] = c.sgdisk ? ['sgdisk', c.sgdisk.map(disk)] : ['sfdisk', ['--no-reread', '--no-tell-kernel', '-q', ...(c.sfdisk ?? []).map(disk)]];
       r = spawnSync(command, args, { input: c.input ?? '', env: { ...process.env, LC_ALL: 'C' } });

@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loopUnavailableReason, PTABLE, runTool, sfdiskWrite, useTempDir } from './helpers.js';
+import { copySparse, loopUnavailableReason, PTABLE, runTool, sfdiskWrite, useTempDir } from './helpers.js';
 import { openDisk } from '../src/io/disk.js';
 import { writeSfdiskBackup } from '../src/io/table-backup.js';
 import { imageDifference } from './sfdisk-oracle.js';
@@ -113,7 +113,7 @@ describe('writeSfdiskBackup is what sfdisk -b -O saves before a write', () => {
     ] as const) {
       const theirs = image(`wsb-${name}.sfdisk.img`, 20 * MiB, before);
       const ours = path.join(dir, `wsb-${name}.img`);
-      fs.copyFileSync(theirs, ours);
+      copySparse(theirs, ours);
       const out = { sfdisk: freshDir(`wsb-s-${name}`), ptable: freshDir(`wsb-p-${name}`) };
       const r = spawnSync('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', '-b', '-O', `${out.sfdisk}/x`, theirs], { input: script });
       expect(r.status, r.stderr.toString()).toBe(0);
@@ -271,7 +271,7 @@ describe("gptfdisk's gdisk_test.sh, replayed where ptable covers it (sgdisk's st
     sgdisk(oracle, ['-n', '1', '-c', '1:Linux filesystem', '-t', '1:8300']);
     sgdisk(oracle, ['-c', '1:NewName']);
     sgdisk(oracle, ['-t', '1:8200']);
-    fs.copyFileSync(oracle, ours);
+    copySparse(oracle, ours);
     const both = (args: string[]): void => [oracle, ours].forEach((d) => sgdisk(d, args));
     const theirFile = `${oracle}.bak`;
     const ourFile = `${ours}.bak`;

@@ -12,7 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loopUnavailableReason, newImageIn, ptable, runTool, sfdiskWrite, useTempDir, withLoop } from './helpers.js';
+import { copySparse, loopUnavailableReason, newImageIn, ptable, runTool, sfdiskWrite, useTempDir, withLoop } from './helpers.js';
 import { type ReplayCase, imageDifference, replay } from './sfdisk-oracle.js';
 
 let dir = '';
@@ -327,7 +327,7 @@ describe('write options', () => {
       sfdiskWrite(base, `label: ${label}\n,4M,L\n,4M,S\n`);
       const run = (tool: 'sfdisk' | 'ptable'): { image: Buffer; files: Map<string, Buffer>; stdout: string } => {
         const file = path.join(dir, `backup-${label}-${tool}.img`);
-        fs.copyFileSync(base, file);
+        copySparse(base, file);
         const prefix = path.join(dir, `bak-${label}-${tool}`, 'pt');
         fs.mkdirSync(path.dirname(prefix), { recursive: true });
         const args = ['--no-reread', '-b', '-O', prefix, file];

@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PTABLE } from './helpers.js';
+import { copySparse, PTABLE } from './helpers.js';
 import { GPT_ENTRY_FIELD, GPT_HEADER_FIELD } from './table-edits.js';
 
 export interface ToolRun {
@@ -72,7 +72,7 @@ export function replay(dir: string, name: string, c: ReplayCase): Replay {
     fs.writeFileSync(files.oracle, '');
     fs.truncateSync(files.oracle, c.bytes);
     c.setup?.(files.oracle);
-    fs.copyFileSync(files.oracle, files.ptable);
+    copySparse(files.oracle, files.ptable);
     const sectorArgs = c.sectorSize && !c.device ? ['--sector-size', String(c.sectorSize)] : [];
     const oracle = runOn(files.oracle, c, c.oracle.command, c.oracle.args);
     const ours = runOn(files.ptable, c, process.execPath, [PTABLE, ...sectorArgs, ...c.ptable]);
@@ -87,56 +87,87 @@ export function replay(dir: string, name: string, c: ReplayCase): Replay {
 
 const EFI_PART = Buffer.from('EFI PART', 'latin1');
 
-/** Zeroes a GPT header's random GUIDs and CRCs, and its entries' unique GUIDs, in place. */
-function normaliseGptAt(image: Buffer, lba: number, sectorSize: number): void {
-  const at = lba * sectorSize;
-  if (at < 0 || at + sectorSize > image.length || !image.subarray(at, at + 8).equals(EFI_PART)) return;
-  const entriesLba = Number(image.readBigUInt64LE(at + GPT_HEADER_FIELD.entriesLba));
-  const count = image.readUInt32LE(at + GPT_HEADER_FIELD.entryCount);
-  const size = image.readUInt32LE(at + GPT_HEADER_FIELD.entrySize);
-  image.fill(0, at + GPT_HEADER_FIELD.headerCrc, at + GPT_HEADER_FIELD.headerCrc + 4);
-  image.fill(0, at + 56, at + 72); // disk GUID
-  image.fill(0, at + GPT_HEADER_FIELD.entriesCrc, at + GPT_HEADER_FIELD.entriesCrc + 4);
-  if (size < 128 || count > 4096) return;
-  for (let i = 0; i < count; i++) {
-    const e = entriesLba * sectorSize + i * size;
-    if (e + size > image.length) break;
-    const unique = e + GPT_ENTRY_FIELD.unique;
-    image.fill(0, unique, unique + 16);
-  }
-}
-
 /**
- * A copy of `image` with every id that sfdisk and ptable choose at random set to zero: the dos
- * disk id (bytes 440-443 of sector 0), and in each GPT header found (LBA 1, the last LBA, and
- * where the primary says the backup is) the disk GUID, both CRCs, and the unique GUID of every
- * entry.
+ * The sectors of `image` that hold random ids, each as a copy with those ids zeroed: sector 0
+ * (the dos disk id, bytes 440-443), and in each GPT header found (LBA 1, the last LBA, and where
+ * the primary says the backup is) the disk GUID and both CRCs, and in its entry array the unique
+ * GUID of every entry. Only these sectors are copied: images are compared in place otherwise.
  */
-export function normalisedImage(image: Buffer, sectorSize: number): Buffer {
-  const copy = Buffer.from(image);
-  copy.fill(0, 440, 444);
-  const last = copy.length / sectorSize - 1;
+export function normalisedSectors(image: Buffer, sectorSize: number): Map<number, Buffer> {
+  const patched = new Map<number, Buffer>();
+  const sector = (lba: number): Buffer | null => {
+    if (lba < 0 || (lba + 1) * sectorSize > image.length) return null;
+    let copy = patched.get(lba);
+    if (!copy) {
+      copy = Buffer.from(image.subarray(lba * sectorSize, (lba + 1) * sectorSize));
+      patched.set(lba, copy);
+    }
+    return copy;
+  };
+  /** Zeroes `length` bytes at byte `offset` of the image, in the patched copies. */
+  const zero = (offset: number, length: number): void => {
+    for (let at = offset; at < offset + length; ) {
+      const lba = Math.floor(at / sectorSize);
+      const copy = sector(lba);
+      const end = Math.min(offset + length, (lba + 1) * sectorSize);
+      copy?.fill(0, at - lba * sectorSize, end - lba * sectorSize);
+      at = end;
+    }
+  };
+  if (image.length >= 512) zero(440, 4);
+  const last = image.length / sectorSize - 1;
   const lbas = new Set([1, last]);
   const primary = sectorSize;
-  if (copy.subarray(primary, primary + 8).equals(EFI_PART)) lbas.add(Number(copy.readBigUInt64LE(primary + GPT_HEADER_FIELD.alternateLba)));
-  for (const lba of lbas) normaliseGptAt(copy, lba, sectorSize);
+  if (image.length >= primary + 512 && image.subarray(primary, primary + 8).equals(EFI_PART)) lbas.add(Number(image.readBigUInt64LE(primary + GPT_HEADER_FIELD.alternateLba)));
+  for (const lba of lbas) {
+    const at = lba * sectorSize;
+    if (at < 0 || at + sectorSize > image.length || !image.subarray(at, at + 8).equals(EFI_PART)) continue;
+    const entriesLba = Number(image.readBigUInt64LE(at + GPT_HEADER_FIELD.entriesLba));
+    const count = image.readUInt32LE(at + GPT_HEADER_FIELD.entryCount);
+    const size = image.readUInt32LE(at + GPT_HEADER_FIELD.entrySize);
+    zero(at + GPT_HEADER_FIELD.headerCrc, 4);
+    zero(at + 56, 16); // disk GUID
+    zero(at + GPT_HEADER_FIELD.entriesCrc, 4);
+    if (size < 128 || count > 4096) continue;
+    for (let i = 0; i < count; i++) {
+      const e = entriesLba * sectorSize + i * size;
+      if (e + size > image.length) break;
+      zero(e + GPT_ENTRY_FIELD.unique, 16);
+    }
+  }
+  return patched;
+}
+
+/** A copy of `image` with every random id zeroed (see normalisedSectors). */
+export function normalisedImage(image: Buffer, sectorSize: number): Buffer {
+  const copy = Buffer.from(image);
+  for (const [lba, data] of normalisedSectors(image, sectorSize)) data.copy(copy, lba * sectorSize);
   return copy;
 }
 
 /**
  * Where two images differ, as "byte N (sector S): oracle X, ptable Y", or null when equal. With
- * `normalise`, the random ids are ignored (see normalisedImage).
+ * `normalise`, the random ids are ignored (see normalisedSectors).
  */
 export function imageDifference(oracle: Buffer, ours: Buffer, sectorSize: number, normalise = true): string | null {
-  const a = normalise ? normalisedImage(oracle, sectorSize) : oracle;
-  const b = normalise ? normalisedImage(ours, sectorSize) : ours;
-  if (a.length !== b.length) return `sizes differ: oracle ${a.length} bytes, ptable ${b.length}`;
-  const chunk = 1 << 16;
-  for (let o = 0; o < a.length; o += chunk) {
-    const end = Math.min(o + chunk, a.length);
-    if (a.subarray(o, end).equals(b.subarray(o, end))) continue;
+  if (oracle.length !== ours.length) return `sizes differ: oracle ${oracle.length} bytes, ptable ${ours.length}`;
+  const none = new Map<number, Buffer>();
+  const patchA = normalise ? normalisedSectors(oracle, sectorSize) : none;
+  const patchB = normalise ? normalisedSectors(ours, sectorSize) : none;
+  const byteAt = (image: Buffer, patch: Map<number, Buffer>, i: number): number => {
+    const p = patch.get(Math.floor(i / sectorSize));
+    return p ? p[i % sectorSize]! : image[i]!;
+  };
+  const chunk = 1 << 16; // a multiple of both sector sizes
+  for (let o = 0; o < oracle.length; o += chunk) {
+    const end = Math.min(o + chunk, oracle.length);
+    let patchedHere = false;
+    for (let lba = o / sectorSize; lba < end / sectorSize && !patchedHere; lba++) patchedHere = patchA.has(lba) || patchB.has(lba);
+    if (!patchedHere && oracle.subarray(o, end).equals(ours.subarray(o, end))) continue;
     for (let i = o; i < end; i++) {
-      if (a[i] !== b[i]) return `byte ${i} (sector ${Math.floor(i / sectorSize)}, +${i % sectorSize}): oracle 0x${a[i]!.toString(16)}, ptable 0x${b[i]!.toString(16)}`;
+      const a = byteAt(oracle, patchA, i);
+      const b = byteAt(ours, patchB, i);
+      if (a !== b) return `byte ${i} (sector ${Math.floor(i / sectorSize)}, +${i % sectorSize}): oracle 0x${a.toString(16)}, ptable 0x${b.toString(16)}`;
     }
   }
   return null;

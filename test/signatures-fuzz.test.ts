@@ -11,7 +11,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findSignatures, SIGNATURE_TYPES, type Signature } from '../src/partition/signatures.js';
 import { MAX_READ_BYTES, MAX_TOTAL_READ_BYTES } from '../src/partition/signatures/view.js';
-import { newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
+import { copySparse, newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
 import { measured, mutants } from './hostile.js';
 import { type Fixture, FIXTURES } from './signatures-fixtures.js';
 import { repairGptCrcs } from './table-edits.js';
@@ -196,7 +196,7 @@ describe('findSignatures agrees with wipefs on corrupted images', () => {
     const disagreements: string[] = [];
     for (const [index, b] of built.entries()) {
       const copy = path.join(dir, `${b.fixture.name}.mutant`);
-      fs.copyFileSync(b.file, copy);
+      copySparse(b.file, copy);
       const fd = fs.openSync(copy, 'r+');
       try {
         const regions = regionsOf(b.bytes, b.good);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Signature } from '../src/partition/signatures.js';
-import { newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
+import { copySparse, newImageIn, sfdiskWrite, useTempDir } from './helpers.js';
 import { FIXTURES, run } from './signatures-fixtures.js';
 import { extract, hasTool, implant, onLoop, signaturesOf, wipefsErase, wipefsList, writeMdSuperblock } from './signatures-tools.js';
 
@@ -67,7 +67,7 @@ describe('findSignatures on 4096-byte-sector devices agrees with wipefs on a loo
       if (label === 'gpt') expect(found.map((s) => s.offset)).toEqual([4096, 64 * MiB - 4096, 510]);
       // What wipefs -a erases on the device is what findSignatures gives.
       const copy = `${file}.wiped`;
-      fs.copyFileSync(file, copy);
+      copySparse(file, copy);
       const before = fs.readFileSync(copy);
       onLoop(copy, (dev) => run('wipefs', ['-a', dev]), 4096);
       const after = fs.readFileSync(copy);

@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { findSignatures, type Signature } from '../src/partition/signatures.js';
+import { copySparse } from './helpers.js';
 
 const C_LOCALE = { ...process.env, LC_ALL: 'C', LANG: 'C' };
 
@@ -35,7 +36,7 @@ export interface Erased {
 
 /** Runs `wipefs -a -f` on a copy of `file` and says what it erased. */
 export function wipefsErase(file: string, copy: string): Erased {
-  fs.copyFileSync(file, copy);
+  copySparse(file, copy);
   const r = spawnSync('wipefs', ['-a', '-f', copy], { env: C_LOCALE });
   if (r.status !== 0) throw new Error(`wipefs -a ${copy} failed (${r.status}): ${r.stderr}`);
   const reported = [...r.stdout.toString().matchAll(/(\d+) bytes? (?:was|were) erased at offset 0x([0-9a-f]+) \(([^)]+)\)/g)].map((m) => ({
