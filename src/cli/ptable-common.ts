@@ -60,6 +60,16 @@ export function loadTable(disk: Disk, forChange = false): PartitionTable {
   return table;
 }
 
+/** The pure edits' refusals name the partition, not the disk: the disk's path goes in front. */
+export function onDisk<T>(path: string, body: () => T): T {
+  try {
+    return body();
+  } catch (err) {
+    if (err instanceof ToolError) throw new ToolError(err.code, `${path}: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
 export function withDisk<T>(path: string, options: GlobalOptions, body: (disk: Disk) => T, writable = false): T {
   const disk = openForCommand(path, options, writable);
   try {

@@ -26,22 +26,12 @@ import { growPartition } from '../partition/align.js';
 import { relocateBackup } from '../partition/gpt.js';
 import type { PartitionTable } from '../partition/model.js';
 import { writeHazards } from '../partition/read.js';
-import { type Globals, type RegisterCommands, commitSectors, commitTable, loadTable, warn, withDisk } from './ptable-common.js';
+import { type Globals, type RegisterCommands, commitSectors, commitTable, loadTable, onDisk, warn, withDisk } from './ptable-common.js';
 
 /** A partition number argument as sfdisk reads it (strtou32_or_err). */
 export function partitionNumber(path: string, text: string): number {
   if (!/^\s*[0-9]+$/.test(text) || Number(text) > 0xffffffff) throw new ToolError('USAGE', `${path}: failed to parse partition number '${text}'`);
   return Number(text);
-}
-
-/** The pure edits' refusals name the partition; the disk's path goes in front. */
-function onDisk<T>(path: string, body: () => T): T {
-  try {
-    return body();
-  } catch (err) {
-    if (err instanceof ToolError) throw new ToolError(err.code, `${path}: ${err.message}`, { cause: err });
-    throw err;
-  }
 }
 
 const say = (lines: readonly string[]): void => {

@@ -15,7 +15,7 @@ import { readTable } from '../partition/read.js';
 import { type ScriptPlan, prepareScriptTable } from '../partition/script-table.js';
 import { type ByteWipe, WIPE_MODES, type WipeMode } from '../partition/wipe-plan.js';
 import { parseSize } from '../size.js';
-import { type GlobalOptions, type RegisterCommands, loadTable, sectorSizeOption, warn } from './ptable-common.js';
+import { type GlobalOptions, type RegisterCommands, loadTable, onDisk, sectorSizeOption, warn } from './ptable-common.js';
 
 interface WriteOptions {
   size?: string;
@@ -44,42 +44,37 @@ function checkOptions(opts: WriteOptions): void {
   if (opts.moveData !== undefined && opts.partno === undefined) throw new ToolError('USAGE', '--move-data needs -N');
 }
 
-/** The script's table: a whole new one, or (-N, --append) the table on the disk edited by it. */
-function scriptPlan(disk: Disk, script: string, opts: WriteOptions, sizeSectors: number): ScriptPlan | null {
+/**
+ * The script's table: a whole new one, or (-N, --append) the table on the disk (`edited`, read
+ * once) changed by it.
+ */
+function scriptPlan(disk: Disk, script: string, opts: WriteOptions, sizeSectors: number): { plan: ScriptPlan | null; edited?: PartitionTable } {
   if (opts.partno === undefined && !opts.append) {
     const current = disk.sectors > 0 ? readTable(disk.read, disk.sectorSize, disk.sectors).table : null;
     // -X names the label of a script without "label:", even over the disk's own (as sfdisk 2.38.1).
     const defaultLabel = opts.label ?? current?.label;
-    return prepareScriptTable(script, {
+    const plan = prepareScriptTable(script, {
       path: disk.path,
       sectorSize: disk.sectorSize,
       diskSectors: Math.max(disk.sectors, sizeSectors),
       ...(defaultLabel ? { currentLabel: defaultLabel } : {}),
     });
+    return { plan };
   }
   // sfdisk: "cannot modify partition N: no partition table was found"; ptable's exit 3.
-  const current = loadTable(disk, true);
-  return onDisk(disk, () => (opts.partno !== undefined ? editPartitionFromScript(current, Number(opts.partno), script) : appendFromScript(current, script)));
-}
-
-/** The library's ToolErrors name no disk: this one's path goes in front. */
-function onDisk<T>(disk: Disk, body: () => T): T {
-  try {
-    return body();
-  } catch (err) {
-    if (err instanceof ToolError) throw new ToolError(err.code, `${disk.path}: ${err.message}`, { cause: err });
-    throw err;
-  }
+  const edited = loadTable(disk, true);
+  const plan = onDisk(disk.path, () => (opts.partno !== undefined ? editPartitionFromScript(edited, Number(opts.partno), script) : appendFromScript(edited, script)));
+  return { plan, edited };
 }
 
 /** -N N --move-data: what moves once the table is written (sfdisk moves the data after the write). */
-function plannedMove(disk: Disk, opts: WriteOptions, table: PartitionTable): MoveRequest | null {
-  if (!opts.moveData || opts.partno === undefined) return null;
+function plannedMove(disk: Disk, opts: WriteOptions, before: PartitionTable | undefined, table: PartitionTable): MoveRequest | null {
+  if (!opts.moveData || opts.partno === undefined || !before) return null;
   const number = Number(opts.partno);
   const moved = table.partitions.find((p) => p.number === number);
   if (!moved) return null;
-  const original = loadTable(disk).partitions.find((p) => p.number === number);
-  const move = onDisk(disk, () => planMoveData(original, moved));
+  const original = before.partitions.find((p) => p.number === number);
+  const move = onDisk(disk.path, () => planMoveData(original, moved));
   if (!move) {
     if (original) warn(`${disk.path}: partition ${number}: start of the partition has not been moved; ignoring --move-data`);
     return null;
@@ -106,7 +101,7 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
   const disk = openDisk(path, { writable: opts.act !== false, create: opts.act !== false, sectorSize });
   let written = false;
   try {
-    const plan = scriptPlan(disk, script, opts, sizeSectors);
+    const { plan, edited } = scriptPlan(disk, script, opts, sizeSectors);
     if (!plan) {
       say(`${path}: the script holds no label and no partition: nothing written (as sfdisk)`);
       return;
@@ -115,7 +110,7 @@ function writeScript(path: string, options: GlobalOptions, opts: WriteOptions): 
     const sectors = Math.max(sizeSectors, plan.table.diskSectors);
     if (opts.act !== false) ensureDiskSectors(disk, sectors);
     else if (sectors > disk.sectors && disk.isBlockDevice) throw new ToolError('DISK_IO', `${path}: the table needs ${sectors} sectors, the device has ${disk.sectors}`);
-    const move = plannedMove(disk, opts, plan.table);
+    const move = plannedMove(disk, opts, edited, plan.table);
     if (opts.backup && opts.act !== false) {
       const lines = writeSfdiskBackup(disk, path, opts.backupFile ?? defaultBackupPrefix());
       if (!opts.quiet) process.stdout.write(lines.map((l) => `${l}\n`).join(''));
