@@ -23,6 +23,19 @@ export interface Fixture {
   expect: string[];
 }
 
+/** Builds a read-only filesystem image at `f` from a one-file tree (`fresh`: the tool makes `f` itself). */
+function fromHelloTree(f: string, fresh: boolean, build: (tree: string) => void): void {
+  const tree = `${f}.tree`;
+  fs.mkdirSync(tree, { recursive: true });
+  fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
+  if (fresh) fs.rmSync(f);
+  try {
+    build(tree);
+  } finally {
+    fs.rmSync(tree, { recursive: true });
+  }
+}
+
 export const run = (command: string, args: string[], input?: string): void => void execFileSync(command, args, { input, stdio: ['pipe', 'ignore', 'pipe'] });
 const putBytes = (file: string, offset: number, bytes: string): void => {
   const fd = fs.openSync(file, 'r+');
@@ -100,41 +113,21 @@ export const FIXTURES: Fixture[] = [
     name: 'iso9660',
     tool: 'genisoimage',
     bytes: 0,
-    make: (f) => {
-      const tree = `${f}.tree`;
-      fs.mkdirSync(tree, { recursive: true });
-      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
-      run('genisoimage', ['-quiet', '-o', f, tree]);
-      fs.rmSync(tree, { recursive: true });
-    },
+    make: (f) => fromHelloTree(f, false, (tree) => run('genisoimage', ['-quiet', '-o', f, tree])),
     expect: ['iso9660'],
   },
   {
     name: 'squashfs',
     tool: 'mksquashfs',
     bytes: 0,
-    make: (f) => {
-      const tree = `${f}.tree`;
-      fs.mkdirSync(tree, { recursive: true });
-      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
-      fs.rmSync(f);
-      run('mksquashfs', [tree, f, '-quiet', '-noappend']);
-      fs.rmSync(tree, { recursive: true });
-    },
+    make: (f) => fromHelloTree(f, true, (tree) => run('mksquashfs', [tree, f, '-quiet', '-noappend'])),
     expect: ['squashfs'],
   },
   {
     name: 'erofs',
     tool: 'mkfs.erofs',
     bytes: 0,
-    make: (f) => {
-      const tree = `${f}.tree`;
-      fs.mkdirSync(tree, { recursive: true });
-      fs.writeFileSync(path.join(tree, 'hello.txt'), 'hello\n');
-      fs.rmSync(f);
-      run('mkfs.erofs', ['--quiet', f, tree]);
-      fs.rmSync(tree, { recursive: true });
-    },
+    make: (f) => fromHelloTree(f, true, (tree) => run('mkfs.erofs', ['--quiet', f, tree])),
     expect: ['erofs'],
   },
   { name: 'f2fs', tool: 'mkfs.f2fs', bytes: 64 * MiB, make: (f) => run('mkfs.f2fs', ['-q', '-f', f]), expect: ['f2fs'] },
