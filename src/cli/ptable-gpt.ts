@@ -22,11 +22,6 @@ import {
 import type { PartitionTable, SectorWrite } from '../partition/model.js';
 import { type RegisterCommands, type Globals, commitSectors, loadTable, warn, withDisk } from './ptable-common.js';
 
-/** Writes raw sectors through the one writer (boot code kept when `keepBootCode`), with the command's change options. */
-function commitWrites(disk: Disk, writes: SectorWrite[], keepBootCode: boolean): void {
-  commitSectors(disk, writes, keepBootCode);
-}
-
 /** A model refusal (a partition that no longer fits) is REFUSED: the disk is left as it was. */
 function refusing<T>(disk: Disk, body: () => T): T {
   try {
@@ -49,7 +44,7 @@ function relocate(disk: Disk, mode: RelocateMode): void {
   // A damaged primary (the table was read from the backup) names no backup place: -1.
   const primaryAlternateLba = validGptHeader(disk.read(1, 1))?.alternateLba ?? -1;
   const writes = refusing(disk, () => relocatedWrites({ table, diskSectors: disk.sectors, primaryAlternateLba, sector0: disk.read(0, 1) }, mode));
-  commitWrites(disk, writes, mode !== 'sgdisk-e');
+  commitSectors(disk, writes, mode !== 'sgdisk-e');
 }
 
 /** The sectors a partition of a dos table covers among `runs` (what zap would destroy). */
@@ -69,7 +64,7 @@ function zap(disk: Disk, all: boolean, force: boolean): void {
       throw new ToolError('REFUSED', `${disk.path}: a dos disk: zap zeroes LBA ${runs[0]!.lba}-${runs[0]!.lba + runs[0]!.count - 1} and ${runs[1]!.lba}-${runs[1]!.lba + runs[1]!.count - 1} as sgdisk does, which lie inside ${hit.join(', ')}; nothing written (--force to zero them anyway)`);
     }
   }
-  commitWrites(disk, runs.map((r) => ({ lba: r.lba, data: Buffer.alloc(r.count * disk.sectorSize) })), false);
+  commitSectors(disk, runs.map((r) => ({ lba: r.lba, data: Buffer.alloc(r.count * disk.sectorSize) })), false);
 }
 
 function tryTable(disk: Disk): PartitionTable | null {
@@ -104,7 +99,7 @@ function randomizeGuids(disk: Disk): void {
     const { header, entries: newEntries } = withNewGuids(c.header, entries, guids.diskGuid, guids.uniques);
     writes.push({ lba: h.entriesLba, data: newEntries }, { lba: c.lba, data: header });
   }
-  commitWrites(disk, writes, false);
+  commitSectors(disk, writes, false);
 }
 
 function restoreSgdisk(disk: Disk, file: string, force: boolean): void {
@@ -115,7 +110,7 @@ function restoreSgdisk(disk: Disk, file: string, force: boolean): void {
   const h = backup.primaryHeader;
   const ends = parseGptEntries(backup.entries, h.entryCount, h.entrySize).map(partitionEnd);
   const writes = refusing(disk, () => sgdiskRestoreWrites(backup, disk.sectors, disk.sectorSize, disk.read(0, 1), ends));
-  commitWrites(disk, writes, false);
+  commitSectors(disk, writes, false);
 }
 
 /** sgdisk -g: a dos table becomes a GPT (a GPT disk is left as it is, as sgdisk leaves it). */
@@ -125,7 +120,7 @@ function convertToGpt(disk: Disk): void {
     warn(`${disk.path}: already a GPT disk; nothing written`);
     return;
   }
-  commitWrites(disk, refusing(disk, () => convertedToGpt(table, disk.read(0, 1))), false);
+  commitSectors(disk, refusing(disk, () => convertedToGpt(table, disk.read(0, 1))), false);
 }
 
 export const registerGptCommands: RegisterCommands = (program, globals: Globals) => {

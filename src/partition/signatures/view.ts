@@ -77,7 +77,7 @@ export class AreaView {
   read(offset: number, length: number): Buffer | null {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0) return null;
     if (offset + length > this.areaBytes) return null;
-    if (length > MAX_READ_BYTES) throw new Error(`signature probe read of ${length} bytes at ${offset}: more than ${MAX_READ_BYTES}`);
+    if (length > MAX_READ_BYTES) throw new Error(`signatures bug: a probe read of ${length} bytes at ${offset}: more than ${MAX_READ_BYTES}`);
     if (this.shared.bytesRead + length > MAX_TOTAL_READ_BYTES) return null;
     this.shared.bytesRead += length;
     const got = this.readArea(offset, length);
